@@ -1,0 +1,213 @@
+//! The command line, as clap definitions only: parsing and shape checks, no syscalls.
+//!
+//! Man pages and shell completions are generated from these definitions (`lbctl gen`), so every
+//! help string here is user documentation.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Direct Server Return (DSR) load balancing: set up backends, diagnose them, run a balancer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lbctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 findings/drift/pending changes, 2 usage or runtime \
+error (nothing left half-done), 77 missing privilege (CAP_NET_ADMIN)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Machine-readable JSON output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Run inside the named network namespace (as created by `ip netns add NAME`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Print the plan as `ip`/`nft`/`sysctl` commands and change nothing.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage VIPs on this backend (a /32 or /128 on `lo` by default).
+    #[command(subcommand)]
+    Vip(VipCmd),
+    /// Keep this backend from answering ARP for its VIPs.
+    #[command(subcommand)]
+    Arp(ArpCmd),
+    /// Source-based policy routing so replies from a VIP leave by the right gateway.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Report and fix reverse-path filtering (rp_filter) for DSR traffic.
+    #[command(subcommand)]
+    Rpfilter(RpfilterCmd),
+    /// Generate shell completions or man pages from this command line definition.
+    #[command(subcommand)]
+    Gen(GenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VipCmd {
+    /// Add VIP as /32 (/128, nodad) on DEV. A no-op when lbctl already added it.
+    Add(VipAddArgs),
+    /// Delete a VIP lbctl added (`--force` for one it did not add).
+    Del(VipDelArgs),
+    /// List host-prefix addresses on `lo` and every lbctl VIP, owned or foreign.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct VipAddArgs {
+    /// The VIP, e.g. 198.18.0.100 or 2001:db8::100 (an explicit /32 or /128 is accepted).
+    pub vip: String,
+    /// Device to put the VIP on.
+    #[arg(long, default_value = "lo", value_name = "DEV")]
+    pub dev: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VipDelArgs {
+    /// The VIP to delete.
+    pub vip: String,
+    /// Device the VIP is on.
+    #[arg(long, default_value = "lo", value_name = "DEV")]
+    pub dev: String,
+    /// Delete the address even though lbctl did not add it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ArpModeArg {
+    /// An lbctl-owned `arp` family nftables table (drop requests for the VIP, rewrite it as sender).
+    #[default]
+    Nft,
+    /// The arp_ignore=1 / arp_announce=2 sysctls on the ARP-facing interface.
+    Sysctl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArpCmd {
+    /// Stop answering ARP for VIP (do this before `vip add`).
+    Suppress(ArpArgs),
+    /// Undo `suppress` for VIP, restoring exactly the prior state.
+    Restore(ArpArgs),
+    /// Show the suppression lbctl manages and the effective ARP sysctls.
+    Status(ArpStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArpArgs {
+    /// The VIP (IPv4; IPv6 uses neighbour discovery, which needs no suppression for a VIP on lo).
+    pub vip: String,
+    /// This backend's real IP on the ARP-facing interface (the ARP sender used instead of the VIP).
+    #[arg(long, value_name = "RIP")]
+    pub real_ip: Option<String>,
+    /// The ARP-facing interface (sysctl mode; default: the interface holding the real IP).
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// How to suppress.
+    #[arg(long, value_enum, default_value_t)]
+    pub mode: ArpModeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ArpStatusArgs {
+    /// Only this VIP.
+    pub vip: Option<String>,
+    /// Only this interface's sysctls.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// `ip rule from VIP lookup T` + default via GW + IF's connected routes, all in table T.
+    Add(RouteAddArgs),
+    /// Remove the policy routing lbctl added for VIP.
+    Del(RouteDelArgs),
+    /// Show the policy routing lbctl manages.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteAddArgs {
+    /// The VIP replies are sent from.
+    pub vip: String,
+    /// Routing table id (1-4294967295 except 253, 254, 255).
+    #[arg(long, value_name = "T")]
+    pub table: u32,
+    /// Gateway for replies from the VIP.
+    #[arg(long, value_name = "GW")]
+    pub via: String,
+    /// Interface towards the gateway; its connected routes are copied into table T.
+    #[arg(long, value_name = "IF")]
+    pub dev: String,
+    /// Rule priority.
+    #[arg(long, value_name = "P", default_value_t = crate::model::DEFAULT_RULE_PRIORITY)]
+    pub priority: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteDelArgs {
+    /// The VIP.
+    pub vip: String,
+    /// Routing table id given to `route add`.
+    #[arg(long, value_name = "T")]
+    pub table: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RpfilterCmd {
+    /// Report rp_filter (all, default, each interface, effective = max(all, iface)).
+    Check(RpfilterArgs),
+    /// Set loose mode (2) where the effective mode is strict (1), recording prior values.
+    Fix(RpfilterArgs),
+    /// Put back the rp_filter values `fix` changed.
+    Restore,
+}
+
+#[derive(Debug, Args)]
+pub struct RpfilterArgs {
+    /// Only this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Simulate a request from --client to this VIP.
+    #[arg(long, requires = "client")]
+    pub vip: Option<String>,
+    /// Client address for the simulation.
+    #[arg(long, requires = "vip")]
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenCmd {
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (lbctl.1, lbctl-vip.1, …) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}

@@ -1,0 +1,309 @@
+//! The change engine shared by every mutating command:
+//! desired (intents) → observed → plan → apply → verify → journal, with rollback.
+//!
+//! 1. The caller validates its input (no changes yet) and says how the intents change.
+//! 2. Under the journal lock: observe, expand, diff into a [`Plan`].
+//! 3. `--dry-run` prints the plan and stops. Otherwise the journal is written ahead (new
+//!    intents, ownership of everything about to be created), then changes are applied in order.
+//! 4. If change k fails, changes k-1…0 are reverted in reverse order and both the failure and the
+//!    rollback are reported. The journal goes back to its previous content.
+//! 5. Verify: observe again; the plan must now be empty, or the run is rolled back.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::journal::{Journal, State};
+use crate::model::{expand, Desired, Intent};
+use crate::plan::{diff, Change, Observed, Owned, Plan};
+use crate::sys::netlink::RouteInfo;
+use crate::sys::{nft, sysctl, Sys};
+use crate::{Ctx, Outcome};
+
+/// Routing table ids of main and local; lbctl never observes or touches routes there.
+const MAIN_TABLE: u32 = 254;
+const LOCAL_TABLE: u32 = 255;
+/// rtm_protocol of routes the kernel creates for addresses.
+const RTPROT_KERNEL: u8 = 2;
+
+/// Everything observed in one pass, kept for commands that need more than the plan.
+pub struct Snapshot {
+    pub observed: Observed,
+    pub routes: Vec<RouteInfo>,
+    pub foreign_rule_tables: BTreeSet<u32>,
+}
+
+/// Connected (on-link) prefixes of `dev` in the main table, as copied into policy tables.
+pub fn connected_prefixes(routes: &[RouteInfo], dev: &str, v4: bool) -> Vec<IpNet> {
+    routes
+        .iter()
+        .filter(|r| {
+            r.table == MAIN_TABLE
+                && r.dev.as_deref() == Some(dev)
+                && r.via.is_none()
+                && r.unicast
+                && r.dst.addr().is_ipv4() == v4
+                && r.dst.prefix_len() > 0
+                && if v4 {
+                    r.scope_link
+                } else {
+                    r.protocol == RTPROT_KERNEL
+                }
+        })
+        .map(|r| r.dst)
+        .collect()
+}
+
+/// Observe the state relevant to `sysctl_keys` and lbctl's objects.
+pub fn observe(
+    sys: &Sys,
+    sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
+) -> Result<Snapshot> {
+    let mut o = Observed::default();
+    for a in sys.addresses()? {
+        o.addrs.insert(a.obj, a.marked);
+    }
+    let rules = sys.rules()?;
+    o.rules = rules.plain;
+    o.rule_tables = rules.tables;
+    let routes = sys.routes()?;
+    for r in &routes {
+        if r.table == MAIN_TABLE || r.table == LOCAL_TABLE {
+            continue;
+        }
+        if let Some(obj) = r.obj() {
+            o.routes
+                .insert(obj, r.protocol == crate::model::LBCTL_PROTO);
+        }
+    }
+    for key in sysctl_keys {
+        let v = sysctl::read(&key)?;
+        o.sysctls.insert(key, v);
+    }
+    let arp = nft::observe_arp()?;
+    o.arp = arp.map;
+    o.arp_intact = arp.intact;
+    Ok(Snapshot {
+        observed: o,
+        routes,
+        foreign_rule_tables: rules.foreign_tables,
+    })
+}
+
+/// Expand all intents of `state` against the observed routes.
+pub fn desired_of(state: &State, routes: &[RouteInfo]) -> Result<Desired> {
+    let connected = |dev: &str, v4: bool| connected_prefixes(routes, dev, v4);
+    expand(
+        state.intents.iter().map(|(k, v)| (k.as_str(), v)),
+        &connected,
+    )
+}
+
+/// Plan for `state` against the live system.
+pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
+    // First pass to learn routes (for connected prefixes) and which sysctls matter.
+    let keys = |d: &Desired, owned: &Owned| {
+        d.sysctls
+            .keys()
+            .chain(owned.sysctl_prior.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    let routes = sys.routes()?;
+    let desired = desired_of(state, &routes)?;
+    let snap = observe(sys, keys(&desired, &state.owned))?;
+    let desired = desired_of(state, &snap.routes)?;
+    let plan = diff(&desired, &snap.observed, &state.owned);
+    Ok((plan, desired, snap))
+}
+
+fn apply_one(sys: &Sys, c: &Change) -> Result<()> {
+    if let Ok(k) = std::env::var("LBCTL_FAIL_ON") {
+        // Test hook: fail on the first change whose command line contains this text.
+        if !k.is_empty() && c.commands().iter().any(|l| l.contains(&k)) {
+            return Err(Error::Runtime(anyhow::anyhow!(
+                "injected failure (LBCTL_FAIL_ON={k})"
+            )));
+        }
+    }
+    match c {
+        Change::AddrAdd(a) => sys.addr_add(a),
+        Change::AddrDel(a) => sys.addr_del(a),
+        Change::RuleAdd(r) => sys.rule_add(r),
+        Change::RuleDel(r) => sys.rule_del(r),
+        Change::RouteAdd(r) => sys.route_add(r),
+        Change::RouteDel(r) => sys.route_del(r),
+        Change::Sysctl { key, to, .. } => sysctl::write(key, to),
+        Change::ArpTable { to, .. } => nft::apply_arp(to.as_ref()),
+    }
+}
+
+/// Apply `changes` in order; on failure revert the applied prefix in reverse order.
+/// Returns Ok(()) or an error that describes the failure and the rollback.
+pub fn apply_all(ctx: &Ctx, sys: &Sys, changes: &[Change]) -> Result<()> {
+    for (i, c) in changes.iter().enumerate() {
+        ctx.detail(format!("applying: {c}"));
+        if let Err(e) = apply_one(sys, c) {
+            let mut msg = format!("change {} of {} failed: {}\n  {e}", i + 1, changes.len(), c);
+            let failures = rollback(ctx, sys, &changes[..i]);
+            if failures.is_empty() {
+                msg.push_str(&format!(
+                    "\nrolled back {} applied change(s); the system is as before",
+                    i
+                ));
+            } else {
+                msg.push_str(&format!(
+                    "\nrollback incomplete ({} of {} undo step(s) failed):",
+                    failures.len(),
+                    i
+                ));
+                for f in failures {
+                    msg.push_str(&format!("\n  {f}"));
+                }
+            }
+            return Err(match e {
+                Error::Privilege(_) => Error::Privilege(msg),
+                _ => Error::Runtime(anyhow::anyhow!(msg)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Undo `applied` in reverse order, continuing past errors; returns the failures.
+pub fn rollback(ctx: &Ctx, sys: &Sys, applied: &[Change]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for c in applied.iter().rev() {
+        let undo = c.inverse();
+        ctx.detail(format!("rolling back: {undo}"));
+        if let Err(e) = apply_one(sys, &undo) {
+            failures.push(format!("{undo}: {e}"));
+        }
+    }
+    failures
+}
+
+/// Result of a converge run, for output.
+pub struct Report {
+    pub plan: Plan,
+    pub applied: bool,
+}
+
+/// Change the intents with `mutate`, then converge the system to them.
+///
+/// `mutate` receives the current state and the live snapshot, and may refuse (usage error)
+/// before anything is touched.
+pub fn converge(
+    ctx: &Ctx,
+    sys: &Sys,
+    journal: &Journal,
+    command: &str,
+    mutate: impl FnOnce(&mut State, &Snapshot) -> Result<()>,
+) -> Result<Report> {
+    let dry_run = ctx.global.dry_run;
+    let _lock = if dry_run {
+        None
+    } else {
+        crate::sys::require_net_admin(command)?;
+        Some(journal.lock()?)
+    };
+    let before = journal.load()?;
+    let mut state = before.clone();
+    let (_, _, snap) = plan_for(sys, &state)?;
+    mutate(&mut state, &snap)?;
+    state.intents.retain(|_, i: &mut Intent| !i.is_empty());
+    let (plan, desired, _) = plan_for(sys, &state)?;
+    for n in &plan.notes {
+        ctx.warn(n);
+    }
+    if dry_run || plan.is_empty() {
+        if !dry_run && (state.intents != before.intents || plan.owned_after != before.owned) {
+            let mut s = state.clone();
+            s.owned = plan.owned_after.clone();
+            journal.save(&s)?;
+        }
+        return Ok(Report {
+            plan,
+            applied: false,
+        });
+    }
+
+    // Write ahead: a crash part-way leaves every object we may have created recorded as ours.
+    let mut ahead = state.clone();
+    ahead.owned = union(&before.owned, &plan.owned_after);
+    journal.save(&ahead)?;
+
+    if let Err(e) = apply_all(ctx, sys, &plan.changes) {
+        journal.save(&before)?;
+        return Err(e);
+    }
+
+    // Verify.
+    let (check, _, _) = plan_for(sys, &state)?;
+    if !check.is_empty() {
+        let failures = rollback(ctx, sys, &plan.changes);
+        journal.save(&before)?;
+        return Err(Error::Runtime(anyhow::anyhow!(
+            "verification failed: after applying, {} change(s) are still pending:\n  {}\n{}",
+            check.changes.len(),
+            check.commands().join("\n  "),
+            if failures.is_empty() {
+                "rolled back; the system is as before".to_string()
+            } else {
+                format!("rollback incomplete: {}", failures.join("; "))
+            }
+        )));
+    }
+    let _ = desired;
+    state.owned = plan.owned_after.clone();
+    state.record(command, plan.commands());
+    journal.save(&state)?;
+    Ok(Report {
+        plan,
+        applied: true,
+    })
+}
+
+fn union(a: &Owned, b: &Owned) -> Owned {
+    let mut o = a.clone();
+    o.addrs.extend(b.addrs.iter().cloned());
+    o.rules.extend(b.rules.iter().cloned());
+    o.routes.extend(b.routes.iter().cloned());
+    for (k, v) in &b.sysctl_prior {
+        o.sysctl_prior.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    o
+}
+
+/// Print a converge report (human or JSON) and map it to an outcome.
+pub fn print_report(ctx: &Ctx, report: &Report) -> Outcome {
+    let cmds = report.plan.commands();
+    if ctx.global.json {
+        ctx.emit_json(&json!({
+            "changes": cmds,
+            "applied": report.applied,
+            "dry_run": ctx.global.dry_run,
+            "notes": report.plan.notes,
+        }));
+    } else if ctx.global.dry_run {
+        if cmds.is_empty() {
+            ctx.say("# unchanged: nothing to do");
+        }
+        for c in &cmds {
+            // Plain lines, so `lbctl … --dry-run | sh` is possible.
+            if !ctx.global.quiet {
+                println!("{c}");
+            }
+        }
+    } else if cmds.is_empty() {
+        ctx.say("unchanged");
+    } else {
+        for c in &cmds {
+            ctx.say(c);
+        }
+        ctx.say(format!("applied {} change(s)", report.plan.changes.len()));
+    }
+    Outcome::Clean
+}

@@ -1,0 +1,105 @@
+//! The only code with side effects: netlink (rtnetlink), nftables (`nft -j`), /proc/sys, and
+//! network namespaces. Everything above this layer is pure and works on the types in `model`.
+
+pub mod netlink;
+pub mod nft;
+pub mod sysctl;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use anyhow::Context as _;
+
+use crate::error::{Error, Result};
+use crate::usage;
+
+/// Capability number of CAP_NET_ADMIN (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Does this process hold CAP_NET_ADMIN (in its user namespace)?
+pub fn has_cap_net_admin() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Refuse early, before any change, when CAP_NET_ADMIN is missing.
+pub fn require_net_admin(what: &str) -> Result<()> {
+    if has_cap_net_admin() {
+        Ok(())
+    } else {
+        Err(Error::Privilege(format!(
+            "{what} needs CAP_NET_ADMIN: run as root (e.g. with sudo); nothing was changed"
+        )))
+    }
+}
+
+/// Move this (single-threaded) process into the named network namespace, as `ip netns exec`
+/// does. Must run before any netlink socket or thread is created: /proc/sys/net and netlink
+/// sockets follow the namespace of the calling thread at the time they are opened.
+pub fn enter_netns(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(usage!("invalid network namespace name '{name}'"));
+    }
+    let path = format!("/run/netns/{name}");
+    let file = File::open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => usage!("no network namespace named '{name}' ({path})"),
+        std::io::ErrorKind::PermissionDenied => {
+            Error::Privilege(format!("cannot open {path}: permission denied"))
+        }
+        _ => Error::Runtime(anyhow::Error::new(e).context(format!("opening {path}"))),
+    })?;
+    // SAFETY: setns on a valid, open namespace file descriptor; no memory is shared.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EPERM) {
+            return Err(Error::Privilege(format!(
+                "entering network namespace '{name}' needs CAP_SYS_ADMIN: run as root"
+            )));
+        }
+        return Err(Error::Runtime(
+            anyhow::Error::new(e).context(format!("setns into '{name}'")),
+        ));
+    }
+    Ok(())
+}
+
+/// Inode number of the current network namespace (identifies it while it exists).
+pub fn netns_inode(pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// A handle to the kernel: a single-threaded tokio runtime driving an rtnetlink connection.
+pub struct Sys {
+    rt: tokio::runtime::Runtime,
+    handle: rtnetlink::Handle,
+}
+
+impl Sys {
+    pub fn new() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the netlink runtime")?;
+        let handle = rt.block_on(async {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().context("opening a netlink socket")?;
+            tokio::spawn(conn);
+            Ok::<_, anyhow::Error>(handle)
+        })?;
+        Ok(Sys { rt, handle })
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}

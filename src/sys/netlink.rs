@@ -1,0 +1,473 @@
+//! rtnetlink: typed dumps and changes for links, addresses, rules, routes and route lookups.
+//!
+//! Objects lbctl creates carry [`LBCTL_PROTO`] (IFA_PROTO, FRA_PROTOCOL, rtm_protocol); deletes
+//! of rules and routes pass it too, so the kernel itself refuses to delete a foreign object that
+//! merely looks the same.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::{
+    address::{
+        AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+    },
+    link::{LinkAttribute, LinkFlags, LinkMessage},
+    route::{
+        RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
+        RouteScope, RouteType,
+    },
+    rule::{RuleAction, RuleAttribute, RuleMessage},
+    AddressFamily,
+};
+use rtnetlink::{IpVersion, RouteMessageBuilder};
+
+use super::Sys;
+use crate::error::{Error, Result};
+use crate::model::{host_prefix, AddrObj, RouteObj, RuleObj, LBCTL_PROTO};
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub mac: Option<Vec<u8>>,
+}
+
+/// An address as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    pub obj: AddrObj,
+    /// Carries lbctl's protocol mark.
+    pub marked: bool,
+}
+
+/// A route as observed, in any table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub table: u32,
+    pub dst: IpNet,
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub protocol: u8,
+    pub scope_link: bool,
+    pub unicast: bool,
+}
+
+impl RouteInfo {
+    pub fn obj(&self) -> Option<RouteObj> {
+        Some(RouteObj {
+            table: self.table,
+            dst: self.dst,
+            via: self.via,
+            dev: self.dev.clone()?,
+        })
+    }
+}
+
+/// Result of a FIB lookup (`ip route get`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub dev: Option<String>,
+    pub via: Option<IpAddr>,
+    pub table: u32,
+    pub kind: String,
+    pub prefsrc: Option<IpAddr>,
+}
+
+/// Observed rules: plain `from PREFIX lookup T` rules with their mark, and every table any rule
+/// (modelled or not) points to, with whether a foreign rule points there.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub plain: BTreeMap<RuleObj, bool>,
+    pub foreign_tables: BTreeSet<u32>,
+    pub tables: BTreeSet<u32>,
+}
+
+/// Turn an rtnetlink error into a tool error with the operation and object, and a hint.
+fn nl_err(op: &str, obj: &dyn std::fmt::Display, e: rtnetlink::Error) -> Error {
+    if let rtnetlink::Error::NetlinkError(ref m) = e {
+        let errno = -m.raw_code();
+        let io = std::io::Error::from_raw_os_error(errno);
+        if errno == libc::EPERM || errno == libc::EACCES {
+            return Error::Privilege(format!("{op} {obj}: {io}: run as root (CAP_NET_ADMIN)"));
+        }
+        let hint = match errno {
+            libc::EEXIST => " (already present)",
+            libc::ESRCH | libc::ENOENT => " (not found)",
+            libc::ENODEV => " (no such device: was the interface deleted?)",
+            libc::ENETUNREACH => " (gateway not reachable on that device)",
+            libc::EADDRNOTAVAIL => " (address not present)",
+            _ => "",
+        };
+        return Error::Runtime(anyhow::anyhow!("{op} {obj}: {io}{hint}"));
+    }
+    Error::Runtime(anyhow::anyhow!("{op} {obj}: {e}"))
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn route_table(msg: &RouteMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(msg.header.table as u32)
+}
+
+impl Sys {
+    /// All interfaces.
+    pub fn links(&self) -> Result<Vec<Link>> {
+        let msgs: Vec<LinkMessage> = self
+            .block_on(self.handle.link().get().execute().try_collect())
+            .map_err(|e| nl_err("RTM_GETLINK", &"dump", e))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| {
+                let mut name = None;
+                let mut mac = None;
+                for a in &m.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => name = Some(n.clone()),
+                        LinkAttribute::Address(a) => mac = Some(a.clone()),
+                        _ => {}
+                    }
+                }
+                Some(Link {
+                    index: m.header.index,
+                    name: name?,
+                    up: m.header.flags.contains(LinkFlags::Up),
+                    mac,
+                })
+            })
+            .collect())
+    }
+
+    /// Index → name of every interface.
+    pub fn link_names(&self) -> Result<BTreeMap<u32, String>> {
+        Ok(self
+            .links()?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect())
+    }
+
+    /// Every IPv4 and IPv6 address.
+    pub fn addresses(&self) -> Result<Vec<AddrInfo>> {
+        let names = self.link_names()?;
+        let msgs: Vec<AddressMessage> = self
+            .block_on(self.handle.address().get().execute().try_collect())
+            .map_err(|e| nl_err("RTM_GETADDR", &"dump", e))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut local = None;
+            let mut address = None;
+            let mut marked = false;
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Local(ip) => local = Some(*ip),
+                    AddressAttribute::Address(ip) => address = Some(*ip),
+                    AddressAttribute::Protocol(AddressProtocol::Other(p)) => {
+                        marked = *p == LBCTL_PROTO
+                    }
+                    _ => {}
+                }
+            }
+            let (Some(addr), Some(dev)) = (local.or(address), names.get(&m.header.index)) else {
+                continue;
+            };
+            out.push(AddrInfo {
+                obj: AddrObj {
+                    dev: dev.clone(),
+                    addr,
+                    prefix: m.header.prefix_len,
+                },
+                marked,
+            });
+        }
+        Ok(out)
+    }
+
+    fn index_of(&self, dev: &str) -> Result<u32> {
+        self.links()?
+            .into_iter()
+            .find(|l| l.name == dev)
+            .map(|l| l.index)
+            .ok_or_else(|| Error::Runtime(anyhow::anyhow!("no such interface '{dev}'")))
+    }
+
+    /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad]`.
+    pub fn addr_add(&self, a: &AddrObj) -> Result<()> {
+        let index = self.index_of(&a.dev)?;
+        let mut req = self.handle.address().add(index, a.addr, a.prefix);
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(
+                LBCTL_PROTO,
+            )));
+        if a.addr.is_ipv6() {
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.block_on(req.execute())
+            .map_err(|e| nl_err("RTM_NEWADDR", a, e))
+    }
+
+    /// `ip addr del ADDR/PREFIX dev DEV`.
+    pub fn addr_del(&self, a: &AddrObj) -> Result<()> {
+        let index = self.index_of(&a.dev)?;
+        let mut msg = AddressMessage::default();
+        msg.header.family = family(a.addr);
+        msg.header.prefix_len = a.prefix;
+        msg.header.index = index;
+        if a.addr.is_ipv4() {
+            msg.attributes.push(AddressAttribute::Local(a.addr));
+        }
+        msg.attributes.push(AddressAttribute::Address(a.addr));
+        self.block_on(self.handle.address().del(msg).execute())
+            .map_err(|e| nl_err("RTM_DELADDR", a, e))
+    }
+
+    /// All rules, both families.
+    pub fn rules(&self) -> Result<Rules> {
+        let mut out = Rules::default();
+        for v in [IpVersion::V4, IpVersion::V6] {
+            let msgs: Vec<RuleMessage> = self
+                .block_on(self.handle.rule().get(v).execute().try_collect())
+                .map_err(|e| nl_err("RTM_GETRULE", &"dump", e))?;
+            for m in msgs {
+                let mut table = m.header.table as u32;
+                let mut from = None;
+                let mut priority = 0;
+                let mut marked = false;
+                let mut plain = m.header.action == RuleAction::ToTable
+                    && m.header.dst_len == 0
+                    && m.header.tos == 0;
+                for a in &m.attributes {
+                    match a {
+                        RuleAttribute::Table(t) => table = *t,
+                        RuleAttribute::Source(ip) => from = Some(*ip),
+                        RuleAttribute::Priority(p) => priority = *p,
+                        RuleAttribute::Protocol(RouteProtocol::Other(p)) => {
+                            marked = *p == LBCTL_PROTO
+                        }
+                        RuleAttribute::Protocol(_) => {}
+                        // "Not set" values the kernel reports on every rule.
+                        RuleAttribute::SuppressPrefixLen(u32::MAX)
+                        | RuleAttribute::SuppressIfGroup(u32::MAX)
+                        | RuleAttribute::FwMark(0)
+                        | RuleAttribute::FwMask(0) => {}
+                        _ => plain = false,
+                    }
+                }
+                out.tables.insert(table);
+                match (plain, from) {
+                    (true, Some(from)) => {
+                        out.plain.insert(
+                            RuleObj {
+                                priority,
+                                from,
+                                from_len: m.header.src_len,
+                                table,
+                            },
+                            marked,
+                        );
+                        if !marked {
+                            out.foreign_tables.insert(table);
+                        }
+                    }
+                    _ => {
+                        out.foreign_tables.insert(table);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn rule_message(r: &RuleObj) -> RuleMessage {
+        let mut m = RuleMessage::default();
+        m.header.family = family(r.from);
+        m.header.src_len = r.from_len;
+        m.header.action = RuleAction::ToTable;
+        m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
+        m.attributes.push(RuleAttribute::Source(r.from));
+        m.attributes.push(RuleAttribute::Table(r.table));
+        m.attributes.push(RuleAttribute::Priority(r.priority));
+        m.attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::Other(LBCTL_PROTO)));
+        m
+    }
+
+    /// `ip rule add from SRC lookup T priority P protocol 76`.
+    pub fn rule_add(&self, r: &RuleObj) -> Result<()> {
+        let mut req = self.handle.rule().add();
+        *req.message_mut() = Self::rule_message(r);
+        self.block_on(req.execute())
+            .map_err(|e| nl_err("RTM_NEWRULE", r, e))
+    }
+
+    /// `ip rule del from SRC lookup T priority P protocol 76` (only lbctl's rule matches).
+    pub fn rule_del(&self, r: &RuleObj) -> Result<()> {
+        self.block_on(self.handle.rule().del(Self::rule_message(r)).execute())
+            .map_err(|e| nl_err("RTM_DELRULE", r, e))
+    }
+
+    /// Every route of every table, both families (cached/cloned routes excluded).
+    pub fn routes(&self) -> Result<Vec<RouteInfo>> {
+        let names = self.link_names()?;
+        let mut out = Vec::new();
+        for builder in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let msgs: Vec<RouteMessage> = self
+                .block_on(self.handle.route().get(builder).execute().try_collect())
+                .map_err(|e| nl_err("RTM_GETROUTE", &"dump", e))?;
+            for m in msgs {
+                out.extend(route_info(&m, &names));
+            }
+        }
+        Ok(out)
+    }
+
+    fn route_message(r: &RouteObj, index: u32) -> Result<RouteMessage> {
+        let bad = invalid(r.to_string());
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+            .map_err(&bad)?
+            .output_interface(index)
+            .table_id(r.table)
+            .protocol(RouteProtocol::Other(LBCTL_PROTO));
+        b = match r.via {
+            Some(gw) => b.gateway(gw).map_err(&bad)?.scope(RouteScope::Universe),
+            None => b.scope(if r.dst.addr().is_ipv4() {
+                RouteScope::Link
+            } else {
+                RouteScope::Universe
+            }),
+        };
+        Ok(b.kind(RouteType::Unicast).build())
+    }
+
+    /// `ip route add DST [via GW] dev DEV table T proto 76`.
+    pub fn route_add(&self, r: &RouteObj) -> Result<()> {
+        let msg = Self::route_message(r, self.index_of(&r.dev)?)?;
+        self.block_on(self.handle.route().add(msg).execute())
+            .map_err(|e| nl_err("RTM_NEWROUTE", r, e))
+    }
+
+    /// `ip route del DST [via GW] dev DEV table T proto 76` (only lbctl's route matches).
+    pub fn route_del(&self, r: &RouteObj) -> Result<()> {
+        let mut msg = Self::route_message(r, self.index_of(&r.dev)?)?;
+        msg.header.scope = RouteScope::NoWhere;
+        self.block_on(self.handle.route().del(msg).execute())
+            .map_err(|e| nl_err("RTM_DELROUTE", r, e))
+    }
+
+    /// `ip route get DST [from SRC] [iif IF]`: a pure FIB lookup, nothing is sent.
+    pub fn route_get(&self, dst: IpAddr, src: Option<IpAddr>, iif: Option<&str>) -> Result<Lookup> {
+        let names = self.link_names()?;
+        let what = format!(
+            "{dst}{}{}",
+            src.map(|s| format!(" from {s}")).unwrap_or_default(),
+            iif.map(|s| format!(" iif {s}")).unwrap_or_default()
+        );
+        let bad = invalid(what.clone());
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, host_prefix(dst))
+            .map_err(&bad)?;
+        if let Some(src) = src {
+            b = b.source_prefix(src, host_prefix(src)).map_err(&bad)?;
+        }
+        if let Some(iif) = iif {
+            b = b.input_interface(self.index_of(iif)?);
+        }
+        let mut msg = b.build();
+        msg.header.flags |= RouteFlags::LookupTable;
+        let replies: Vec<RouteMessage> = self
+            .block_on(self.handle.route().get(msg).execute().try_collect())
+            .map_err(|e| nl_err("ip route get", &what, e))?;
+        let m = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Runtime(anyhow::anyhow!("ip route get {what}: no answer")))?;
+        let mut l = Lookup {
+            dev: None,
+            via: None,
+            table: route_table(&m),
+            kind: format!("{:?}", m.header.kind).to_lowercase(),
+            prefsrc: None,
+        };
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Oif(i) => l.dev = names.get(i).cloned(),
+                RouteAttribute::Gateway(g) => l.via = ip_of(g),
+                RouteAttribute::PrefSource(p) => l.prefsrc = ip_of(p),
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// Map rtnetlink's (unexported) route-builder error.
+fn invalid<E: std::fmt::Display>(what: String) -> impl Fn(E) -> Error {
+    move |e| Error::Runtime(anyhow::anyhow!("{what}: {e}"))
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn route_info(m: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<RouteInfo> {
+    let h: &RouteHeader = &m.header;
+    if h.flags.contains(RouteFlags::Cloned) {
+        return None;
+    }
+    let mut dst = None;
+    let mut via = None;
+    let mut dev = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = ip_of(d),
+            RouteAttribute::Gateway(g) => via = ip_of(g),
+            RouteAttribute::Oif(i) => dev = names.get(i).cloned(),
+            _ => {}
+        }
+    }
+    let unspecified: IpAddr = match h.address_family {
+        AddressFamily::Inet => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        AddressFamily::Inet6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        _ => return None,
+    };
+    let dst = IpNet::new(dst.unwrap_or(unspecified), h.destination_prefix_length).ok()?;
+    let protocol = match h.protocol {
+        RouteProtocol::Other(p) => p,
+        p => u8::from(p),
+    };
+    Some(RouteInfo {
+        table: route_table(m),
+        dst: dst.trunc(),
+        via,
+        dev,
+        protocol,
+        scope_link: h.scope == RouteScope::Link,
+        unicast: h.kind == RouteType::Unicast,
+    })
+}
