@@ -59,9 +59,42 @@ pub enum Command {
     /// Report and fix reverse-path filtering (rp_filter) for DSR traffic.
     #[command(subcommand)]
     Rpfilter(RpfilterCmd),
+    /// Show what applying a profile would change (exit 1 if anything).
+    Plan(ProfileArgs),
+    /// Converge this host to a profile (all or nothing: a failure rolls back).
+    Apply(ProfileArgs),
+    /// Show what lbctl manages and any drift (exit 1 on drift).
+    Status(StatusArgs),
+    /// Remove what lbctl added (for one profile, or everything) and restore recorded sysctls.
+    Down(DownArgs),
     /// Generate shell completions or man pages from this command line definition.
     #[command(subcommand)]
     Gen(GenCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The profile (TOML; see profiles/ for commented examples).
+    #[arg(short = 'f', long = "file", value_name = "PROFILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this profile (also reports changes in the file not yet applied).
+    #[arg(short = 'f', long = "file", value_name = "PROFILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct DownArgs {
+    /// Remove what this profile added.
+    #[arg(short = 'f', long = "file", value_name = "PROFILE")]
+    pub file: Option<PathBuf>,
+    /// Remove everything lbctl added in this namespace (profiles and one-shot commands).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -143,9 +143,12 @@ fn apply_one(sys: &Sys, c: &Change) -> Result<()> {
 /// Apply `changes` in order; on failure revert the applied prefix in reverse order.
 /// Returns Ok(()) or an error that describes the failure and the rollback.
 pub fn apply_all(ctx: &Ctx, sys: &Sys, changes: &[Change]) -> Result<()> {
+    let bar = progress(ctx, changes.len());
     for (i, c) in changes.iter().enumerate() {
+        bar.inc(1);
         ctx.detail(format!("applying: {c}"));
         if let Err(e) = apply_one(sys, c) {
+            bar.finish_and_clear();
             let mut msg = format!("change {} of {} failed: {}\n  {e}", i + 1, changes.len(), c);
             let failures = rollback(ctx, sys, &changes[..i]);
             if failures.is_empty() {
@@ -169,7 +172,26 @@ pub fn apply_all(ctx: &Ctx, sys: &Sys, changes: &[Change]) -> Result<()> {
             });
         }
     }
+    bar.finish_and_clear();
     Ok(())
+}
+
+/// Plans at least this long get a progress bar (on a terminal only).
+const PROGRESS_MIN: usize = 200;
+
+/// A progress bar on stderr for long plans; hidden when stderr is not a TTY, or with -q/--json.
+fn progress(ctx: &Ctx, len: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if len < PROGRESS_MIN || ctx.global.quiet || ctx.global.json || !std::io::stderr().is_terminal()
+    {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} changes ({eta} left)")
+            .expect("valid template"),
+    );
+    bar
 }
 
 /// Undo `applied` in reverse order, continuing past errors; returns the failures.

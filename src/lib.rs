@@ -11,6 +11,7 @@ pub mod error;
 pub mod journal;
 pub mod model;
 pub mod plan;
+pub mod profile;
 pub mod sys;
 
 use std::io::Write;

@@ -264,7 +264,7 @@ fn status(ctx: &Ctx, env: &Env, a: ArpStatusArgs) -> Result<Outcome> {
                 r["arp_ignore"]["effective"], r["arp_ignore"]["all"], r["arp_ignore"]["iface"],
                 r["arp_announce"]["effective"], r["arp_announce"]["all"], r["arp_announce"]["iface"],
                 r["proxy_arp"]["effective"],
-                if r["suppresses"] == true { "suppresses" } else { "answers for lo VIPs" }
+                if r["suppresses"] == true { "sysctls suppress" } else { "sysctls alone do not suppress" }
             ));
         }
         for f in &findings {

@@ -1,10 +1,14 @@
 //! One file per verb. Each validates its whole request first (usage errors change nothing),
 //! then goes through the engine for changes, or reads and reports.
 
+pub mod apply;
 pub mod arp;
+pub mod down;
 pub mod gen;
+pub mod plan;
 pub mod route;
 pub mod rpfilter;
+pub mod status;
 pub mod vip;
 
 use crate::cli::Command;
@@ -21,6 +25,30 @@ pub struct Env {
 }
 
 impl Env {
+    /// Every interface a profile names must exist now (checked before any change).
+    pub fn require_links(&self, names: &std::collections::BTreeSet<String>) -> Result<()> {
+        let links = self.sys.links()?;
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| !links.iter().any(|l| &l.name == *n))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(usage!("unknown interface(s): {}", missing.join(", ")))
+        }
+    }
+
+    /// Warn when systemd-networkd would delete lbctl's policy rules.
+    pub fn warn_networkd(&self, ctx: &Ctx, rules: bool) {
+        if rules {
+            if let Some(w) = crate::sys::networkd_foreign_rules_warning() {
+                ctx.warn(w);
+            }
+        }
+    }
+
     /// An interface name that must exist now.
     pub fn require_link(&self, name: &str) -> Result<()> {
         validate_ifname(name)?;
@@ -41,6 +69,11 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
     if let Command::Gen(g) = cmd {
         return gen::run(ctx, g);
     }
+    // Profiles are read and validated before anything else, even before entering a namespace.
+    let profile = match &cmd {
+        Command::Plan(a) | Command::Apply(a) => Some(crate::profile::load(&a.file)?),
+        _ => None,
+    };
     if let Some(ns) = &ctx.global.netns {
         crate::sys::enter_netns(ns)?;
     }
@@ -53,6 +86,10 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
         Command::Arp(c) => arp::run(ctx, &env, c),
         Command::Route(c) => route::run(ctx, &env, c),
         Command::Rpfilter(c) => rpfilter::run(ctx, &env, c),
+        Command::Plan(_) => plan::run(ctx, &env, profile.expect("loaded above")),
+        Command::Apply(_) => apply::run(ctx, &env, profile.expect("loaded above")),
+        Command::Status(a) => status::run(ctx, &env, a),
+        Command::Down(a) => down::run(ctx, &env, a),
         Command::Gen(_) => unreachable!("handled above"),
     }
 }

@@ -82,6 +82,9 @@ pub fn netns_inode(pid: &str) -> Option<u64> {
 pub struct Sys {
     rt: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
+    /// Interface name → index, refreshed on a miss (a 10,000-VIP apply must not dump links
+    /// 10,000 times).
+    link_cache: std::cell::RefCell<std::collections::BTreeMap<String, u32>>,
 }
 
 impl Sys {
@@ -96,10 +99,56 @@ impl Sys {
             tokio::spawn(conn);
             Ok::<_, anyhow::Error>(handle)
         })?;
-        Ok(Sys { rt, handle })
+        Ok(Sys {
+            rt,
+            handle,
+            link_cache: Default::default(),
+        })
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
+}
+
+/// systemd-networkd deletes routing policy rules it did not create unless
+/// `ManageForeignRoutingPolicyRules=no` (networkd.conf(5); the default is yes). Returns a warning
+/// when networkd is running with that setting.
+pub fn networkd_foreign_rules_warning() -> Option<String> {
+    let running = std::fs::read_dir("/proc").ok()?.flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "systemd-network")
+    });
+    if !running {
+        return None;
+    }
+    let mut files = vec![std::path::PathBuf::from("/etc/systemd/networkd.conf")];
+    for dir in [
+        "/usr/lib/systemd/networkd.conf.d",
+        "/run/systemd/networkd.conf.d",
+        "/etc/systemd/networkd.conf.d",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            let mut v: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+            v.sort();
+            files.extend(v);
+        }
+    }
+    let mut manage = true;
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(v) = line.trim().strip_prefix("ManageForeignRoutingPolicyRules=") {
+                manage = !matches!(v.trim(), "no" | "false" | "0" | "off");
+            }
+        }
+    }
+    manage.then(|| {
+        "systemd-networkd is running with ManageForeignRoutingPolicyRules=yes (the default): it \
+         deletes `ip rule`s it did not create, including lbctl's, whenever it reconfigures. Set \
+         ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
+         [RoutingPolicyRule] in a .network file"
+            .to_string()
+    })
 }

@@ -199,11 +199,17 @@ impl Sys {
     }
 
     fn index_of(&self, dev: &str) -> Result<u32> {
-        self.links()?
+        if let Some(i) = self.link_cache.borrow().get(dev) {
+            return Ok(*i);
+        }
+        let fresh: BTreeMap<String, u32> = self
+            .links()?
             .into_iter()
-            .find(|l| l.name == dev)
-            .map(|l| l.index)
-            .ok_or_else(|| Error::Runtime(anyhow::anyhow!("no such interface '{dev}'")))
+            .map(|l| (l.name, l.index))
+            .collect();
+        let found = fresh.get(dev).copied();
+        *self.link_cache.borrow_mut() = fresh;
+        found.ok_or_else(|| Error::Runtime(anyhow::anyhow!("no such interface '{dev}'")))
     }
 
     /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad]`.

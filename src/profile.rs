@@ -1,0 +1,404 @@
+//! Profiles: a backend's whole DSR set-up in one TOML file (see `profiles/*.toml`).
+//!
+//! Parsing is strict: unknown keys are errors with line and column, and every value is validated
+//! before anything is touched. A profile becomes one [`Intent`] owned by `profile:NAME`, so several
+//! profiles (one per `lbctl@NAME.service`) coexist and `down -f` removes exactly one of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::model::{
+    parse_ip, parse_vip, validate_ifname, validate_table, Intent, PolicyRoute, SysctlKey, Vip,
+    DEFAULT_RULE_PRIORITY,
+};
+use crate::usage;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: Option<String>,
+    #[serde(default, rename = "vip")]
+    vips: Vec<VipEntry>,
+    arp: Option<ArpSection>,
+    policy_routing: Option<PolicySection>,
+    rp_filter: Option<RpSection>,
+    #[serde(default)]
+    sysctl: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VipEntry {
+    address: String,
+    dev: Option<String>,
+    #[serde(default)]
+    ports: Vec<u16>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ArpMode {
+    Nft,
+    Sysctl,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArpSection {
+    mode: ArpMode,
+    #[serde(default, rename = "interface")]
+    interfaces: Vec<ArpIface>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArpIface {
+    name: String,
+    real_ip: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    table: u32,
+    via: String,
+    dev: String,
+    priority: Option<u32>,
+    /// Only these VIPs (default: every VIP of the gateway's family).
+    vips: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RpMode {
+    Off,
+    Strict,
+    Loose,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpSection {
+    mode: RpMode,
+    interfaces: Vec<String>,
+}
+
+/// A validated profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub intent: Intent,
+    /// VIP → ports (for doctor).
+    pub ports: BTreeMap<IpAddr, Vec<u16>>,
+    /// Interfaces that must exist when the profile is applied.
+    pub interfaces: BTreeSet<String>,
+}
+
+impl Profile {
+    /// The journal owner of this profile's intent.
+    pub fn owner(&self) -> String {
+        owner_of(&self.name)
+    }
+}
+
+pub fn owner_of(name: &str) -> String {
+    format!("profile:{name}")
+}
+
+/// Sysctls a profile may manage, besides the ARP/rp_filter ones lbctl derives itself.
+const MANAGED_SYSCTL_PREFIXES: [&str; 2] = ["net/ipv4/", "net/ipv6/"];
+
+/// Read and validate a profile file.
+pub fn load(path: &Path) -> Result<Profile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage!("cannot read profile {}: {e}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "default".into());
+    parse(&text, &stem).map_err(|e| usage!("{}: {e}", path.display()))
+}
+
+/// Parse and validate profile text; `default_name` is used when the file has no `name`.
+pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
+    let f: File = toml::from_str(text).map_err(|e| usage!("{}", e.to_string().trim_end()))?;
+    let name = f.name.clone().unwrap_or_else(|| default_name.to_string());
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err(usage!(
+            "invalid profile name '{name}': use letters, digits, '-', '_', '.', '@'"
+        ));
+    }
+    let mut intent = Intent::default();
+    let mut ports = BTreeMap::new();
+    let mut interfaces = BTreeSet::new();
+
+    for v in &f.vips {
+        let addr = parse_vip(&v.address)?;
+        let dev = v.dev.clone().unwrap_or_else(|| "lo".into());
+        validate_ifname(&dev)?;
+        interfaces.insert(dev.clone());
+        if !intent.vips.insert(Vip { addr, dev }) || ports.contains_key(&addr) {
+            return Err(usage!("VIP {addr} is listed twice"));
+        }
+        if v.ports.contains(&0) {
+            return Err(usage!("VIP {addr}: port 0 is not a service port"));
+        }
+        ports.insert(addr, v.ports.clone());
+    }
+    let v4_vips: Vec<_> = intent
+        .vips
+        .iter()
+        .filter_map(|v| match v.addr {
+            IpAddr::V4(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+
+    if let Some(arp) = &f.arp {
+        let mut real_ips = Vec::new();
+        for i in &arp.interfaces {
+            validate_ifname(&i.name)?;
+            if i.name == "lo" {
+                return Err(usage!(
+                    "arp.interface: name the ARP-facing interface, not lo"
+                ));
+            }
+            interfaces.insert(i.name.clone());
+            if let Some(r) = &i.real_ip {
+                let r = match parse_ip(r, "real_ip")? {
+                    IpAddr::V4(r) => r,
+                    r => return Err(usage!("arp.interface {}: real_ip {r} is not IPv4", i.name)),
+                };
+                if v4_vips.contains(&r) {
+                    return Err(usage!(
+                        "arp.interface {}: real_ip {r} is one of the VIPs",
+                        i.name
+                    ));
+                }
+                real_ips.push(r);
+            }
+        }
+        match arp.mode {
+            ArpMode::Nft => {
+                let rip = *real_ips.first().ok_or_else(|| {
+                    usage!("arp.mode = \"nft\" needs an [[arp.interface]] with real_ip")
+                })?;
+                for v in &v4_vips {
+                    intent.arp_nft.insert(*v, rip);
+                }
+            }
+            ArpMode::Sysctl => {
+                if arp.interfaces.is_empty() {
+                    return Err(usage!(
+                        "arp.mode = \"sysctl\" needs at least one [[arp.interface]]"
+                    ));
+                }
+                // One interface per VIP in the intent; the sysctls go on every listed interface.
+                for v in &v4_vips {
+                    intent.arp_sysctl.insert(*v, arp.interfaces[0].name.clone());
+                }
+                for i in &arp.interfaces[1..] {
+                    for (n, val, _) in crate::model::ARP_SYSCTLS {
+                        intent
+                            .sysctls
+                            .insert(SysctlKey::ipv4_conf(&i.name, n), val.to_string());
+                    }
+                }
+            }
+            ArpMode::None => {}
+        }
+    } else if !v4_vips.is_empty() {
+        return Err(usage!(
+            "IPv4 VIPs need an [arp] section (mode = \"nft\" | \"sysctl\" | \"none\" if something else suppresses ARP)"
+        ));
+    }
+
+    if let Some(p) = &f.policy_routing {
+        validate_table(p.table)?;
+        validate_ifname(&p.dev)?;
+        interfaces.insert(p.dev.clone());
+        let via = parse_ip(&p.via, "policy_routing.via")?;
+        let selected: Vec<IpAddr> = match &p.vips {
+            Some(list) => list
+                .iter()
+                .map(|s| {
+                    let a = parse_vip(s)?;
+                    if !intent.vips.iter().any(|v| v.addr == a) {
+                        return Err(usage!(
+                            "policy_routing.vips: {a} is not a [[vip]] of this profile"
+                        ));
+                    }
+                    crate::model::same_family(a, via, "policy_routing")?;
+                    Ok(a)
+                })
+                .collect::<Result<_>>()?,
+            None => intent
+                .vips
+                .iter()
+                .map(|v| v.addr)
+                .filter(|a| a.is_ipv4() == via.is_ipv4())
+                .collect(),
+        };
+        for vip in selected {
+            intent.routes.insert(PolicyRoute {
+                vip,
+                table: p.table,
+                via,
+                dev: p.dev.clone(),
+                priority: p.priority.unwrap_or(DEFAULT_RULE_PRIORITY),
+            });
+        }
+    }
+
+    if let Some(rp) = &f.rp_filter {
+        let val = match rp.mode {
+            RpMode::Off => "0",
+            RpMode::Strict => "1",
+            RpMode::Loose => "2",
+        };
+        if rp.interfaces.is_empty() {
+            return Err(usage!("rp_filter.interfaces is empty"));
+        }
+        for i in &rp.interfaces {
+            if i != "all" {
+                validate_ifname(i)?;
+                interfaces.insert(i.clone());
+            }
+            intent
+                .sysctls
+                .insert(SysctlKey::ipv4_conf(i, "rp_filter"), val.to_string());
+        }
+    }
+
+    for (k, v) in &f.sysctl {
+        let key = SysctlKey(k.replace('.', "/"));
+        if !MANAGED_SYSCTL_PREFIXES.iter().any(|p| key.0.starts_with(p)) || k.contains("..") {
+            return Err(usage!(
+                "sysctl '{k}': only net.ipv4.* and net.ipv6.* keys can be managed by a profile"
+            ));
+        }
+        let val = match v {
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::String(s) if !s.is_empty() && !s.contains('\n') => s.clone(),
+            toml::Value::Boolean(b) => u8::from(*b).to_string(),
+            _ => {
+                return Err(usage!(
+                    "sysctl '{k}': value must be an integer, boolean or string"
+                ))
+            }
+        };
+        if let Some(old) = intent.sysctls.insert(key, val.clone()) {
+            if old != val {
+                return Err(usage!(
+                    "sysctl '{k}' conflicts with a value set by [arp] or [rp_filter]"
+                ));
+            }
+        }
+    }
+
+    Ok(Profile {
+        name,
+        intent,
+        ports,
+        interfaces,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "web"
+[[vip]]
+address = "198.18.0.100"
+ports = [80, 443]
+[[vip]]
+address = "2001:db8::100"
+[arp]
+mode = "nft"
+[[arp.interface]]
+name = "eth0"
+real_ip = "198.18.0.11"
+[policy_routing]
+table = 100
+via = "198.18.0.1"
+dev = "eth0"
+[rp_filter]
+mode = "loose"
+interfaces = ["all", "eth0"]
+[sysctl]
+"net.ipv4.ip_nonlocal_bind" = 1
+"#;
+
+    #[test]
+    fn good_profile() {
+        let p = parse(GOOD, "x").unwrap();
+        assert_eq!(p.name, "web");
+        assert_eq!(p.intent.vips.len(), 2);
+        assert_eq!(
+            p.intent.arp_nft.len(),
+            1,
+            "IPv6 VIPs need no ARP suppression"
+        );
+        assert_eq!(
+            p.intent.routes.len(),
+            1,
+            "only VIPs of the gateway's family"
+        );
+        assert_eq!(p.intent.sysctls.len(), 3);
+        assert_eq!(
+            p.ports[&"198.18.0.100".parse::<IpAddr>().unwrap()],
+            vec![80, 443]
+        );
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let e = parse("[[vip]]\naddress = \"198.18.0.100\"\nportz = [80]\n", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("column"), "{e}");
+        assert!(e.contains("portz"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for (bad, what) in [
+            ("[[vip]]\naddress = \"198.18.0.100/24\"\n[arp]\nmode=\"none\"", "/32"),
+            ("[[vip]]\naddress = \"198.18.0.100\"\n", "[arp]"),
+            ("[[vip]]\naddress = \"198.18.0.100\"\n[arp]\nmode=\"nft\"", "real_ip"),
+            ("[[vip]]\naddress = \"198.18.0.100\"\n[arp]\nmode=\"none\"\n[policy_routing]\ntable=254\nvia=\"198.18.0.1\"\ndev=\"eth0\"", "reserved"),
+            ("[[vip]]\naddress = \"198.18.0.100\"\n[[vip]]\naddress = \"198.18.0.100\"\n[arp]\nmode=\"none\"", "twice"),
+            ("[sysctl]\n\"kernel.panic\" = 1", "net.ipv4"),
+            ("[[vip]]\naddress = \"198.18.0.100\"\n[arp]\nmode=\"nft\"\n[[arp.interface]]\nname=\"eth0\"\nreal_ip=\"198.18.0.100\"", "one of the VIPs"),
+        ] {
+            let e = parse(bad, "x").unwrap_err().to_string();
+            assert!(e.contains(what), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2);
+    }
+}
