@@ -1,0 +1,415 @@
+//! Profiles on a real kernel (issue 3): apply → plan empty → drift → status exit 1 → apply repairs
+//! → down → the namespace is exactly as before; failure at every step rolls back; the ifupdown
+//! hook with the environment ifupdown gives it; concurrent applies serialize on the lock.
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_same, run_cmd, snapshot, veth_local, Lbctl, Netns, Out, TempDir};
+
+/// A backend namespace: eth0 198.18.0.11/24 (balancer side), eth1 192.0.2.21/24 (NAT side).
+fn backend(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    veth_local(&ns, "eth0", "peer0");
+    veth_local(&ns, "eth1", "peer1");
+    ns.add_addr("eth0", "198.18.0.11/24");
+    ns.add_addr("eth1", "192.0.2.21/24");
+    for d in ["eth0", "peer0", "eth1", "peer1"] {
+        ns.up(d);
+    }
+    ns.ip(&["route", "add", "default", "via", "192.0.2.1", "dev", "eth1"]);
+    ns
+}
+
+const PROFILE: &str = r#"
+name = "web"
+[[vip]]
+address = "198.18.0.100"
+ports = [80]
+[[vip]]
+address = "198.18.0.101"
+[[vip]]
+address = "2001:db8::100"
+[arp]
+mode = "nft"
+[[arp.interface]]
+name = "eth0"
+real_ip = "198.18.0.11"
+[policy_routing]
+table = 100
+via = "198.18.0.1"
+dev = "eth0"
+[rp_filter]
+mode = "loose"
+interfaces = ["eth0"]
+[sysctl]
+"net.ipv4.ip_nonlocal_bind" = 1
+"#;
+
+fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Run lbctl with extra environment (the runner's own run dir included).
+fn run_env(lb: &Lbctl, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let dir = lb.run_dir().to_string_lossy().into_owned();
+    let mut full = vec![("LBCTL_RUN_DIR", dir.as_str())];
+    full.extend_from_slice(env);
+    run_cmd(&lb.argv(args), &full, None)
+}
+
+fn plan_lines(lb: &Lbctl, profile: &str) -> Vec<String> {
+    let out = lb.run(&["--json", "plan", "-f", profile]);
+    common::changes(&out.json())
+}
+
+#[test]
+fn apply_plan_drift_repair_down_roundtrip() {
+    require_root!();
+    let ns = backend("prof");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("prof");
+    let p = write(&dir, "web.toml", PROFILE);
+    // Foreign objects that must survive everything.
+    ns.add_addr("lo", "198.18.0.200/32");
+    ns.nft("table inet userfw {\n chain input {\n type filter hook input priority 0; policy accept;\n }\n}");
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "198.18.0.200",
+        "lookup",
+        "300",
+        "priority",
+        "300",
+    ]);
+    let before = snapshot(&ns);
+
+    // plan: exit 1 with changes, and nothing changed yet.
+    let out = lb.run(&["plan", "-f", s(&p)]);
+    out.expect_code(1);
+    assert!(
+        out.stdout.contains("ip addr add 198.18.0.100/32 dev lo"),
+        "{}",
+        out.stdout
+    );
+    assert_same(&before, &snapshot(&ns), "plan must not change anything");
+
+    lb.ok(&["apply", "-f", s(&p)]);
+    // The result, checked with independent tools.
+    assert!(ns.addrs("lo").iter().any(|a| a == "198.18.0.100/32"));
+    assert!(ns.addrs("lo").iter().any(|a| a == "2001:db8::100/128"));
+    assert!(ns.nft_table_exists("arp", "lbctl"));
+    assert!(ns
+        .ip(&["route", "get", "198.18.0.10", "from", "198.18.0.100"])
+        .contains("table 100"));
+    assert_eq!(ns.conf("eth0", "rp_filter"), 2);
+    assert_eq!(ns.sysctl("net/ipv4/ip_nonlocal_bind"), "1");
+
+    // Re-plan and re-apply: nothing to do.
+    let out = lb.run(&["plan", "-f", s(&p)]);
+    out.expect_code(0);
+    let v = lb.json(&["apply", "-f", s(&p)]);
+    assert!(common::changes(&v).is_empty(), "{v:#}");
+    lb.ok(&["status", "-f", s(&p)]);
+
+    // Drift behind lbctl's back, one of each kind.
+    ns.ip(&["addr", "del", "198.18.0.101/32", "dev", "lo"]);
+    ns.ip(&["route", "del", "default", "table", "100"]);
+    ns.nft("delete table arp lbctl");
+    ns.set_conf(&[("eth0", "rp_filter", 1)]);
+    let out = lb.run(&["--json", "status"]);
+    out.expect_code(1);
+    let drift = out.json()["drift"].clone();
+    let drift: Vec<String> = serde_json::from_value(drift).unwrap();
+    for want in [
+        "ip addr add 198.18.0.101/32 dev lo",
+        "ip route add default via 198.18.0.1 dev eth0 table 100",
+        "nft add table arp lbctl",
+        "sysctl -w net.ipv4.conf.eth0.rp_filter=2",
+    ] {
+        assert!(
+            drift.iter().any(|d| d.starts_with(want)),
+            "{want} not in {drift:#?}"
+        );
+    }
+    lb.ok(&["apply", "-f", s(&p)]);
+    lb.ok(&["status"]);
+
+    // Removing a VIP from the profile removes it from the host (and only it).
+    let p2 = write(
+        &dir,
+        "web.toml",
+        &PROFILE.replace("[[vip]]\naddress = \"198.18.0.101\"\n", ""),
+    );
+    let v = lb.json(&["apply", "-f", s(&p2)]);
+    let ch = common::changes(&v);
+    assert!(
+        ch.iter().any(|c| c == "ip addr del 198.18.0.101/32 dev lo"),
+        "{ch:#?}"
+    );
+    assert!(!ns.addrs("lo").iter().any(|a| a == "198.18.0.101/32"));
+    assert!(
+        ns.addrs("lo").iter().any(|a| a == "198.18.0.200/32"),
+        "foreign VIP kept"
+    );
+
+    lb.ok(&["down", "-f", s(&p2)]);
+    assert_same(
+        &before,
+        &snapshot(&ns),
+        "down must restore the namespace exactly",
+    );
+    assert_eq!(
+        ns.sysctl("net/ipv4/ip_nonlocal_bind"),
+        "0",
+        "profile sysctl restored"
+    );
+    let v = lb.json(&["status"]);
+    assert_eq!(v["in_sync"], true);
+}
+
+#[test]
+fn failure_at_every_step_rolls_back() {
+    require_root!();
+    let ns = backend("fail");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("fail");
+    let p = write(&dir, "web.toml", PROFILE);
+    let before = snapshot(&ns);
+    let steps = plan_lines(&lb, s(&p));
+    assert!(steps.len() >= 8, "{steps:#?}");
+    // Change k fails (each change renders as one or more lines; its first line identifies it).
+    let mut tried = 0;
+    for line in steps
+        .iter()
+        .filter(|l| !l.starts_with("nft add set") && !l.contains(" element "))
+    {
+        if line.starts_with("nft add") && !line.starts_with("nft add table") {
+            continue; // part of the same (atomic) table change
+        }
+        tried += 1;
+        let out = run_env(&lb, &["apply", "-f", s(&p)], &[("LBCTL_FAIL_ON", line)]);
+        out.expect_code(2);
+        assert!(out.stderr.contains("rolled back"), "{line}: {}", out.stderr);
+        assert_same(&before, &snapshot(&ns), &format!("failure on `{line}`"));
+        // The journal is as before too: nothing is claimed.
+        let v = lb.json(&["status"]);
+        assert_eq!(v["owners"], serde_json::json!([]), "{line}: {v:#}");
+    }
+    assert!(tried >= 8, "only {tried} failure points");
+}
+
+#[test]
+fn a_real_kernel_failure_rolls_back() {
+    require_root!();
+    let ns = backend("kfail");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("kfail");
+    let p = write(&dir, "web.toml", PROFILE);
+    // A foreign default route already in table 100 (no rule points there, so lbctl may use the
+    // table): adding lbctl's own default route fails with EEXIST after several changes succeeded.
+    ns.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.0.254",
+        "dev",
+        "eth0",
+        "table",
+        "100",
+    ]);
+    let before = snapshot(&ns);
+    let out = lb.run(&["apply", "-f", s(&p)]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("File exists"), "{}", out.stderr);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    assert_same(&before, &snapshot(&ns), "kernel failure mid-apply");
+}
+
+#[test]
+fn bad_profiles_change_nothing() {
+    require_root!();
+    let ns = backend("badprof");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("badprof");
+    let before = snapshot(&ns);
+    for (text, needle) in [
+        (PROFILE.replace("ports = [80]", "portz = [80]"), "line"),
+        (
+            PROFILE.replace("name = \"eth0\"", "name = \"nosuch0\""),
+            "unknown interface",
+        ),
+        (PROFILE.replace("table = 100", "table = 254"), "reserved"),
+        (
+            PROFILE.replace("\"198.18.0.101\"", "\"198.18.0.101/24\""),
+            "/32",
+        ),
+    ] {
+        let p = write(&dir, "bad.toml", &text);
+        for verb in ["plan", "apply"] {
+            let out = lb.run(&[verb, "-f", s(&p)]);
+            out.expect_code(2);
+            assert!(
+                out.stderr.contains(needle),
+                "{verb} {needle}: {}",
+                out.stderr
+            );
+        }
+    }
+    assert_same(&before, &snapshot(&ns), "bad profiles");
+}
+
+#[test]
+fn ifupdown_hook_with_ifupdown_environment() {
+    require_root!();
+    let ns = backend("ifup");
+    let lb = Lbctl::new(&ns);
+    let hook = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/ifupdown/lbctl");
+    let run_dir = lb.run_dir().to_string_lossy().into_owned();
+    let before = snapshot(&ns);
+    // What ifupdown exports for
+    //   iface eth0 inet static
+    //       address 198.18.0.11/24
+    //       lbctl-vip 198.18.0.100 2001:db8::100
+    //       lbctl-real-ip 198.18.0.11
+    let phase = |mode: &str, phase: &str, opts: &[(&str, &str)]| {
+        let mut env = vec![
+            ("IFACE", "eth0"),
+            ("LOGICAL", "eth0"),
+            ("ADDRFAM", "inet"),
+            ("METHOD", "static"),
+            ("MODE", mode),
+            ("PHASE", phase),
+            ("VERBOSITY", "0"),
+            ("IF_ADDRESS", "198.18.0.11/24"),
+            ("LBCTL", common::LBCTL),
+            ("LBCTL_RUN_DIR", run_dir.as_str()),
+            ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        ];
+        env.extend_from_slice(opts);
+        let out = ns.exec_with(&["/bin/sh", hook], &env, None);
+        assert_eq!(out.code, 0, "{mode}/{phase}: {}{}", out.stdout, out.stderr);
+    };
+    let opts = [
+        ("IF_LBCTL_VIP", "198.18.0.100 2001:db8::100"),
+        ("IF_LBCTL_REAL_IP", "198.18.0.11"),
+    ];
+    // A stanza without lbctl options: no-op in every phase.
+    for (m, ph) in [
+        ("start", "pre-up"),
+        ("start", "post-up"),
+        ("stop", "pre-down"),
+        ("stop", "post-down"),
+    ] {
+        phase(m, ph, &[]);
+    }
+    assert_same(&before, &snapshot(&ns), "stanza without lbctl options");
+
+    phase("start", "pre-up", &opts);
+    assert!(
+        ns.nft_table_exists("arp", "lbctl"),
+        "ARP suppression in pre-up"
+    );
+    assert!(
+        !ns.addrs("lo").iter().any(|a| a.starts_with("198.18.0.100")),
+        "no VIP before post-up"
+    );
+    phase("start", "post-up", &opts);
+    assert!(ns.addrs("lo").iter().any(|a| a == "198.18.0.100/32"));
+    assert!(ns.addrs("lo").iter().any(|a| a == "2001:db8::100/128"));
+    // ifup twice (e.g. `ifup --force`) is harmless.
+    phase("start", "pre-up", &opts);
+    phase("start", "post-up", &opts);
+    phase("stop", "pre-down", &opts);
+    assert!(!ns.addrs("lo").iter().any(|a| a.starts_with("198.18.0.100")));
+    assert!(
+        ns.nft_table_exists("arp", "lbctl"),
+        "suppression stays until post-down"
+    );
+    phase("stop", "post-down", &opts);
+    assert_same(&before, &snapshot(&ns), "ifdown undoes ifup");
+
+    // lbctl-profile: apply in post-up, down in pre-down.
+    let dir = TempDir::new("ifup");
+    let p = write(&dir, "web.toml", PROFILE);
+    let popts = [("IF_LBCTL_PROFILE", s(&p))];
+    phase("start", "pre-up", &popts);
+    phase("start", "post-up", &popts);
+    assert!(ns.addrs("lo").iter().any(|a| a == "198.18.0.101/32"));
+    phase("stop", "pre-down", &popts);
+    phase("stop", "post-down", &popts);
+    assert_same(&before, &snapshot(&ns), "profile via ifupdown");
+}
+
+#[test]
+fn concurrent_applies_serialize() {
+    require_root!();
+    let ns = backend("conc");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("conc");
+    let before = snapshot(&ns);
+    let n = 6;
+    let paths: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            write(
+                &dir,
+                &format!("p{i}.toml"),
+                &format!(
+                    "[[vip]]\naddress = \"198.18.1.{}\"\n[arp]\nmode = \"nft\"\n[[arp.interface]]\nname = \"eth0\"\nreal_ip = \"198.18.0.11\"\n[rp_filter]\nmode = \"loose\"\ninterfaces = [\"eth0\"]\n",
+                    10 + i
+                ),
+            )
+        })
+        .collect();
+    let argvs: Vec<Vec<String>> = paths
+        .iter()
+        .map(|p| {
+            lb.argv(&["apply", "-f", s(p)])
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+        .collect();
+    let run_dir = lb.run_dir().to_path_buf();
+    let handles: Vec<_> = argvs
+        .into_iter()
+        .map(|argv| {
+            let run_dir = run_dir.clone();
+            std::thread::spawn(move || {
+                let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+                run_cmd(&a, &[("LBCTL_RUN_DIR", run_dir.to_str().unwrap())], None)
+            })
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let v = lb.json(&["status"]);
+    assert_eq!(v["in_sync"], true, "{v:#}");
+    assert_eq!(v["owners"].as_array().unwrap().len(), n);
+    for i in 0..n {
+        assert!(ns
+            .addrs("lo")
+            .iter()
+            .any(|a| *a == format!("198.18.1.{}/32", 10 + i)));
+    }
+    let arp = ns.nft_json(&["list", "set", "arp", "lbctl", "vips"]);
+    assert_eq!(arp.to_string().matches("198.18.1.").count(), n, "{arp}");
+    lb.ok(&["down", "--all"]);
+    assert_same(
+        &before,
+        &snapshot(&ns),
+        "down --all after concurrent applies",
+    );
+}
