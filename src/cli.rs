@@ -67,9 +67,72 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove what lbctl added (for one profile, or everything) and restore recorded sysctls.
     Down(DownArgs),
+    /// Check this host's DSR set-up and say what is wrong and how to fix it.
+    Doctor(DoctorArgs),
+    /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.
+    Capture(CaptureArgs),
     /// Generate shell completions or man pages from this command line definition.
     #[command(subcommand)]
     Gen(GenCmd),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Role {
+    /// A real server behind a DSR balancer.
+    #[default]
+    Backend,
+    /// The balancer itself.
+    Lb,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// What this host is.
+    #[arg(long, value_enum, default_value_t)]
+    pub role: Role,
+    /// A VIP to check, optionally with a port (198.18.0.100:80, [2001:db8::100]:80). Repeatable.
+    #[arg(long = "vip", value_name = "VIP[:PORT]")]
+    pub vips: Vec<String>,
+    /// Take VIPs, ports and ARP mode from this profile.
+    #[arg(short = 'f', long = "file", value_name = "PROFILE")]
+    pub file: Option<PathBuf>,
+    /// A client address to check the return path and rp_filter against.
+    #[arg(long, value_name = "IP")]
+    pub client: Option<String>,
+    /// The balancer's address (checks L2 adjacency).
+    #[arg(long, value_name = "IP")]
+    pub balancer: Option<String>,
+    /// Also capture traffic for the VIPs for SECS seconds and judge it.
+    #[arg(long, value_name = "SECS")]
+    pub capture: Option<f64>,
+    /// Actively probe ARP for each VIP from this host's interfaces (sends ARP requests).
+    #[arg(long)]
+    pub arp_probe: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Interface to capture on, or `any`.
+    #[arg(short = 'i', long = "iface", default_value = "any", value_name = "IF")]
+    pub iface: String,
+    /// Only packets to or from this VIP (and ARP about it).
+    #[arg(long, value_name = "VIP")]
+    pub vip: Option<String>,
+    /// Only packets to or from this host.
+    #[arg(long, value_name = "IP")]
+    pub host: Option<String>,
+    /// Stop after N packets.
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<f64>,
+    /// Write packets to a pcap file (tcpdump/Wireshark can read it).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Read packets from a pcap file instead of capturing.
+    #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["write", "iface"])]
+    pub read: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

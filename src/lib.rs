@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod journal;

@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod arp;
+pub mod capture;
+pub mod doctor;
 pub mod down;
 pub mod gen;
 pub mod plan;
@@ -90,6 +92,8 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
         Command::Apply(_) => apply::run(ctx, &env, profile.expect("loaded above")),
         Command::Status(a) => status::run(ctx, &env, a),
         Command::Down(a) => down::run(ctx, &env, a),
+        Command::Doctor(a) => doctor::run(ctx, &env, a),
+        Command::Capture(a) => capture::run(ctx, &env, a),
         Command::Gen(_) => unreachable!("handled above"),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod netlink;
 pub mod nft;
+pub mod procnet;
 pub mod sysctl;
 
 use std::fs::File;

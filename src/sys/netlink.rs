@@ -14,6 +14,7 @@ use rtnetlink::packet_route::{
         AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
     },
     link::{LinkAttribute, LinkFlags, LinkMessage},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage},
     route::{
         RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
         RouteScope, RouteType,
@@ -34,6 +35,17 @@ pub struct Link {
     pub name: String,
     pub up: bool,
     pub mac: Option<Vec<u8>>,
+    pub mtu: u32,
+}
+
+/// A neighbour (ARP/NDP) cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neigh {
+    pub ip: IpAddr,
+    pub dev: String,
+    pub mac: Option<Vec<u8>>,
+    /// Lower-case state name as `ip neigh` prints it (reachable, stale, failed, …).
+    pub state: String,
 }
 
 /// An address as observed.
@@ -136,10 +148,12 @@ impl Sys {
             .filter_map(|m| {
                 let mut name = None;
                 let mut mac = None;
+                let mut mtu = 0;
                 for a in &m.attributes {
                     match a {
                         LinkAttribute::IfName(n) => name = Some(n.clone()),
                         LinkAttribute::Address(a) => mac = Some(a.clone()),
+                        LinkAttribute::Mtu(v) => mtu = *v,
                         _ => {}
                     }
                 }
@@ -148,9 +162,45 @@ impl Sys {
                     name: name?,
                     up: m.header.flags.contains(LinkFlags::Up),
                     mac,
+                    mtu,
                 })
             })
             .collect())
+    }
+
+    /// The neighbour cache (`ip neigh`), both families.
+    pub fn neighbours(&self) -> Result<Vec<Neigh>> {
+        let names = self.link_names()?;
+        let msgs: Vec<NeighbourMessage> = self
+            .block_on(self.handle.neighbours().get().execute().try_collect())
+            .map_err(|e| nl_err("RTM_GETNEIGH", &"dump", e))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut ip = None;
+            let mut mac = None;
+            for a in &m.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        ip = Some(IpAddr::V4(*v4))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        ip = Some(IpAddr::V6(*v6))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(l) => mac = Some(l.clone()),
+                    _ => {}
+                }
+            }
+            let (Some(ip), Some(dev)) = (ip, names.get(&m.header.ifindex)) else {
+                continue;
+            };
+            out.push(Neigh {
+                ip,
+                dev: dev.clone(),
+                mac,
+                state: format!("{:?}", m.header.state).to_lowercase(),
+            });
+        }
+        Ok(out)
     }
 
     /// Index → name of every interface.

@@ -202,6 +202,17 @@ fn nft_error(what: &str, out: &std::process::Output) -> Error {
     Error::Runtime(anyhow::anyhow!("{what}: nft failed: {stderr}"))
 }
 
+/// The whole ruleset as raw JSON, for read-only diagnosis (`doctor`). Never parsed into typed
+/// objects: other tools' tables may use constructs the `nftables` crate cannot represent.
+/// `None` when nft is missing or the listing fails.
+pub fn ruleset_json() -> Option<Value> {
+    let out = nft(&["-j", "list", "ruleset"], None).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 /// Make lbctl's arp table hold exactly `to` (None: remove it), in one transaction.
 pub fn apply_arp(to: Option<&ArpMap>) -> Result<()> {
     let json = serde_json::to_vec(&arp_batch(to)).expect("nft JSON serializes");

@@ -1,0 +1,168 @@
+//! Everything doctor looks at, gathered once through `sys/` (read-only: doctor changes nothing).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::commands::Env;
+use crate::error::Result;
+use crate::journal::State;
+use crate::model::SysctlKey;
+use crate::plan::ArpMap;
+use crate::sys::netlink::{AddrInfo, Link, Lookup, Neigh, RouteInfo, Rules};
+use crate::sys::procnet::Listener;
+use crate::sys::{nft, procnet, sysctl};
+
+/// ipv4 conf keys doctor reads for `all` and every interface.
+pub const CONF_KEYS: [&str; 4] = ["arp_ignore", "arp_announce", "rp_filter", "proxy_arp"];
+
+/// Route lookups for one VIP.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Interface requests from the client arrive on (the route towards the client).
+    pub arrival: Option<String>,
+    /// `ip route get CLIENT from VIP` (the reply path), or the error.
+    pub reply: std::result::Result<Lookup, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// VIPs to check, with their service ports.
+    pub targets: Vec<(IpAddr, Vec<u16>)>,
+    pub client: Option<IpAddr>,
+    /// The client is the default gateway, used as a typical source.
+    pub client_guessed: bool,
+    pub balancer: Option<IpAddr>,
+    pub balancer_path: Option<std::result::Result<Lookup, String>>,
+    pub links: Vec<Link>,
+    pub addrs: Vec<AddrInfo>,
+    pub rules: Rules,
+    pub routes: Vec<RouteInfo>,
+    pub neigh: Vec<Neigh>,
+    /// (iface, key) → value for `all` and every interface.
+    pub conf: BTreeMap<(String, String), i64>,
+    pub arp_table: Option<ArpMap>,
+    pub arp_intact: bool,
+    pub listeners: Vec<Listener>,
+    pub ruleset: Option<Value>,
+    pub paths: BTreeMap<IpAddr, Paths>,
+    pub networkd_warning: Option<String>,
+    pub state: State,
+    /// Pending lbctl changes (drift), as commands.
+    pub drift: Vec<String>,
+    pub ipvs_available: bool,
+    pub tcp_be_liberal: Option<i64>,
+}
+
+impl Facts {
+    pub fn conf(&self, iface: &str, key: &str) -> i64 {
+        self.conf
+            .get(&(iface.to_string(), key.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// max(all, iface): the value the kernel acts on.
+    pub fn effective(&self, iface: &str, key: &str) -> i64 {
+        self.conf("all", key).max(self.conf(iface, key))
+    }
+
+    /// Interfaces that face the network: up, not lo, with an IPv4 address.
+    pub fn arp_facing(&self) -> Vec<&str> {
+        self.links
+            .iter()
+            .filter(|l| l.up && l.name != "lo")
+            .filter(|l| {
+                self.addrs
+                    .iter()
+                    .any(|a| a.obj.dev == l.name && a.obj.addr.is_ipv4())
+            })
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// The main table's default gateway of the family of `like`.
+    pub fn default_gateway(&self, v4: bool) -> Option<IpAddr> {
+        self.routes
+            .iter()
+            .find(|r| r.table == 254 && r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4() == v4)
+            .and_then(|r| r.via)
+    }
+}
+
+/// Gather the facts for `targets`.
+pub fn gather(
+    env: &Env,
+    targets: Vec<(IpAddr, Vec<u16>)>,
+    client: Option<IpAddr>,
+    balancer: Option<IpAddr>,
+) -> Result<Facts> {
+    let sys = &env.sys;
+    let mut f = Facts {
+        targets,
+        balancer,
+        links: sys.links()?,
+        addrs: sys.addresses()?,
+        rules: sys.rules()?,
+        routes: sys.routes()?,
+        neigh: sys.neighbours()?,
+        listeners: procnet::listeners(),
+        ruleset: nft::ruleset_json(),
+        networkd_warning: crate::sys::networkd_foreign_rules_warning(),
+        state: env.journal.load()?,
+        ipvs_available: std::path::Path::new("/proc/net/ip_vs").exists(),
+        tcp_be_liberal: sysctl::read_int(&SysctlKey(
+            "net/netfilter/nf_conntrack_tcp_be_liberal".into(),
+        ))?,
+        ..Facts::default()
+    };
+    let mut ifaces: Vec<String> = vec!["all".into(), "default".into()];
+    ifaces.extend(f.links.iter().map(|l| l.name.clone()));
+    for i in &ifaces {
+        for k in CONF_KEYS {
+            if let Some(v) = sysctl::read_int(&SysctlKey::ipv4_conf(i, k))? {
+                f.conf.insert((i.clone(), k.to_string()), v);
+            }
+        }
+    }
+    // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
+    match nft::observe_arp() {
+        Ok(o) => {
+            f.arp_table = o.map;
+            f.arp_intact = o.intact;
+        }
+        Err(_) => f.arp_intact = false,
+    }
+    if let Ok((plan, _, _)) = crate::engine::plan_for(sys, &f.state) {
+        f.drift = plan.commands();
+    }
+    f.client = client;
+    for (vip, _) in f.targets.clone() {
+        let client = client.or_else(|| {
+            let gw = f.default_gateway(vip.is_ipv4());
+            f.client_guessed |= gw.is_some();
+            gw
+        });
+        let Some(client) = client else { continue };
+        if client.is_ipv4() != vip.is_ipv4() {
+            continue;
+        }
+        let arrival = sys.route_get(client, None, None).ok().and_then(|l| l.dev);
+        let reply = sys
+            .route_get(client, Some(vip), None)
+            .map_err(|e| e.to_string());
+        f.paths.insert(vip, Paths { arrival, reply });
+        if f.client.is_none() {
+            f.client = Some(client);
+        }
+    }
+    if let Some(b) = balancer {
+        f.balancer_path = Some(sys.route_get(b, None, None).map_err(|e| e.to_string()));
+    }
+    Ok(f)
+}

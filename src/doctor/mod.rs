@@ -1,0 +1,140 @@
+//! `lbctl doctor`: the DSR troubleshooting checklist, automated.
+//!
+//! Facts are gathered once (`facts.rs`, through `sys/`); each check is a pure function of the
+//! facts that returns [`Finding`]s, so checks are unit-tested with hand-made facts. Every check
+//! runs — doctor never stops at the first failure (ripgrep's non-fatal-error model) — and the
+//! exit code is the worst outcome: 1 if anything failed, 0 otherwise (warnings included).
+
+pub mod backend;
+pub mod facts;
+pub mod lb;
+
+use serde::Serialize;
+use serde_json::json;
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Warn,
+    Skip,
+}
+
+impl Status {
+    fn mark(self) -> &'static str {
+        match self {
+            Status::Pass => "✓",
+            Status::Fail => "✗",
+            Status::Warn => "!",
+            Status::Skip => "–",
+        }
+    }
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier for monitoring (`vip.present`, `arp.suppressed`, …).
+    pub id: &'static str,
+    /// What was checked, and for which object.
+    pub title: String,
+    pub status: Status,
+    /// What was observed (command-like lines a sysadmin can re-run).
+    pub evidence: Vec<String>,
+    /// The exact fix: a command or an `lbctl` invocation.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    pub fn new(id: &'static str, title: impl Into<String>, status: Status) -> Self {
+        Finding {
+            id,
+            title: title.into(),
+            status,
+            evidence: Vec::new(),
+            fix: None,
+        }
+    }
+    pub fn pass(id: &'static str, title: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Pass)
+    }
+    pub fn fail(id: &'static str, title: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Fail)
+    }
+    pub fn warn(id: &'static str, title: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Warn)
+    }
+    pub fn skip(id: &'static str, title: impl Into<String>, why: impl Into<String>) -> Self {
+        let mut f = Self::new(id, title, Status::Skip);
+        f.evidence.push(why.into());
+        f
+    }
+    pub fn evidence(mut self, e: impl Into<String>) -> Self {
+        self.evidence.push(e.into());
+        self
+    }
+    pub fn fix(mut self, f: impl Into<String>) -> Self {
+        self.fix = Some(f.into());
+        self
+    }
+}
+
+/// The whole checklist.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub role: &'static str,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn count(&self, s: Status) -> usize {
+        self.findings.iter().filter(|f| f.status == s).count()
+    }
+
+    pub fn failed(&self) -> bool {
+        self.count(Status::Fail) > 0
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "role": self.role,
+            "ok": !self.failed(),
+            "summary": {
+                "pass": self.count(Status::Pass),
+                "fail": self.count(Status::Fail),
+                "warn": self.count(Status::Warn),
+                "skip": self.count(Status::Skip),
+            },
+            "checks": self.findings,
+        })
+    }
+
+    /// The human checklist.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            out.push_str(&format!("{} {}\n", f.status.mark(), f.title));
+            let show_evidence = f.status != Status::Pass || f.evidence.len() <= 2;
+            if show_evidence {
+                for e in &f.evidence {
+                    out.push_str(&format!("    {e}\n"));
+                }
+            }
+            if let Some(fix) = &f.fix {
+                if f.status == Status::Fail || f.status == Status::Warn {
+                    out.push_str(&format!("    fix: {fix}\n"));
+                }
+            }
+        }
+        out.push_str(&format!(
+            "\n{} passed, {} failed, {} warnings, {} skipped\n",
+            self.count(Status::Pass),
+            self.count(Status::Fail),
+            self.count(Status::Warn),
+            self.count(Status::Skip)
+        ));
+        out
+    }
+}
