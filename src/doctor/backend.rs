@@ -19,7 +19,26 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
         );
     }
     for (vip, ports) in &f.targets {
-        out.push(vip_present(f, *vip));
+        let present = vip_present(f, *vip);
+        let missing = !f.addrs.iter().any(|a| a.obj.addr == *vip);
+        out.push(present);
+        if missing {
+            // Everything below depends on the VIP; one root cause, one failure.
+            for (id, what) in [
+                ("arp.suppressed", "ARP for the VIP suppressed"),
+                ("rpfilter.accepts", "rp_filter accepts requests"),
+                ("return.path", "replies leave with the VIP as source"),
+                ("return.neighbour", "next hop resolved"),
+            ] {
+                out.push(Finding::skip(
+                    id,
+                    format!("{vip}: {what}"),
+                    "the VIP is not configured",
+                ));
+            }
+            out.push(listener(f, *vip, ports));
+            continue;
+        }
         if vip.is_ipv4() {
             out.push(arp_suppressed(f, *vip));
         } else {
