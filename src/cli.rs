@@ -67,6 +67,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove what lbctl added (for one profile, or everything) and restore recorded sysctls.
     Down(DownArgs),
+    /// The balancer: kernel IPVS in direct-routing mode.
+    #[command(subcommand)]
+    Lb(crate::commands::lb::LbCmd),
     /// Check this host's DSR set-up and say what is wrong and how to fix it.
     Doctor(DoctorArgs),
     /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod ipvs;
 pub mod journal;
 pub mod model;
 pub mod plan;

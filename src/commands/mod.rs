@@ -7,6 +7,7 @@ pub mod capture;
 pub mod doctor;
 pub mod down;
 pub mod gen;
+pub mod lb;
 pub mod plan;
 pub mod route;
 pub mod rpfilter;
@@ -93,6 +94,7 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
         Command::Status(a) => status::run(ctx, &env, a),
         Command::Down(a) => down::run(ctx, &env, a),
         Command::Doctor(a) => doctor::run(ctx, &env, a),
+        Command::Lb(c) => lb::run(ctx, &env, c),
         Command::Capture(a) => capture::run(ctx, &env, a),
         Command::Gen(_) => unreachable!("handled above"),
     }
