@@ -1,0 +1,205 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI'16 §3.4), for the nftables DSR engine.
+//!
+//! Each backend gets a permutation of the M slots from two hashes of its name:
+//! `offset = h1 mod M`, `skip = h2 mod (M-1) + 1`, `perm[j] = (offset + j·skip) mod M`.
+//! M prime makes every permutation visit every slot. Backends take turns claiming the next free
+//! slot of their permutation until the table is full; a backend with weight w takes w turns per
+//! round (weights are divided by their gcd first), so its share is proportional to its weight.
+//! Removing a backend frees only its slots: other flows move only where the refill needs them,
+//! which keeps disruption close to the 1/N minimum.
+//!
+//! The hashes are fixed (FNV-1a with a splitmix64 finaliser), so every balancer — and every
+//! run of lbctl — builds the same table from the same backends.
+
+/// A backend as the table builder sees it: a stable name (its address) and a weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// Default table size: prime, and > 100 × N for up to 655 backends.
+pub const DEFAULT_SIZE: usize = 65537;
+
+fn fnv1a(data: &[u8], seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64 finaliser: FNV alone mixes the last bytes poorly.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+pub fn is_prime(n: usize) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut i = 2;
+    while i * i <= n {
+        if n % i == 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Build the lookup table: `table[slot]` is an index into `backends`. Backends with weight 0
+/// get no slots. Returns `None` when no backend has a weight or `m` is not prime.
+pub fn build(backends: &[Backend], m: usize) -> Option<Vec<usize>> {
+    if !is_prime(m) {
+        return None;
+    }
+    let g = backends
+        .iter()
+        .map(|b| b.weight)
+        .filter(|w| *w > 0)
+        .fold(0, gcd);
+    if g == 0 {
+        return None;
+    }
+    let live: Vec<(usize, u64, u64, u32)> = backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.weight > 0)
+        .map(|(i, b)| {
+            let offset = fnv1a(b.name.as_bytes(), 0x6c62_6374_6c00_0001) % m as u64;
+            let skip = fnv1a(b.name.as_bytes(), 0x6c62_6374_6c00_0002) % (m as u64 - 1) + 1;
+            (i, offset, skip, b.weight / g)
+        })
+        .collect();
+    let mut next = vec![0u64; live.len()];
+    let mut table = vec![usize::MAX; m];
+    let mut filled = 0;
+    'fill: loop {
+        for (k, (idx, offset, skip, turns)) in live.iter().enumerate() {
+            for _ in 0..*turns {
+                // Next still-free slot of this backend's permutation.
+                let mut slot = ((offset + next[k] * skip) % m as u64) as usize;
+                while table[slot] != usize::MAX {
+                    next[k] += 1;
+                    slot = ((offset + next[k] * skip) % m as u64) as usize;
+                }
+                table[slot] = *idx;
+                next[k] += 1;
+                filled += 1;
+                if filled == m {
+                    break 'fill;
+                }
+            }
+        }
+    }
+    Some(table)
+}
+
+/// Slots per backend index.
+pub fn counts(table: &[usize], n: usize) -> Vec<usize> {
+    let mut c = vec![0; n];
+    for &i in table {
+        c[i] += 1;
+    }
+    c
+}
+
+/// Fraction of slots whose backend differs between two tables of the same size.
+pub fn disruption(a: &[usize], a_names: &[Backend], b: &[usize], b_names: &[Backend]) -> f64 {
+    let moved = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| a_names[**x].name != b_names[**y].name)
+        .count();
+    moved as f64 / a.len() as f64
+}
+
+/// Largest relative deviation of any backend's share from its weight-proportional ideal.
+pub fn imbalance(table: &[usize], backends: &[Backend]) -> f64 {
+    let total_w: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let c = counts(table, backends.len());
+    backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.weight > 0)
+        .map(|(i, b)| {
+            let ideal = table.len() as f64 * f64::from(b.weight) / total_w as f64;
+            (c[i] as f64 - ideal).abs() / ideal
+        })
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(n: usize) -> Vec<Backend> {
+        (0..n)
+            .map(|i| Backend {
+                name: format!("198.18.0.{}", 11 + i),
+                weight: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_slot_filled_and_deterministic() {
+        let b = backends(7);
+        let t = build(&b, 251).unwrap();
+        assert!(t.iter().all(|&i| i < 7));
+        assert_eq!(t, build(&b, 251).unwrap());
+        assert!(build(&b, 250).is_none(), "non-prime size refused");
+        let zero = vec![Backend {
+            name: "x".into(),
+            weight: 0,
+        }];
+        assert!(build(&zero, 251).is_none());
+    }
+
+    #[test]
+    fn balance_within_one_percent_at_65537() {
+        for n in [2, 3, 10, 100] {
+            let b = backends(n);
+            let t = build(&b, DEFAULT_SIZE).unwrap();
+            let imb = imbalance(&t, &b);
+            assert!(imb < 0.01, "n={n}: imbalance {imb}");
+        }
+    }
+
+    #[test]
+    fn weights_are_honoured() {
+        let mut b = backends(3);
+        b[0].weight = 2;
+        b[2].weight = 0;
+        let t = build(&b, DEFAULT_SIZE).unwrap();
+        let c = counts(&t, 3);
+        assert_eq!(c[2], 0, "weight 0 gets nothing");
+        let ratio = c[0] as f64 / c[1] as f64;
+        assert!((ratio - 2.0).abs() < 0.02, "ratio {ratio}");
+    }
+
+    #[test]
+    fn disruption_on_removal_is_close_to_one_over_n() {
+        for n in [3, 5, 10] {
+            let b = backends(n);
+            let t = build(&b, DEFAULT_SIZE).unwrap();
+            let mut fewer = b.clone();
+            fewer.remove(1);
+            let t2 = build(&fewer, DEFAULT_SIZE).unwrap();
+            let d = disruption(&t, &b, &t2, &fewer);
+            let min = 1.0 / n as f64;
+            assert!(
+                d >= min * 0.99 && d < min * 1.2,
+                "n={n}: moved {d:.4}, minimum {min:.4}"
+            );
+        }
+    }
+}
