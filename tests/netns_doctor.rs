@@ -151,8 +151,11 @@ fn lab() -> Lab {
 }
 
 /// Requests from the client through the balancer; returns the backends that answered.
+/// Every request uses a new client port (ports in TIME_WAIT cannot be bound again).
 fn requests(lab: &Lab, n: usize) -> Vec<String> {
-    (0..n)
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = NEXT.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    (base..base + n)
         .map(|i| {
             let out = lab.client.exec(&[
                 "curl",
@@ -411,6 +414,67 @@ fn each_fault_is_reported_with_its_fix() {
             .contains("inet fw chain input"),
         "{c:#}"
     );
+}
+
+/// Run doctor with `--capture` in the background while the client sends requests.
+fn doctor_capture(lab: &Lab, runner: &Lbctl, role: &str) -> Value {
+    let dir = runner.run_dir().to_string_lossy().into_owned();
+    let argv: Vec<String> = runner
+        .argv(&[
+            "--json",
+            "doctor",
+            "--role",
+            role,
+            "--vip",
+            &format!("{VIP}:80"),
+            "--capture",
+            "2",
+        ])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let h = std::thread::spawn(move || {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        common::run_cmd(&a, &[("LBCTL_RUN_DIR", &dir)], None)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let got = requests(lab, 8);
+    let out = h.join().unwrap();
+    assert!(got.iter().all(|g| g.starts_with("be")), "{got:?}");
+    out.json()
+}
+
+fn check<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing in {v:#}"))
+}
+
+#[test]
+fn capture_evidence_backend_and_balancer() {
+    require_root!();
+    require_tool!("curl");
+    require_tool!("busybox");
+    let lab = lab();
+    // Backend: requests in with our MAC and the VIP, replies out from the VIP.
+    let v = doctor_capture(&lab, &lab.be_lbctl[0], "backend");
+    let req = check(&v, "capture.requests");
+    assert_eq!(req["status"], "pass", "{v:#}");
+    assert_eq!(check(&v, "capture.replies")["status"], "pass", "{v:#}");
+    // Balancer: in with its MAC, out with a backend's MAC, no replies through it.
+    let lb_runner = Lbctl::new(&lab._lb);
+    let v = doctor_capture(&lab, &lb_runner, "lb");
+    let fwd = check(&v, "capture.forwarding");
+    assert_eq!(fwd["status"], "pass", "{v:#}");
+    let ev = fwd["evidence"][0].as_str().unwrap();
+    assert!(
+        ev.contains("02:00:00:00:00:11") || ev.contains("02:00:00:00:00:12"),
+        "{ev}"
+    );
+    assert_eq!(check(&v, "lb.vip")["status"], "pass", "{v:#}");
 }
 
 #[test]

@@ -1,10 +1,272 @@
-//! `lbctl capture`: placeholder until sys/capture.rs lands (being written).
+//! `lbctl capture`: `tcpdump -e -n` for DSR problems, with the direction of every frame.
+//!
+//! Why a built-in capture when tcpdump exists: backends often have no tcpdump, DSR bugs are
+//! about MACs and directions (who answers ARP for the VIP; does the reply leave with the
+//! backend's MAC) more than payloads, and `doctor` needs the same capture as a library
+//! (`sys::capture`). Output is one tcpdump-like line per packet, or one JSON object per line
+//! (ndjson) with `--json`, as packets arrive; `-w` also writes a pcap that tcpdump and Wireshark
+//! read, and `-r` reads one back (no privilege or namespace needed). `--vip` and `--host` each
+//! keep packets (and ARP) involving that address; given together, only traffic between the two.
+//!
+//! Everything is validated before the socket is opened, and the socket is opened (privilege
+//! check) before the `-w` file is created, so a refused capture leaves no empty file behind.
+//! Without `-c`/`--seconds` it runs until Ctrl-C; SIGINT and SIGTERM end it cleanly, so the
+//! pcap and the summary are complete.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::Env;
 use crate::cli::CaptureArgs;
-use crate::error::Result;
-use crate::{Ctx, Outcome};
+use crate::error::{Error, Result};
+use crate::model::{parse_ip, parse_vip};
+use crate::sys::capture::{self, Capture, CaptureOpts, Filter, Packet, PcapWriter};
+use crate::{usage, Ctx, Outcome};
 
-pub fn run(_ctx: &Ctx, _env: &Env, _a: CaptureArgs) -> Result<Outcome> {
-    Err(crate::usage!("capture is not implemented yet"))
+/// Set by the SIGINT/SIGTERM handler; polled by the capture loop at least every 200 ms.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs the handler for the lifetime of the guard; restores the default on drop.
+struct SignalGuard;
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            unsafe {
+                libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+            }
+        }
+        SignalGuard
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: restoring the default disposition.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Which packets to show: `--vip` and `--host` each name one address; with both, a packet must
+/// involve both (traffic between that client and that VIP).
+struct Select {
+    required: Vec<IpAddr>,
+}
+
+impl Select {
+    fn wants(&self, p: &Packet) -> bool {
+        self.required.iter().all(|ip| p.l3.involves(*ip))
+    }
+}
+
+/// Where packets go: stdout (text or ndjson) and optionally a pcap file.
+struct Sink<'a> {
+    ctx: &'a Ctx,
+    pcap: Option<(PcapWriter, &'a Path)>,
+    count: u64,
+    limit: Option<u64>,
+    /// stdout was closed (`| head`): stop quietly.
+    closed: bool,
+    error: Option<Error>,
+}
+
+impl Sink<'_> {
+    /// Take one packet; false when the capture should stop.
+    fn take(&mut self, p: &Packet) -> bool {
+        self.count += 1;
+        if let Some((w, path)) = &mut self.pcap {
+            if let Err(e) = w.write(p) {
+                self.error = Some(Error::Runtime(
+                    anyhow::Error::new(e).context(format!("writing {}", path.display())),
+                ));
+                return false;
+            }
+        }
+        let line = if self.ctx.global.json {
+            Some(p.to_json().to_string())
+        } else if !self.ctx.global.quiet {
+            Some(p.to_string())
+        } else {
+            None
+        };
+        if let Some(line) = line {
+            let mut out = io::stdout().lock();
+            if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    self.closed = true;
+                } else {
+                    self.error = Some(Error::Runtime(
+                        anyhow::Error::new(e).context("writing to stdout"),
+                    ));
+                }
+                return false;
+            }
+        }
+        self.limit.is_none_or(|l| self.count < l)
+    }
+
+    fn finish(self, what: &str) -> Result<Outcome> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let n = self.count;
+        let plural = if n == 1 { "" } else { "s" };
+        if !self.ctx.global.quiet && !self.closed {
+            eprintln!("{n} packet{plural} {what}");
+            if let Some((_, path)) = &self.pcap {
+                eprintln!("{n} packet{plural} written to {}", path.display());
+            }
+        }
+        Ok(Outcome::Clean)
+    }
+}
+
+pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
+    // 1. Validate everything (usage errors, exit 2) before any socket or file is opened.
+    let mut required = Vec::new();
+    if let Some(v) = &a.vip {
+        required.push(parse_vip(v)?);
+    }
+    if let Some(h) = &a.host {
+        let h = parse_ip(h, "host")?;
+        if !required.contains(&h) {
+            required.push(h);
+        }
+    }
+    if a.count == Some(0) {
+        return Err(usage!("-c/--count must be at least 1"));
+    }
+    let duration = match a.seconds {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(
+            Duration::try_from_secs_f64(s).map_err(|_| usage!("--seconds {s}: out of range"))?,
+        ),
+        Some(s) => return Err(usage!("--seconds must be a positive number, not {s}")),
+    };
+    let select = Select { required };
+    if let Some(path) = &a.read {
+        if duration.is_some() {
+            return Err(usage!("--seconds applies to live captures, not to -r"));
+        }
+        return read(ctx, path, &select, a.count);
+    }
+    if let Some(path) = &a.write {
+        check_output(path)?;
+    }
+    let iface = if a.iface == "any" {
+        None
+    } else {
+        env.require_link(&a.iface)?;
+        Some(a.iface.clone())
+    };
+
+    // 2. Open the socket (privilege errors here, before the pcap file exists).
+    let opts = CaptureOpts {
+        iface,
+        // The capture keeps anything that involves one of the addresses; `Select` then
+        // requires all of them.
+        filter: Filter {
+            hosts: select.required.clone(),
+        },
+        max_packets: None,
+        duration,
+    };
+    let mut cap = Capture::open(opts.iface.as_deref())?;
+    let pcap = match &a.write {
+        Some(path) => {
+            let file = File::create(path).map_err(|e| {
+                Error::Runtime(
+                    anyhow::Error::new(e).context(format!("creating {}", path.display())),
+                )
+            })?;
+            let w = PcapWriter::new(file).map_err(|e| {
+                Error::Runtime(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+            })?;
+            Some((w, path.as_path()))
+        }
+        None => None,
+    };
+    let mut sink = Sink {
+        ctx,
+        pcap,
+        count: 0,
+        limit: a.count,
+        closed: false,
+        error: None,
+    };
+
+    // 3. Capture until the count, the duration, or Ctrl-C.
+    let _signals = SignalGuard::install();
+    if !ctx.global.quiet {
+        let until = match (a.count, duration) {
+            (None, None) => " (Ctrl-C to stop)".to_string(),
+            (Some(c), None) => format!(" for {c} packet{}", if c == 1 { "" } else { "s" }),
+            (None, Some(_)) => format!(" for {} s", a.seconds.unwrap_or_default()),
+            (Some(c), Some(_)) => format!(
+                " for {c} packet{} or {} s",
+                if c == 1 { "" } else { "s" },
+                a.seconds.unwrap_or_default()
+            ),
+        };
+        eprintln!("listening on {}{until}", cap.iface());
+    }
+    cap.run(&opts, &|| INTERRUPTED.load(Ordering::SeqCst), &mut |p| {
+        !select.wants(p) || sink.take(p)
+    })?;
+    sink.finish("captured")
+}
+
+/// `-w FILE`: its directory must exist and it must not be a directory itself.
+fn check_output(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(usage!("-w {}: is a directory", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(usage!(
+            "-w {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `-r FILE`: print a pcap the same way as a live capture.
+fn read(ctx: &Ctx, path: &Path, select: &Select, count: Option<u64>) -> Result<Outcome> {
+    let mut reader = capture::pcap_reader(path)?;
+    let mut sink = Sink {
+        ctx,
+        pcap: None,
+        count: 0,
+        limit: count,
+        closed: false,
+        error: None,
+    };
+    while let Some(p) = reader.next_packet().map_err(|e| match e {
+        Error::Runtime(e) => Error::Runtime(e.context(format!("reading {}", path.display()))),
+        other => other,
+    })? {
+        if select.wants(&p) && !sink.take(&p) {
+            break;
+        }
+    }
+    sink.finish(&format!("read from {}", path.display()))
 }

@@ -92,15 +92,27 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
         }
     }
 
-    let f = facts::gather(env, targets, client, balancer)?;
+    let mut f = facts::gather(env, targets, client, balancer)?;
+    if let Some(secs) = a.capture {
+        let vips: Vec<IpAddr> = f.targets.iter().map(|(v, _)| *v).collect();
+        f.capture = Some((facts::capture(ctx, &vips, secs)?, secs));
+    }
     let report = Report {
         role: match a.role {
             Role::Backend => "backend",
             Role::Lb => "lb",
         },
         findings: match a.role {
-            Role::Backend => backend::checks(&f),
-            Role::Lb => lb::checks(&f),
+            Role::Backend => {
+                let mut v = backend::checks(&f);
+                v.extend(crate::doctor::evidence::backend(&f));
+                v
+            }
+            Role::Lb => {
+                let mut v = lb::checks(&f);
+                v.extend(crate::doctor::evidence::lb(&f));
+                v
+            }
         },
     };
     if ctx.global.json {

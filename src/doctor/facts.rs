@@ -53,6 +53,8 @@ pub struct Facts {
     pub drift: Vec<String>,
     pub ipvs_available: bool,
     pub tcp_be_liberal: Option<i64>,
+    /// Frames captured for the VIPs (`--capture SECS`), with the capture's duration.
+    pub capture: Option<(Vec<crate::sys::capture::Packet>, f64)>,
 }
 
 impl Facts {
@@ -80,6 +82,12 @@ impl Facts {
             })
             .map(|l| l.name.as_str())
             .collect()
+    }
+
+    /// This host's MAC on `iface`.
+    pub fn mac_of(&self, iface: &str) -> Option<[u8; 6]> {
+        let m = self.link(iface)?.mac.as_ref()?;
+        m.as_slice().try_into().ok()
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
@@ -165,4 +173,42 @@ pub fn gather(
         f.balancer_path = Some(sys.route_get(b, None, None).map_err(|e| e.to_string()));
     }
     Ok(f)
+}
+
+/// Capture traffic for `vips` on every interface for `secs` seconds (a spinner on a TTY).
+pub fn capture(
+    ctx: &crate::Ctx,
+    vips: &[IpAddr],
+    secs: f64,
+) -> Result<Vec<crate::sys::capture::Packet>> {
+    use crate::sys::capture::{capture, CaptureOpts, Filter};
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() && !ctx.global.quiet && !ctx.global.json {
+        let b = indicatif::ProgressBar::new((secs * 10.0) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("capturing {bar:30} {msg}")
+                .expect("valid template"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let start = std::time::Instant::now();
+    let mut packets = Vec::new();
+    let opts = CaptureOpts {
+        iface: None,
+        filter: Filter {
+            hosts: vips.to_vec(),
+        },
+        max_packets: Some(100_000),
+        duration: Some(std::time::Duration::from_secs_f64(secs)),
+    };
+    capture(&opts, &mut |p| {
+        packets.push(p.clone());
+        bar.set_position((start.elapsed().as_secs_f64() * 10.0) as u64);
+        bar.set_message(format!("{} frames", packets.len()));
+        true
+    })?;
+    bar.finish_and_clear();
+    Ok(packets)
 }

@@ -6,6 +6,7 @@
 //! exit code is the worst outcome: 1 if anything failed, 0 otherwise (warnings included).
 
 pub mod backend;
+pub mod evidence;
 pub mod facts;
 pub mod lb;
 

@@ -1,6 +1,7 @@
 //! The only code with side effects: netlink (rtnetlink), nftables (`nft -j`), /proc/sys, and
 //! network namespaces. Everything above this layer is pure and works on the types in `model`.
 
+pub mod capture;
 pub mod netlink;
 pub mod nft;
 pub mod procnet;
