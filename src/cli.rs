@@ -93,7 +93,7 @@ pub struct DoctorArgs {
     /// What this host is.
     #[arg(long, value_enum, default_value_t)]
     pub role: Role,
-    /// A VIP to check, optionally with a port (198.18.0.100:80, [2001:db8::100]:80). Repeatable.
+    /// A VIP to check, optionally with a port (`198.18.0.100:80`, `[2001:db8::100]:80`). Repeatable.
     #[arg(long = "vip", value_name = "VIP[:PORT]")]
     pub vips: Vec<String>,
     /// Take VIPs, ports and ARP mode from this profile.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # vm/run-ipvs-lane.sh — the real-kernel IPVS lane.
 #
-# Builds the static scenario binary (src/bin/lbvm-ipvs-test.rs), the VM image
+# Builds the static scenario binary (src/bin/lbvm-ipvs-test.rs) and a static lbctl, the VM image
 # (vm/build-image.sh, cached), boots QEMU with pure emulation (TCG, -M pc),
 # and turns the serial-console markers into an exit status:
 #   0   pass: "LBVM: RESULT pass", no failed CHECK, /lbvm-test exited 0
@@ -13,6 +13,7 @@
 #   LBVM_CACHE     cache dir for the kernel .deb and the image (default: target/vm-cache)
 #   LBVM_TIMEOUT   seconds for the whole VM run (default 240)
 #   LBVM_TEST_BIN  use this prebuilt static binary instead of building one
+#   LBVM_LBCTL_BIN a prebuilt static lbctl for /bin/lbctl (default: built with the scenario)
 #   LBVM_TEST_ARGS arguments for the scenario binary (kernel cmdline, space separated)
 #   LBVM_NO_APT=1  never try apt-get install for missing host packages
 #   CARGO_JOBS     -j for cargo (default 1: the machine is shared)
@@ -68,26 +69,39 @@ t0=$(now)
 IMG=$CACHE/image
 say "image ready in $(elapsed "$t0")s"
 
-# --- scenario binary -------------------------------------------------------------
+# --- scenario binary and lbctl ---------------------------------------------------------
+# Both static, from one cargo invocation: the scenario (/lbvm-test) and the real lbctl CLI
+# (/bin/lbctl), which the scenario's cli.* checks run. With LBVM_TEST_BIN, only
+# LBVM_LBCTL_BIN (if set) is added.
 BIN=${LBVM_TEST_BIN:-}
+LBCTL_BIN=${LBVM_LBCTL_BIN:-}
 if [ -z "$BIN" ]; then
   t0=$(now)
   # the explicit --target keeps crt-static away from proc-macros and build scripts
   (cd "$CRATE" && RUSTFLAGS='-C target-feature=+crt-static' \
-     cargo build --release -j "${CARGO_JOBS:-1}" --target "$TARGET" --bin lbvm-ipvs-test) ||
-    { say "FAIL: cargo build of the static scenario binary failed"; exit 1; }
+     cargo build --release -j "${CARGO_JOBS:-1}" --target "$TARGET" --bin lbvm-ipvs-test --bin lbctl) ||
+    { say "FAIL: cargo build of the static binaries failed"; exit 1; }
   BIN=$CRATE/target/$TARGET/release/lbvm-ipvs-test
-  say "static binary built in $(elapsed "$t0")s ($(stat -c %s "$BIN") B)"
+  LBCTL_BIN=${LBCTL_BIN:-$CRATE/target/$TARGET/release/lbctl}
+  say "static binaries built in $(elapsed "$t0")s (scenario $(stat -c %s "$BIN") B, lbctl $(stat -c %s "$LBCTL_BIN") B)"
 fi
-[ -x "$BIN" ] || { say "FAIL: no executable $BIN"; exit 1; }
-if ldd "$BIN" 2>&1 | grep -q '=>'; then
-  say "FAIL: $BIN is dynamically linked; the VM has no Rust runtime libraries"; exit 1
-fi
+for b in "$BIN" $LBCTL_BIN; do
+  [ -x "$b" ] || { say "FAIL: no executable $b"; exit 1; }
+  if ldd "$b" 2>&1 | grep -q '=>'; then
+    say "FAIL: $b is dynamically linked; the VM has no Rust runtime libraries"; exit 1
+  fi
+done
 
 RUN=$CACHE/run
-rm -rf "$RUN"; mkdir -p "$RUN/extra"
+rm -rf "$RUN"; mkdir -p "$RUN/extra/bin"
 cp "$BIN" "$RUN/extra/lbvm-test"; chmod 0755 "$RUN/extra/lbvm-test"
-(cd "$RUN/extra" && echo lbvm-test | cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$RUN/extra.cpio.gz"
+files=lbvm-test
+if [ -n "$LBCTL_BIN" ]; then
+  cp "$LBCTL_BIN" "$RUN/extra/bin/lbctl"; chmod 0755 "$RUN/extra/bin/lbctl"
+  files="$files bin/lbctl"    # no "bin" entry: the image's /bin (busybox applets) stays as it is
+fi
+# shellcheck disable=SC2086
+(cd "$RUN/extra" && printf '%s\n' $files | cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$RUN/extra.cpio.gz"
 # the kernel unpacks concatenated archives in order: the image, then the binary
 cat "$IMG/initramfs.cpio.gz" "$RUN/extra.cpio.gz" > "$RUN/initrd.cpio.gz"
 

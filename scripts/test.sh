@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# test.sh — everything CI checks, runnable on a developer machine: `sudo scripts/test.sh`.
+#
+# Steps (each runs even when an earlier check failed; a summary is printed at the end):
+#   1. as root: install the missing tools with apt-get (idempotent: nothing happens when all are
+#      present) and delete namespaces left behind by killed test processes (only `lbt-<pid>-…`
+#      names whose pid no longer exists)
+#   2. cargo fmt --all -- --check
+#   3. cargo clippy --all-targets -- -D warnings
+#   4. RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --document-private-items
+#   5. scripts/gen-docs.sh --check            (man/ and completions/ match the CLI)
+#   6. LBCTL_REQUIRE_NETNS_TESTS=1 cargo test --all-targets
+#   7. tests/vm/run-ipvs-lane.sh              (real IPVS in a QEMU/TCG guest; exit 77 = cannot
+#                                              run here, which counts as a failure)
+#
+#   sudo scripts/test.sh                  the whole list above (what .ci/run runs)
+#   sudo scripts/test.sh ARGS…            only step 1 and `cargo test ARGS…` (with
+#                                         LBCTL_REQUIRE_NETNS_TESTS=1), e.g. `--test netns_arp`
+#
+# The namespace tests need root. They never touch the root namespace: each test builds its own
+# `lbt-<pid>-…` namespaces and deletes them. LBCTL_REQUIRE_NETNS_TESTS=1 turns a test that cannot
+# run into a failure instead of a skip, so this script never passes without having run them.
+# Unprivileged, `LBCTL_REQUIRE_NETNS_TESTS=0 scripts/test.sh` lets them skip (loudly).
+# LBCTL_SKIP_VM_LANE=1 leaves out step 7 (never set in CI).
+set -euo pipefail
+exec </dev/null
+
+# Keep in sync with .ci/run.
+PACKAGES=(nftables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
+          ipvsadm cpio util-linux)
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+: "${LBCTL_REQUIRE_NETNS_TESTS:=1}"
+export LBCTL_REQUIRE_NETNS_TESTS
+if ! is_root && [ "$LBCTL_REQUIRE_NETNS_TESTS" = 1 ]; then
+  echo "test.sh: the namespace tests need root: sudo $0" >&2
+  echo "test.sh: (LBCTL_REQUIRE_NETNS_TESTS=0 $0 runs unprivileged and lets them skip)" >&2
+  exit 2
+fi
+
+install_missing_packages() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: no apt-get; make sure these are installed: ${PACKAGES[*]}" >&2
+    return 0
+  fi
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  echo "test.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+remove_stale_namespaces() {
+  local ns pid
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lbt-[0-9]+-' || true); do
+    pid=${ns#lbt-}
+    pid=${pid%%-*}
+    if [ ! -d "/proc/$pid" ]; then
+      echo "test.sh: removing stale namespace $ns (its test process $pid is gone)"
+      ip netns del "$ns" || true
+    fi
+  done
+}
+
+# cargo: PATH, then ~/.cargo/bin, then (under sudo) the invoking user's rustup toolchain.
+find_cargo() {
+  command -v cargo >/dev/null 2>&1 && return 0
+  if [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+    PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    return 0
+  fi
+  if [ -n "${SUDO_USER:-}" ]; then
+    local home
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    if [ -x "$home/.cargo/bin/cargo" ]; then
+      PATH="$home/.cargo/bin:$PATH"
+      export RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" CARGO_HOME="${CARGO_HOME:-$home/.cargo}"
+      return 0
+    fi
+  fi
+  echo "test.sh: cargo not found (install Rust with rustup)" >&2
+  exit 2
+}
+
+if is_root; then
+  install_missing_packages
+  remove_stale_namespaces
+fi
+find_cargo
+export PATH
+
+# Developer shortcut: only the cargo test run, with the caller's arguments.
+if [ "$#" -gt 0 ]; then
+  echo "test.sh: LBCTL_REQUIRE_NETNS_TESTS=$LBCTL_REQUIRE_NETNS_TESTS cargo test $*"
+  exec cargo test "$@"
+fi
+
+summary=()
+failed=0
+t_all=$(date +%s)
+
+# step NAME CMD…: run, time, record PASS/FAIL, keep going.
+step() {
+  local name=$1 start rc
+  shift
+  echo
+  echo "=== test.sh: ${name}: $*"
+  start=$(date +%s)
+  set +e
+  "$@"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 0 ]; then
+    summary+=("PASS  ${name}  ($(( $(date +%s) - start ))s)")
+  else
+    summary+=("FAIL  ${name}  (exit ${rc}, $(( $(date +%s) - start ))s)")
+    failed=1
+  fi
+  return 0
+}
+
+cargo_doc() { RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --document-private-items; }
+
+step "rustfmt"            cargo fmt --all -- --check
+step "clippy"             cargo clippy --all-targets -- -D warnings
+step "rustdoc"            cargo_doc
+step "generated docs"     scripts/gen-docs.sh --check
+step "cargo test"         cargo test --all-targets
+if [ "${LBCTL_SKIP_VM_LANE:-0}" = 1 ]; then
+  summary+=("SKIP  IPVS VM lane  (LBCTL_SKIP_VM_LANE=1)")
+else
+  step "IPVS VM lane"     tests/vm/run-ipvs-lane.sh
+fi
+
+echo
+echo "=== test.sh summary ($(( $(date +%s) - t_all ))s; LBCTL_REQUIRE_NETNS_TESTS=$LBCTL_REQUIRE_NETNS_TESTS)"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -ne 0 ]; then
+  echo "test.sh: FAILED"
+  exit 1
+fi
+echo "test.sh: all passed"
