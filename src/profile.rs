@@ -394,7 +394,10 @@ interfaces = ["all", "eth0"]
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            let backend = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("backend-"));
+            if backend && path.extension().is_some_and(|e| e == "toml") {
                 load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;
             }
