@@ -12,6 +12,8 @@
 #   6. LBCTL_REQUIRE_NETNS_TESTS=1 cargo test --all-targets
 #   7. tests/vm/run-ipvs-lane.sh              (real IPVS in a QEMU/TCG guest; exit 77 = cannot
 #                                              run here, which counts as a failure)
+#   8. tests/vm/dr-e2e.sh                     (IPVS-DR end to end: that VM as the director on a
+#                                              lab bridge, lbctl on both sides)
 #
 #   sudo scripts/test.sh                  the whole list above (what .ci/run runs)
 #   sudo scripts/test.sh ARGS…            only step 1 and `cargo test ARGS…` (with
@@ -138,6 +140,7 @@ if [ "${LBCTL_SKIP_VM_LANE:-0}" = 1 ]; then
   summary+=("SKIP  IPVS VM lane  (LBCTL_SKIP_VM_LANE=1)")
 else
   step "IPVS VM lane"     tests/vm/run-ipvs-lane.sh
+  step "IPVS DR end to end" tests/vm/dr-e2e.sh
 fi
 
 echo

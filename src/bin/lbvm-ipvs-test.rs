@@ -2,6 +2,9 @@
 //! VM built by vm/build-image.sh (real Debian kernel, ip_vs + schedulers
 //! loaded by /init, lo up, ipvsadm 1.31 available at /sbin/ipvsadm).
 //!
+//! The last part (`cli.*` checks) runs the real `lbctl lb` command line, a static `lbctl`
+//! that the lane appends as /bin/lbctl, and compares what it does with ipvsadm's view.
+//!
 //! Prints one `LBVM: CHECK <name> ok|FAIL <detail>` line per check, then
 //! `LBVM: RESULT pass|fail`, and exits 0 only when every check passed.
 //! It flushes IPVS when it starts and when it ends: never run it on a host
@@ -315,6 +318,7 @@ fn main() {
     config(&mut c, &mut r);
     traffic(&mut c, &mut r);
     permission(&mut r);
+    cli(&mut c, &mut r);
 
     r.check("flush-end", c.flush().map_err(e2s).map(|_| String::new()));
     let total = r.ok + r.failed.len();
@@ -1257,4 +1261,685 @@ fn traffic(c: &mut Client, r: &mut Report) {
         Ok("ZERO reset the counters".into())
     })();
     r.check("traffic.zero", res);
+}
+
+// =============================================================================================
+// the real `lbctl lb` CLI (the lane appends a static lbctl as /bin/lbctl)
+// =============================================================================================
+
+const LBCTL: &str = "/bin/lbctl";
+
+/// What one lbctl run gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn show(&self) -> String {
+        format!(
+            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Run lbctl with `args`, extra environment, optional stdin, optionally as another uid.
+fn lbctl_full(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>, uid: Option<u32>) -> Run {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(LBCTL);
+    cmd.args(args)
+        .env("LBCTL_RUN_DIR", "/tmp/lbctl-run")
+        .env_remove("LBCTL_FAIL_ON")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(u) = uid {
+        cmd.uid(u).gid(u);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Run {
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("cannot run {LBCTL}: {e}"),
+            }
+        }
+    };
+    if let Some(text) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
+    }
+    match child.wait_with_output() {
+        Ok(out) => Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(e) => Run {
+            code: -1,
+            stdout: String::new(),
+            stderr: e.to_string(),
+        },
+    }
+}
+
+fn lbctl(args: &[&str]) -> Run {
+    lbctl_full(args, &[], None, None)
+}
+
+/// lbctl must exit with `code`, and its output must contain every string in `has`.
+fn expect_run(run: &Run, code: i32, has: &[&str]) -> Result<(), String> {
+    let all = format!("{}{}", run.stdout, run.stderr);
+    if run.code != code {
+        return Err(format!("wanted exit {code}\n{}", run.show()));
+    }
+    if let Some(missing) = has.iter().find(|h| !all.contains(**h)) {
+        return Err(format!("output lacks {missing:?}\n{}", run.show()));
+    }
+    Ok(())
+}
+
+fn args(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
+/// `lbctl ARGS` succeeds (exit 0) and prints every string in `has`.
+fn ok_run(cmdline: &str, has: &[&str]) -> Result<Run, String> {
+    let run = lbctl(&args(cmdline));
+    expect_run(&run, 0, has).map_err(|e| format!("lbctl {cmdline}: {e}"))?;
+    Ok(run)
+}
+
+/// The table as `ipvsadm -S -n` prints it must be exactly `want` (lines, any trailing newline).
+fn expect_saved(want: &[&str]) -> Result<String, String> {
+    let got = ipvsadm(&["-S", "-n"])?;
+    let got_lines: Vec<&str> = got.lines().collect();
+    if got_lines == want {
+        Ok(format!("ipvsadm -S -n: {} rules as expected", want.len()))
+    } else {
+        Err(format!(
+            "ipvsadm -S -n differs\n--- want ---\n{}\n--- got ---\n{got}",
+            want.join("\n")
+        ))
+    }
+}
+
+/// Lines of stdout that are ipvsadm commands.
+fn change_lines(run: &Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with("ipvsadm "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn expect_lines(what: &str, got: &[String], want: &[&str]) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: changes differ\n--- want ---\n{}\n--- got ---\n{}",
+            want.join("\n"),
+            got.join("\n")
+        ))
+    }
+}
+
+const LB_V1: &str = r#"
+name = "vmtest"
+[[service]]
+vip = "198.18.3.1:80"
+scheduler = "mh"
+mh_port = true
+mh_fallback = true
+[[service.backend]]
+rip = "198.18.0.11"
+[[service.backend]]
+rip = "198.18.0.12"
+weight = 2
+[[service.backend]]
+rip = "198.18.0.13"
+
+[[service]]
+vip = "[2001:db8::300]:53"
+protocol = "udp"
+scheduler = "rr"
+[[service.backend]]
+rip = "2001:db8::11"
+
+[[service]]
+vip = "198.18.3.2:443"
+scheduler = "wrr"
+persistent = 300
+netmask = "255.255.255.0"
+[[service.backend]]
+rip = "198.18.0.11"
+"#;
+
+/// v1 with: weight of .12 → 5, .13 removed, the IPv6 service removed, a fwmark service added.
+const LB_V2: &str = r#"
+name = "vmtest"
+[[service]]
+vip = "198.18.3.1:80"
+scheduler = "mh"
+mh_port = true
+mh_fallback = true
+[[service.backend]]
+rip = "198.18.0.11"
+[[service.backend]]
+rip = "198.18.0.12"
+weight = 5
+
+[[service]]
+vip = "198.18.3.2:443"
+scheduler = "wrr"
+persistent = 300
+netmask = "255.255.255.0"
+[[service.backend]]
+rip = "198.18.0.11"
+
+[[service]]
+fwmark = 9
+scheduler = "sh"
+sched_flags = ["sh-port"]
+[[service.backend]]
+rip = "198.18.0.14"
+"#;
+
+fn write_file(path: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))
+}
+
+fn cli(c: &mut Client, r: &mut Report) {
+    if !std::path::Path::new(LBCTL).exists() {
+        r.check(
+            "cli.binary",
+            Err(format!("{LBCTL} is missing from the initramfs")),
+        );
+        return;
+    }
+    let res = c.flush().map_err(e2s).and_then(|_| expect_saved(&[]));
+    r.check("cli.start-empty", res);
+
+    // --- bad input: exit 2, nothing changed --------------------------------------------------
+    let res = (|| {
+        write_file(
+            "/tmp/bad.toml",
+            "[[service]]\nvip = \"198.18.3.1:80\"\nschedular = \"rr\"\n",
+        )?;
+        let mut seen = Vec::new();
+        for (cmdline, has) in [
+            (
+                "lb backend add 198.18.3.1:80 198.18.0.11:8080",
+                "DR forwarding does not change the destination port",
+            ),
+            (
+                "lb service add 198.18.3.1:80 -s bogus",
+                "unknown scheduler 'bogus'",
+            ),
+            ("lb service add 198.18.3.1 -s rr", "has no port"),
+            (
+                "lb service add 198.18.3.1:80 -s rr --mh-port",
+                "mh scheduler only",
+            ),
+            ("lb apply -f /tmp/bad.toml", "unknown field `schedular`"),
+            ("lb restore /tmp/bad.toml", "line 1"),
+            (
+                "lb backend add 198.18.3.1:80 198.18.0.11",
+                "no service 198.18.3.1:80",
+            ),
+        ] {
+            let run = lbctl(&args(cmdline));
+            expect_run(&run, 2, &[has]).map_err(|e| format!("lbctl {cmdline}: {e}"))?;
+            seen.push(run.stderr.lines().next().unwrap_or("").to_string());
+        }
+        expect_saved(&[])?;
+        Ok(format!(
+            "{} refusals, table untouched; e.g. {}",
+            seen.len(),
+            seen[0]
+        ))
+    })();
+    r.check("cli.bad-input", res);
+
+    // --- one-shot commands -------------------------------------------------------------------
+    let res = (|| {
+        ok_run(
+            "lb service add 198.18.3.1:80 -s mh --mh-port",
+            &[
+                "ipvsadm -A -t 198.18.3.1:80 -s mh -b mh-port",
+                "applied 1 change(s)",
+            ],
+        )?;
+        ok_run(
+            "lb service add 198.18.3.1:80 -s mh --mh-port",
+            &["unchanged"],
+        )?;
+        let run = lbctl(&args("lb service add 198.18.3.1:80 -s rr"));
+        expect_run(&run, 2, &["already exists with other settings"])?;
+        expect_saved(&["-A -t 198.18.3.1:80 -s mh -b mh-port"])
+    })();
+    r.check("cli.service-add", res);
+
+    let res = (|| {
+        ok_run("lb backend add 198.18.3.1:80 198.18.0.11", &[])?;
+        ok_run(
+            "lb backend add 198.18.3.1:80 198.18.0.12:80 --weight 2",
+            &["ipvsadm -a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 2"],
+        )?;
+        ok_run(
+            "lb backend add 198.18.3.1:80 198.18.0.12 -w 2",
+            &["unchanged"],
+        )?;
+        ok_run(
+            "lb backend edit 198.18.3.1:80 198.18.0.12 --weight 3",
+            &["ipvsadm -e -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 3"],
+        )?;
+        expect_saved(&[
+            "-A -t 198.18.3.1:80 -s mh -b mh-port",
+            "-a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 1",
+            "-a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 3",
+        ])
+    })();
+    r.check("cli.backend-add-edit", res);
+
+    let res = (|| {
+        let run = ok_run(
+            "lb drain 198.18.3.1:80 198.18.0.11",
+            &["note: mh without mh-fallback", "turning mh-fallback on"],
+        )?;
+        expect_lines(
+            "drain",
+            &change_lines(&run),
+            &[
+                "ipvsadm -E -t 198.18.3.1:80 -s mh -b mh-fallback,mh-port",
+                "ipvsadm -e -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 0",
+            ],
+        )?;
+        ok_run("lb drain 198.18.3.1:80 198.18.0.11", &["already drained"])?;
+        expect_saved(&[
+            "-A -t 198.18.3.1:80 -s mh -b mh-fallback,mh-port",
+            "-a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 0",
+            "-a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 3",
+        ])?;
+        Ok(run.stdout.lines().next().unwrap_or("").to_string())
+    })();
+    r.check("cli.drain-mh", res);
+
+    let res = (|| {
+        ok_run(
+            "lb service add [2001:db8::300]:53 --proto udp -s rr",
+            &["ipvsadm -A -u [2001:db8::300]:53 -s rr"],
+        )?;
+        ok_run(
+            "lb backend add [2001:db8::300]:53 2001:db8::11 --proto udp",
+            &[],
+        )?;
+        ok_run("lb service add --fwmark 9 -s sh -b sh-port -p 120", &[])?;
+        ok_run("lb backend add fwmark:9 198.18.0.14 -w 4", &[])?;
+        ok_run("lb service add --fwmark 10 --ipv6 -s rr", &[])?;
+        ok_run(
+            "lb backend add fwmark:10 2001:db8::14 --ipv6 --method nat",
+            &["ipvsadm -a -f 10 -6 -r [2001:db8::14]:0 -m -w 1"],
+        )?;
+        ok_run(
+            "lb service add 198.18.3.3:25 -s lc -p 60 -M 255.255.0.0",
+            &["ipvsadm -A -t 198.18.3.3:25 -s lc -p 60 -M 255.255.0.0"],
+        )?;
+        ok_run(
+            "lb backend add 198.18.3.3:25 198.18.0.15:2525 --method nat -x 100 -y 10",
+            &[],
+        )?;
+        Ok("IPv6, fwmark (v4 and v6), persistence with netmask, NAT with thresholds".into())
+    })();
+    r.check("cli.variety", res);
+
+    // what ipvsadm creates, lbctl must list identically too
+    let res = ipvsadm(&["-A", "-t", "198.18.3.4:8080", "-s", "wlc", "-p", "30"])
+        .and_then(|_| {
+            ipvsadm(&[
+                "-a",
+                "-t",
+                "198.18.3.4:8080",
+                "-r",
+                "198.18.0.16",
+                "-g",
+                "-w",
+                "7",
+            ])
+        })
+        .map(|_| "added 198.18.3.4:8080 with ipvsadm".to_string());
+    r.check("cli.ipvsadm-adds", res);
+
+    for (name, lb_args, ipvsadm_args) in [
+        ("cli.list", "lb list", &["-L", "-n"][..]),
+        (
+            "cli.list-stats",
+            "lb list --stats",
+            &["-L", "-n", "--stats"][..],
+        ),
+        (
+            "cli.list-rate",
+            "lb list --rate",
+            &["-L", "-n", "--rate"][..],
+        ),
+        (
+            "cli.list-one",
+            "lb list [2001:db8::300]:53 --proto udp",
+            &["-L", "-n", "-u", "[2001:db8::300]:53"][..],
+        ),
+    ] {
+        let res = (|| {
+            let run = lbctl(&args(lb_args));
+            expect_run(&run, 0, &[])?;
+            same_text(
+                &format!("lbctl {lb_args} vs ipvsadm {}", ipvsadm_args.join(" ")),
+                &run.stdout,
+                &ipvsadm(ipvsadm_args)?,
+            )
+        })();
+        r.check(name, res);
+    }
+
+    let res = (|| {
+        let run = lbctl(&args("--json lb list"));
+        expect_run(&run, 0, &[])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&run.stdout).map_err(|e| format!("{e}\n{}", run.stdout))?;
+        let services = v["services"].as_array().ok_or("no services array")?;
+        let mh = services
+            .iter()
+            .find(|s| s["service"] == "198.18.3.1:80")
+            .ok_or("198.18.3.1:80 missing")?;
+        let flags = mh["flags"].to_string();
+        let w0 = mh["backends"]
+            .as_array()
+            .and_then(|b| b.iter().find(|d| d["address"] == "198.18.0.11"))
+            .map(|d| d["weight"].clone());
+        if services.len() == 6 && flags == r#"["mh-fallback","mh-port"]"# && w0 == Some(0.into()) {
+            Ok(format!(
+                "{} services, version {}, mh flags {flags}",
+                services.len(),
+                v["version"]
+            ))
+        } else {
+            Err(format!("unexpected JSON:\n{}", run.stdout))
+        }
+    })();
+    r.check("cli.list-json", res);
+
+    let res = (|| {
+        let run = lbctl(&["lb", "save"]);
+        expect_run(&run, 0, &[])?;
+        // real servers with thresholds get -x/-y (ipvsadm -S drops them); compare without
+        let mine: String = run
+            .stdout
+            .lines()
+            .map(|l| l.replace(" -x 100 -y 10", "") + "\n")
+            .collect();
+        same_text(
+            "lbctl lb save vs ipvsadm -S -n",
+            &mine,
+            &ipvsadm(&["-S", "-n"])?,
+        )
+    })();
+    r.check("cli.save", res);
+
+    // --- save → flush → restore, and restore's all-or-nothing --------------------------------
+    let res = (|| {
+        let saved = lbctl(&["lb", "save"]).stdout;
+        write_file("/tmp/saved.rules", &saved)?;
+        let before = ipvsadm(&["-S", "-n"])?;
+        ipvsadm(&["-C"])?;
+        ok_run("lb restore /tmp/saved.rules", &["applied"])?;
+        let after = ipvsadm(&["-S", "-n"])?;
+        if after != before {
+            return Err(format!(
+                "restore differs\n--- before ---\n{before}--- after ---\n{after}"
+            ));
+        }
+        // the same rules again: refused up front (the services exist), nothing changed
+        let run = lbctl_full(&["lb", "restore", "-"], &[], Some(&saved), None);
+        expect_run(
+            &run,
+            2,
+            &[
+                "<stdin> line 1",
+                "service already exists",
+                "nothing was changed",
+            ],
+        )?;
+        // --flush: the table already is the file's, so nothing to do
+        ok_run("lb restore --flush /tmp/saved.rules", &["unchanged"])?;
+        if ipvsadm(&["-S", "-n"])? != before {
+            return Err("the table changed".into());
+        }
+        Ok(format!("{} rules round-tripped", saved.lines().count()))
+    })();
+    r.check("cli.restore-roundtrip", res);
+
+    let res = (|| {
+        let before = ipvsadm(&["-S", "-n"])?;
+        // a real kernel refusal half-way: `twos` is known to lbctl but not to this 6.1 kernel
+        write_file(
+            "/tmp/partial.rules",
+            "-A -t 198.18.3.50:80 -s rr\n-a -t 198.18.3.50:80 -r 198.18.0.11:80 -g -w 1\n-A -t 198.18.3.51:80 -s twos\n",
+        )?;
+        let run = lbctl(&args("lb restore /tmp/partial.rules"));
+        expect_run(
+            &run,
+            2,
+            &[
+                "change 3 of 3 failed: ipvsadm -A -t 198.18.3.51:80 -s twos",
+                "modprobe ip_vs_twos",
+                "rolled back 2 applied change(s)",
+            ],
+        )?;
+        if ipvsadm(&["-S", "-n"])? != before {
+            return Err(format!(
+                "table changed after a failed restore\n{}",
+                run.show()
+            ));
+        }
+        // an injected failure in a --flush restore (which deletes, edits and adds)
+        write_file(
+            "/tmp/other.rules",
+            "-A -t 198.18.3.1:80 -s rr\n-a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 1\n-A -t 198.18.3.60:80 -s rr\n-a -t 198.18.3.60:80 -r 198.18.0.12:80 -g -w 1\n",
+        )?;
+        let run = lbctl_full(
+            &["lb", "restore", "--flush", "/tmp/other.rules"],
+            &[("LBCTL_FAIL_ON", "-D -t 198.18.3.4:8080")],
+            None,
+            None,
+        );
+        expect_run(&run, 2, &["injected failure", "IPVS is as before"])?;
+        let after = ipvsadm(&["-S", "-n"])?;
+        if after != before {
+            return Err(format!(
+                "table changed after a rolled-back restore\n--- before ---\n{before}--- after ---\n{after}{}",
+                run.show()
+            ));
+        }
+        Ok(run.stderr.lines().last().unwrap_or("").to_string())
+    })();
+    r.check("cli.restore-rollback", res);
+
+    // --- dry run and privilege ------------------------------------------------------------
+    let res = (|| {
+        let before = ipvsadm(&["-S", "-n"])?;
+        let run = ok_run("--dry-run lb service del 198.18.3.1:80", &[])?;
+        expect_lines(
+            "dry run",
+            &change_lines(&run),
+            &["ipvsadm -D -t 198.18.3.1:80"],
+        )?;
+        let run = ok_run("--dry-run lb drain 198.18.3.1:80 198.18.0.12", &[])?;
+        expect_lines(
+            "dry run",
+            &change_lines(&run),
+            &["ipvsadm -e -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 0"],
+        )?;
+        if ipvsadm(&["-S", "-n"])? != before {
+            return Err("a dry run changed the table".into());
+        }
+        Ok("printed ipvsadm lines, changed nothing".into())
+    })();
+    r.check("cli.dry-run", res);
+
+    let res = (|| {
+        let before = ipvsadm(&["-S", "-n"])?;
+        let run = lbctl_full(&["lb", "list"], &[], None, Some(65534));
+        expect_run(&run, 77, &["permission denied"])?;
+        let run2 = lbctl_full(
+            &args("lb service add 198.18.3.99:80 -s rr"),
+            &[],
+            None,
+            Some(65534),
+        );
+        expect_run(&run2, 77, &["CAP_NET_ADMIN"])?;
+        if ipvsadm(&["-S", "-n"])? != before {
+            return Err("the table changed".into());
+        }
+        Ok(format!(
+            "as uid 65534: {}",
+            run.stderr.lines().next().unwrap_or("")
+        ))
+    })();
+    r.check("cli.permission", res);
+
+    // --- lb apply -f ------------------------------------------------------------------------
+    let res = (|| {
+        ipvsadm(&["-C"])?;
+        // a foreign service that the LB file does not mention
+        ipvsadm(&["-A", "-t", "198.18.3.200:25", "-s", "rr"])?;
+        write_file("/tmp/lb.toml", LB_V1)?;
+        let run = ok_run("lb apply -f /tmp/lb.toml", &["applied 8 change(s)"])?;
+        expect_lines(
+            "apply v1",
+            &change_lines(&run),
+            &[
+                "ipvsadm -A -t 198.18.3.1:80 -s mh -b mh-fallback,mh-port",
+                "ipvsadm -a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 1",
+                "ipvsadm -a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 2",
+                "ipvsadm -a -t 198.18.3.1:80 -r 198.18.0.13:80 -g -w 1",
+                "ipvsadm -A -u [2001:db8::300]:53 -s rr",
+                "ipvsadm -a -u [2001:db8::300]:53 -r [2001:db8::11]:53 -g -w 1",
+                "ipvsadm -A -t 198.18.3.2:443 -s wrr -p 300 -M 255.255.255.0",
+                "ipvsadm -a -t 198.18.3.2:443 -r 198.18.0.11:443 -g -w 1",
+            ],
+        )?;
+        expect_saved(&[
+            "-A -t 198.18.3.1:80 -s mh -b mh-fallback,mh-port",
+            "-a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 1",
+            "-a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 2",
+            "-a -t 198.18.3.1:80 -r 198.18.0.13:80 -g -w 1",
+            "-A -t 198.18.3.2:443 -s wrr -p 300 -M 255.255.255.0",
+            "-a -t 198.18.3.2:443 -r 198.18.0.11:443 -g -w 1",
+            "-A -t 198.18.3.200:25 -s rr",
+            "-A -u [2001:db8::300]:53 -s rr",
+            "-a -u [2001:db8::300]:53 -r [2001:db8::11]:53 -g -w 1",
+        ])
+    })();
+    r.check("cli.apply", res);
+
+    let res = (|| {
+        let run = ok_run("lb apply -f /tmp/lb.toml", &["unchanged"])?;
+        let json = lbctl(&args("--json lb apply -f /tmp/lb.toml"));
+        expect_run(&json, 0, &[])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&json.stdout).map_err(|e| format!("{e}: {}", json.stdout))?;
+        if v["changes"].as_array().map(Vec::len) != Some(0) {
+            return Err(format!("second apply planned changes: {}", json.stdout));
+        }
+        Ok(format!("0 changes: {}", run.stdout.trim()))
+    })();
+    r.check("cli.apply-again-0-changes", res);
+
+    let v2_changes = [
+        "ipvsadm -e -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 5",
+        "ipvsadm -d -t 198.18.3.1:80 -r 198.18.0.13:80",
+        "ipvsadm -A -f 9 -s sh -b sh-port",
+        "ipvsadm -a -f 9 -r 198.18.0.14:0 -g -w 1",
+        "ipvsadm -D -u [2001:db8::300]:53",
+    ];
+    let res = (|| {
+        write_file("/tmp/lb.toml", LB_V2)?;
+        let before = ipvsadm(&["-S", "-n"])?;
+        let dry = ok_run("--dry-run lb apply -f /tmp/lb.toml", &[])?;
+        expect_lines("dry run v2", &change_lines(&dry), &v2_changes)?;
+        if ipvsadm(&["-S", "-n"])? != before {
+            return Err("the dry run changed the table".into());
+        }
+        // an injected failure at the last change: everything before it is undone
+        let run = lbctl_full(
+            &args("lb apply -f /tmp/lb.toml"),
+            &[("LBCTL_FAIL_ON", "-D -u")],
+            None,
+            None,
+        );
+        expect_run(
+            &run,
+            2,
+            &[
+                "change 5 of 5 failed",
+                "rolled back 4 applied change(s); IPVS is as before",
+            ],
+        )?;
+        let after = ipvsadm(&["-S", "-n"])?;
+        if after != before {
+            return Err(format!(
+                "not rolled back\n--- before ---\n{before}--- after ---\n{after}"
+            ));
+        }
+        Ok("dry run printed exactly the 5 changes; failure at 5/5 rolled back 4".into())
+    })();
+    r.check("cli.apply-diff-rollback", res);
+
+    let res = (|| {
+        let run = ok_run("lb apply -f /tmp/lb.toml", &["applied 5 change(s)"])?;
+        expect_lines("apply v2", &change_lines(&run), &v2_changes)?;
+        expect_saved(&[
+            "-A -t 198.18.3.1:80 -s mh -b mh-fallback,mh-port",
+            "-a -t 198.18.3.1:80 -r 198.18.0.11:80 -g -w 1",
+            "-a -t 198.18.3.1:80 -r 198.18.0.12:80 -g -w 5",
+            "-A -t 198.18.3.2:443 -s wrr -p 300 -M 255.255.255.0",
+            "-a -t 198.18.3.2:443 -r 198.18.0.11:443 -g -w 1",
+            "-A -t 198.18.3.200:25 -s rr",
+            "-A -f 9 -s sh -b sh-port",
+            "-a -f 9 -r 198.18.0.14:0 -g -w 1",
+        ])?;
+        ok_run("lb apply -f /tmp/lb.toml", &["unchanged"])?;
+        Ok("only the differences applied; the foreign 198.18.3.200:25 was left alone".into())
+    })();
+    r.check("cli.apply-v2", res);
+
+    let res = (|| {
+        let run = ok_run("lb apply -f /tmp/lb.toml --prune", &["applied 1 change(s)"])?;
+        expect_lines(
+            "prune",
+            &change_lines(&run),
+            &["ipvsadm -D -t 198.18.3.200:25"],
+        )?;
+        // an LB file with no services removes what it created, and only that
+        ipvsadm(&["-A", "-t", "198.18.3.201:25", "-s", "rr"])?;
+        write_file("/tmp/lb.toml", "name = \"vmtest\"\n")?;
+        ok_run("lb apply -f /tmp/lb.toml", &["applied 3 change(s)"])?;
+        expect_saved(&["-A -t 198.18.3.201:25 -s rr"])?;
+        ok_run(
+            "lb service del 198.18.3.201:25",
+            &["ipvsadm -D -t 198.18.3.201:25"],
+        )?;
+        ok_run("lb service del 198.18.3.201:25", &["unchanged"])?;
+        expect_saved(&[])
+    })();
+    r.check("cli.apply-prune-and-cleanup", res);
 }

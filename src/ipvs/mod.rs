@@ -27,6 +27,8 @@ pub mod error;
 #[doc(hidden)]
 pub mod golden;
 pub mod model;
+pub mod plan;
+pub mod spec;
 pub mod text;
 pub mod wire;
 

@@ -10,8 +10,6 @@
 //! its real servers): every change then has an exact undo without asking the kernel again,
 //! the same rule the backend engine (`crate::plan::Change::inverse`) follows.
 //!
-//! (Compiled as `crate::commands::lb::plan` through a `#[path]` attribute, so that it can live
-//! next to the IPVS library without editing `src/ipvs/mod.rs`; it only uses absolute paths.)
 
 use std::collections::HashSet;
 use std::fmt;
@@ -273,9 +271,13 @@ pub fn same_entry(a: &Entry, b: &Entry) -> bool {
 /// A service that is observed but not desired is deleted only when `remove(key)` says so
 /// (it was created by this LB file earlier, or `--prune`); otherwise it is left alone.
 ///
-/// Order: per desired service `-A`/`-E`, then its new and changed real servers, then the
-/// removed ones (new capacity first); deleted services last.
-pub fn diff(desired: &Table, observed: &Table, remove: &dyn Fn(&ServiceKey) -> bool) -> Vec<Change> {
+/// Order: per desired service `-A`/`-E`, then its new and changed real servers (in the desired
+/// order), then the removed ones (new capacity first); deleted services last.
+pub fn diff(
+    desired: &Table,
+    observed: &Table,
+    remove: &dyn Fn(&ServiceKey) -> bool,
+) -> Vec<Change> {
     let mut out = Vec::new();
     for want in &desired.entries {
         let key = want.service.key;
@@ -446,8 +448,9 @@ pub enum ExecError {
     Apply {
         index: usize,
         total: usize,
-        change: Change,
-        error: ExecCause,
+        /// The failed change's command line.
+        change: String,
+        error: Box<ExecCause>,
         rollback_failures: Vec<String>,
     },
     /// Everything applied, but listing the kernel again did not show the expected result.
@@ -476,13 +479,8 @@ impl fmt::Display for ExecCause {
 impl ExecError {
     /// The failure was a missing privilege (so the exit code is 77).
     pub fn is_permission(&self) -> bool {
-        matches!(
-            self,
-            ExecError::Apply {
-                error: ExecCause::Kernel(Error::Permission { .. }),
-                ..
-            }
-        )
+        matches!(self, ExecError::Apply { error, .. }
+            if matches!(**error, ExecCause::Kernel(Error::Permission { .. })))
     }
 }
 
@@ -585,8 +583,8 @@ pub fn execute(
             return Err(ExecError::Apply {
                 index: i,
                 total: changes.len(),
-                change: c.clone(),
-                error,
+                change: c.to_string(),
+                error: Box::new(error),
                 rollback_failures,
             });
         }
@@ -602,7 +600,9 @@ pub fn execute(
         (Ok(expected), Ok(listed)) => {
             verify_problems(&expected, &Table::from_listing(&listed), &keys)
         }
-        (Err(e), _) => vec![format!("the plan does not apply to the observed table: {e}")],
+        (Err(e), _) => vec![format!(
+            "the plan does not apply to the observed table: {e}"
+        )],
         (_, Err(e)) => vec![format!("listing IPVS again: {e}")],
     };
     if problems.is_empty() {
@@ -746,8 +746,8 @@ mod tests {
             lines(&c),
             [
                 "ipvsadm -E -t 198.18.0.100:80 -s wrr",
-                "ipvsadm -a -t 198.18.0.100:80 -r 198.18.0.14:80 -g -w 1",
                 "ipvsadm -e -t 198.18.0.100:80 -r 198.18.0.12:80 -g -w 5",
+                "ipvsadm -a -t 198.18.0.100:80 -r 198.18.0.14:80 -g -w 1",
                 "ipvsadm -d -t 198.18.0.100:80 -r 198.18.0.13:80",
                 "ipvsadm -D -t 198.18.0.102:80",
             ]
@@ -756,7 +756,9 @@ mod tests {
         let after = simulate(&observed, &c).unwrap();
         assert!(diff(&desired, &after, &remove).is_empty());
         // services that are neither desired nor removable are left alone
-        assert!(after.get(&ServiceKey::tcp("198.18.0.102:80".parse().unwrap())).is_none());
+        assert!(after
+            .get(&ServiceKey::tcp("198.18.0.102:80".parse().unwrap()))
+            .is_none());
         let c2 = diff(&desired, &observed, &|_| false);
         assert!(!lines(&c2).iter().any(|l| l.contains("-D")));
     }
@@ -770,11 +772,17 @@ mod tests {
         assert!(same_service(&a, &b));
         a = a.persistent(300);
         b = b.persistent(300);
-        assert!(!same_service(&a, &b), "the netmask matters with persistence");
+        assert!(
+            !same_service(&a, &b),
+            "the netmask matters with persistence"
+        );
         let mut local = dr("198.18.0.11:80");
         local.fwd = Forward::Local;
         assert!(same_dest(&local, &dr("198.18.0.11:80")));
-        assert!(!same_dest(&dr("198.18.0.11:80"), &dr("198.18.0.11:80").weight(0)));
+        assert!(!same_dest(
+            &dr("198.18.0.11:80"),
+            &dr("198.18.0.11:80").weight(0)
+        ));
         let e1 = Entry {
             service: svc("198.18.0.100:80", "rr"),
             dests: vec![dr("198.18.0.11:80"), dr("198.18.0.12:80")],
@@ -865,8 +873,16 @@ mod tests {
         assert_eq!(c.len(), 5);
         let e = execute(&mut k, &start, &c, &|_| {}).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("change 5 of 5 failed: ipvsadm -a -t 198.18.0.101:80 -r 198.18.0.13:80"), "{msg}");
-        assert!(msg.contains("rolled back 4 applied change(s); IPVS is as before"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "change 5 of 5 failed: ipvsadm -a -t 198.18.0.101:80 -r 198.18.0.13:80"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("rolled back 4 applied change(s); IPVS is as before"),
+            "{msg}"
+        );
         assert_eq!(k.table, start, "the table is exactly as before");
         // the undo ran in reverse order
         let undo: Vec<&str> = k.log[5..].iter().map(String::as_str).collect();
@@ -928,18 +944,21 @@ mod tests {
         assert!(simulate(&start, &c).unwrap().entries.is_empty());
 
         // a rule the kernel would refuse is reported with its line, before anything happens
-        let bad = [
-            NumberedRule {
-                line: 3,
-                rule: crate::ipvs::text::parse_rule("-A -t 198.18.0.100:80 -s rr").unwrap(),
-            },
-        ];
+        let bad = [NumberedRule {
+            line: 3,
+            rule: crate::ipvs::text::parse_rule("-A -t 198.18.0.100:80 -s rr").unwrap(),
+        }];
         let e = changes_of_rules(&start, &bad).unwrap_err();
-        assert_eq!(e, "line 3: `-A -t 198.18.0.100:80 -s rr`: service already exists");
+        assert_eq!(
+            e,
+            "line 3: `-A -t 198.18.0.100:80 -s rr`: service already exists"
+        );
         let bad = [NumberedRule {
             line: 1,
             rule: crate::ipvs::text::parse_rule("-a -t 198.18.0.9:80 -r 198.18.0.11").unwrap(),
         }];
-        assert!(changes_of_rules(&start, &bad).unwrap_err().contains("service not defined"));
+        assert!(changes_of_rules(&start, &bad)
+            .unwrap_err()
+            .contains("service not defined"));
     }
 }
