@@ -686,7 +686,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__doctor)
-            opts="-f -v -q -n -h -V --role --vip --file --client --balancer --capture --arp-probe --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --role --vip --file --client --balancer --capture --json --verbose --quiet --netns --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -346,7 +346,6 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l client -d 'A clie
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l balancer -d 'The balancer\'s address (checks L2 adjacency)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l capture -d 'Also capture traffic for the VIPs for SECS seconds and judge it' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l arp-probe -d 'Actively probe ARP for each VIP from this host\'s interfaces (sends ARP requests)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s q -l quiet -d 'Only errors'

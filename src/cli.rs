@@ -108,9 +108,6 @@ pub struct DoctorArgs {
     /// Also capture traffic for the VIPs for SECS seconds and judge it.
     #[arg(long, value_name = "SECS")]
     pub capture: Option<f64>,
-    /// Actively probe ARP for each VIP from this host's interfaces (sends ARP requests).
-    #[arg(long)]
-    pub arp_probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1942,4 +1942,69 @@ fn cli(c: &mut Client, r: &mut Report) {
         expect_saved(&[])
     })();
     r.check("cli.apply-prune-and-cleanup", res);
+
+    // --- doctor --role lb reads IPVS: mh with a weight-0 server and no fallback is a finding ---
+    let res = (|| {
+        ipvsadm(&["-A", "-t", "198.18.3.50:80", "-s", "mh"])?;
+        ipvsadm(&[
+            "-a",
+            "-t",
+            "198.18.3.50:80",
+            "-r",
+            "198.18.3.61:80",
+            "-g",
+            "-w",
+            "1",
+        ])?;
+        ipvsadm(&[
+            "-a",
+            "-t",
+            "198.18.3.50:80",
+            "-r",
+            "198.18.3.62:80",
+            "-g",
+            "-w",
+            "0",
+        ])?;
+        let status = |run: &Run| -> Result<String, String> {
+            let v: serde_json::Value = serde_json::from_str(&run.stdout)
+                .map_err(|e| format!("doctor --json: {e}: {}", run.stdout))?;
+            let c = v["checks"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["id"] == "lb.service"))
+                .ok_or("no lb.service check")?;
+            Ok(format!(
+                "{} {}",
+                c["status"].as_str().unwrap_or(""),
+                c["evidence"]
+            ))
+        };
+        let run = lbctl(&args("--json doctor --role lb --vip 198.18.3.50:80"));
+        let st = status(&run)?;
+        if run.code != 1 || !st.starts_with("fail") || !st.contains("no fallback") {
+            return Err(format!(
+                "expected exit 1 and an mh fallback finding, got {}: {st}",
+                run.code
+            ));
+        }
+        ipvsadm(&[
+            "-E",
+            "-t",
+            "198.18.3.50:80",
+            "-s",
+            "mh",
+            "-b",
+            "mh-fallback",
+        ])?;
+        let run = lbctl(&args("--json doctor --role lb --vip 198.18.3.50:80"));
+        let st2 = status(&run)?;
+        if !st2.starts_with("pass") {
+            return Err(format!("with mh-fallback lb.service should pass: {st2}"));
+        }
+        ipvsadm(&["-D", "-t", "198.18.3.50:80"])?;
+        Ok(format!(
+            "mh weight 0 without fallback reported, with fallback passes ({st2})"
+        ))
+    })();
+    r.check("cli.doctor-lb", res);
 }

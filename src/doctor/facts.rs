@@ -53,6 +53,10 @@ pub struct Facts {
     pub drift: Vec<String>,
     pub ipvs_available: bool,
     pub tcp_be_liberal: Option<i64>,
+    /// IPVS services (`--role lb`), or why they could not be read.
+    pub ipvs: Option<std::result::Result<Vec<crate::ipvs::ServiceEntry>, String>>,
+    /// Route lookups towards each IPVS real server (L2 adjacency for DR).
+    pub rs_paths: BTreeMap<IpAddr, std::result::Result<Lookup, String>>,
     /// Frames captured for the VIPs (`--capture SECS`), with the capture's duration.
     pub capture: Option<(Vec<crate::sys::capture::Packet>, f64)>,
 }
@@ -109,6 +113,7 @@ pub fn gather(
     targets: Vec<(IpAddr, Vec<u16>)>,
     client: Option<IpAddr>,
     balancer: Option<IpAddr>,
+    lb_role: bool,
 ) -> Result<Facts> {
     let sys = &env.sys;
     let mut f = Facts {
@@ -168,6 +173,21 @@ pub fn gather(
         if f.client.is_none() {
             f.client = Some(client);
         }
+    }
+    if lb_role {
+        let services = crate::ipvs::Client::open()
+            .and_then(|mut c| c.services())
+            .map_err(|e| e.to_string());
+        if let Ok(list) = &services {
+            f.ipvs_available = true;
+            for d in list.iter().flat_map(|s| &s.dests) {
+                let rip = d.dest.addr;
+                f.rs_paths
+                    .entry(rip)
+                    .or_insert_with(|| sys.route_get(rip, None, None).map_err(|e| e.to_string()));
+            }
+        }
+        f.ipvs = Some(services);
     }
     if let Some(b) = balancer {
         f.balancer_path = Some(sys.route_get(b, None, None).map_err(|e| e.to_string()));
