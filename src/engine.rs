@@ -236,7 +236,7 @@ pub fn converge(
     let (_, _, snap) = plan_for(sys, &state)?;
     mutate(&mut state, &snap)?;
     state.intents.retain(|_, i: &mut Intent| !i.is_empty());
-    let (plan, desired, _) = plan_for(sys, &state)?;
+    let (plan, _, _) = plan_for(sys, &state)?;
     for n in &plan.notes {
         ctx.warn(n);
     }
@@ -278,7 +278,6 @@ pub fn converge(
             }
         )));
     }
-    let _ = desired;
     state.owned = plan.owned_after.clone();
     state.record(command, plan.commands());
     journal.save(&state)?;
