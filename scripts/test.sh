@@ -29,7 +29,7 @@ exec </dev/null
 
 # Keep in sync with .ci/run.
 PACKAGES=(nftables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
-          ipvsadm cpio util-linux)
+          ipvsadm cpio util-linux strace)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

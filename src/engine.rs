@@ -57,8 +57,10 @@ pub fn connected_prefixes(routes: &[RouteInfo], dev: &str, v4: bool) -> Vec<IpNe
 }
 
 /// Observe the state relevant to `sysctl_keys` and lbctl's objects.
+/// `routes` is a fresh route dump (the caller needed it already, for connected prefixes).
 pub fn observe(
     sys: &Sys,
+    routes: Vec<RouteInfo>,
     sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
 ) -> Result<Snapshot> {
     let mut o = Observed::default();
@@ -68,7 +70,6 @@ pub fn observe(
     let rules = sys.rules()?;
     o.rules = rules.plain;
     o.rule_tables = rules.tables;
-    let routes = sys.routes()?;
     for r in &routes {
         if r.table == MAIN_TABLE || r.table == LOCAL_TABLE {
             continue;
@@ -103,18 +104,17 @@ pub fn desired_of(state: &State, routes: &[RouteInfo]) -> Result<Desired> {
 
 /// Plan for `state` against the live system.
 pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
-    // First pass to learn routes (for connected prefixes) and which sysctls matter.
-    let keys = |d: &Desired, owned: &Owned| {
-        d.sysctls
-            .keys()
-            .chain(owned.sysctl_prior.keys())
-            .cloned()
-            .collect::<BTreeSet<_>>()
-    };
+    // Routes first: policy tables copy connected prefixes, so expansion needs them. The sysctls
+    // to read are the desired ones plus those whose prior value lbctl still holds.
     let routes = sys.routes()?;
     let desired = desired_of(state, &routes)?;
-    let snap = observe(sys, keys(&desired, &state.owned))?;
-    let desired = desired_of(state, &snap.routes)?;
+    let keys: BTreeSet<_> = desired
+        .sysctls
+        .keys()
+        .chain(state.owned.sysctl_prior.keys())
+        .cloned()
+        .collect();
+    let snap = observe(sys, routes, keys)?;
     let plan = diff(&desired, &snap.observed, &state.owned);
     Ok((plan, desired, snap))
 }

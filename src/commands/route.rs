@@ -47,14 +47,8 @@ fn add(ctx: &Ctx, env: &Env, a: RouteAddArgs) -> Result<Outcome> {
         priority: a.priority,
     };
     let report = converge(ctx, &env.sys, &env.journal, "route add", |state, snap| {
-        let ours: Vec<RuleObj> = state.owned.rules.iter().cloned().collect();
-        let foreign_here = snap.foreign_rule_tables.contains(&a.table)
-            || snap
-                .observed
-                .rules
-                .iter()
-                .any(|(r, marked)| r.table == a.table && !marked && !ours.contains(r));
-        if foreign_here {
+        // Every rule without lbctl's protocol mark counts as foreign (sys::netlink::Sys::rules).
+        if snap.foreign_rule_tables.contains(&a.table) {
             return Err(usage!(
                 "table {} is already used by ip rules lbctl did not create; pick another table",
                 a.table
