@@ -74,6 +74,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.
     Capture(CaptureArgs),
+    /// A DSR sandbox in network namespaces: switch, client, balancer and backends, built with
+    /// lbctl itself (`lbctl lab demo` shows it all in a few seconds).
+    #[command(subcommand)]
+    Lab(crate::commands::lab::LabCmd),
     /// Generate shell completions or man pages from this command line definition.
     #[command(subcommand)]
     Gen(GenCmd),

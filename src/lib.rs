@@ -2,7 +2,8 @@
 //!
 //! Layering (see DEVELOPERS/STYLE): `cli` parses; `commands` has one file per verb; `model` and
 //! `plan` are pure (unit-tested without root); `engine` runs plan → apply → verify → journal with
-//! rollback; `sys` is the only code with side effects (netlink, nft, /proc/sys, namespaces).
+//! rollback; `sys` is the only code with side effects (netlink, nft, /proc/sys, namespaces);
+//! `lab` builds whole DSR sandboxes in namespaces on top of the CLI.
 
 pub mod cli;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod ipvs;
 pub mod journal;
+pub mod lab;
 pub mod maglev;
 pub mod model;
 pub mod plan;

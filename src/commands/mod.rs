@@ -7,6 +7,7 @@ pub mod capture;
 pub mod doctor;
 pub mod down;
 pub mod gen;
+pub mod lab;
 pub mod lb;
 pub mod plan;
 pub mod route;
@@ -72,6 +73,10 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
     if let Command::Gen(g) = cmd {
         return gen::run(ctx, g);
     }
+    // The lab makes and enters its own namespaces (and must not open netlink in this one).
+    if let Command::Lab(c) = cmd {
+        return lab::run(ctx, c);
+    }
     // Profiles are read and validated before anything else, even before entering a namespace.
     let profile = match &cmd {
         Command::Plan(a) | Command::Apply(a) => Some(crate::profile::load(&a.file)?),
@@ -96,6 +101,6 @@ pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
         Command::Doctor(a) => doctor::run(ctx, &env, a),
         Command::Lb(c) => lb::run(ctx, &env, c),
         Command::Capture(a) => capture::run(ctx, &env, a),
-        Command::Gen(_) => unreachable!("handled above"),
+        Command::Gen(_) | Command::Lab(_) => unreachable!("handled above"),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod netlink;
+pub mod netns;
 pub mod nft;
 pub mod procnet;
 pub mod sysctl;
