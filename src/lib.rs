@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod ipvs;
 pub mod journal;
+pub mod lb;
 pub mod maglev;
 pub mod model;
 pub mod plan;

@@ -66,6 +66,15 @@ pub enum LbCmd {
     /// Converge IPVS to an LB file (see profiles/lb-example.toml): only what differs is changed,
     /// undone on failure, verified.
     Apply(ApplyArgs),
+    /// Run the balancer daemon: own the VIPs, program the data path (IPVS, or nftables with
+    /// Maglev where IPVS is missing), health-check backends and take failed ones out.
+    Run(super::lbrun::RunArgs),
+    /// Show what `lb run` is doing: backends, state, last check, weight (exit 1 if a backend is
+    /// not up, 2 if no daemon runs).
+    Status(super::lbrun::StatusArgs),
+    /// Maglev table balance, and the disruption of removing or adding a backend, for a table
+    /// size M (to pick M).
+    Maglev(super::lbrun::MaglevArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -323,6 +332,9 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Save => save(ctx),
         LbCmd::Restore(a) => restore(ctx, env, &a),
         LbCmd::Apply(a) => apply(ctx, env, &a),
+        LbCmd::Run(a) => super::lbrun::run(ctx, env, &a),
+        LbCmd::Status(a) => super::lbrun::status(ctx, env, &a),
+        LbCmd::Maglev(a) => super::lbrun::maglev_report(ctx, &a),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod down;
 pub mod gen;
 pub mod lb;
+pub mod lbrun;
 pub mod plan;
 pub mod route;
 pub mod rpfilter;
