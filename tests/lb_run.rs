@@ -194,7 +194,7 @@ impl Lab {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Some(s) = self.status() {
-                if pred(&s) {
+                if s["running"] == true && pred(&s) {
                     return start.elapsed();
                 }
             }
@@ -308,6 +308,12 @@ fn spread_failover_rejoin_and_dsr_check() {
         probe.contains("counter packets 0 bytes 0"),
         "replies reached the balancer:\n{probe}"
     );
+    let list = lab.lb_run.ok(&["lb", "list"]).stdout;
+    assert!(
+        list.contains("engine nft") && list.contains("TCP  198.18.0.100:80 maglev"),
+        "{list}"
+    );
+    assert!(lab.log().contains("started: engine nft"), "{}", lab.log());
     lab.wait_status("packet counter", |s| {
         s["services"][0]["packets"].as_u64().unwrap_or(0) > 0
     });
@@ -535,4 +541,42 @@ fn bad_run_files_are_usage_errors_before_any_change() {
         "{:?}",
         lb.addrs("eth0")
     );
+}
+
+#[test]
+fn maglev_report_shows_balance_and_disruption() {
+    let run = Lbctl::plain();
+    let v = run.json(&["lb", "maglev", "--backends", "a,b,c,d=2", "--size", "65537"]);
+    assert_eq!(v["size"], 65537);
+    let rows = v["backends"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let slots: u64 = rows.iter().map(|r| r["slots"].as_u64().unwrap()).sum();
+    assert_eq!(slots, 65537, "every slot filled");
+    assert!(v["imbalance"].as_f64().unwrap() < 0.01, "{v:#}");
+    // d has twice the weight: about twice the slots of a.
+    let ratio = rows[3]["slots"].as_f64().unwrap() / rows[0]["slots"].as_f64().unwrap();
+    assert!((1.9..2.1).contains(&ratio), "{ratio}");
+    for r in v["remove"].as_array().unwrap() {
+        let (moved, own) = (
+            r["moved"].as_f64().unwrap(),
+            r["own_share"].as_f64().unwrap(),
+        );
+        assert!(moved >= own && moved < own * 1.2, "{r}");
+    }
+    let text = run
+        .ok(&["lb", "maglev", "--backends", "a,b", "--size", "101"])
+        .stdout;
+    assert!(
+        text.contains("M = 101 slots") && text.contains("removing one backend"),
+        "{text}"
+    );
+    let small = run
+        .ok(&["lb", "maglev", "--backends", "a,b", "--size", "7"])
+        .stdout;
+    assert!(small.contains("below 100 × 2"), "{small}");
+    let bad = run.run(&["lb", "maglev", "--backends", "a,b", "--size", "100"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("next prime is 101"), "{}", bad.stderr);
+    assert_eq!(run.run(&["lb", "maglev", "--backends", "a,a"]).code, 2);
+    assert_eq!(run.run(&["lb", "maglev", "--backends", "a=0"]).code, 2);
 }

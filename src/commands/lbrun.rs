@@ -297,3 +297,61 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
     }));
     Ok(Outcome::Clean)
 }
+
+/// `lb list` on a kernel without IPVS: the nft engine's services in ipvsadm's layout.
+pub fn list_nft(
+    ctx: &Ctx,
+    daemons: &[RunStatus],
+    filter: Option<&crate::ipvs::ServiceKey>,
+) -> Result<Outcome> {
+    let wanted = filter.map(crate::ipvs::spec::key_name);
+    let keep = |v: &status::ServiceStatus| wanted.as_ref().is_none_or(|w| *w == v.service);
+    if ctx.global.json {
+        let services: Vec<Value> = daemons
+            .iter()
+            .flat_map(|d| {
+                d.services.iter().filter(|v| keep(v)).map(move |v| {
+                    let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
+                    j["engine"] = json!("nft");
+                    j["daemon"] = json!(d.name);
+                    j
+                })
+            })
+            .collect();
+        ctx.emit_json(&json!({ "engine": "nft", "services": services }));
+        return Ok(Outcome::Clean);
+    }
+    for d in daemons {
+        ctx.say(format!(
+            "engine nft: lbctl lb run {} (PID {}), table netdev lbctl_lb_* on {}; this kernel has no IPVS",
+            d.name, d.pid, d.interface
+        ));
+        ctx.say("Prot LocalAddress:Port Scheduler Flags");
+        ctx.say("  -> RemoteAddress:Port           Forward Weight State    Slots");
+        for v in d.services.iter().filter(|v| keep(v)) {
+            let vip: std::net::IpAddr = v
+                .vip
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            ctx.say(format!(
+                "{:<4} {} maglev",
+                v.protocol.to_uppercase(),
+                crate::ipvs::text::addr_port(&vip, v.port)
+            ));
+            for b in &v.backends {
+                let rip: std::net::IpAddr = b
+                    .rip
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                ctx.say(format!(
+                    "  -> {:<28} Route   {:<6} {:<8} {}",
+                    crate::ipvs::text::addr_port(&rip, b.port),
+                    b.effective_weight,
+                    b.state,
+                    b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+                ));
+            }
+        }
+    }
+    Ok(Outcome::Clean)
+}

@@ -47,7 +47,6 @@ pub fn run(job: &Job) -> Outcome {
     let r = match &c.probe {
         Probe::Tcp => probe::tcp(rip, port, c.timeout).map(|_| ()),
         Probe::Http {
-            https: _,
             path,
             host,
             expect_status,

@@ -121,9 +121,8 @@ impl Default for Balancer {
 pub enum Probe {
     /// TCP connect to RIP:port.
     Tcp,
-    /// HTTP GET; `https` adds TLS (certificate not verified: backends are addressed by IP).
+    /// HTTP GET (HTTP/1.0, the server closes the connection).
     Http {
-        https: bool,
         path: String,
         host: Option<String>,
         expect_status: u16,
@@ -267,6 +266,14 @@ pub fn service_run(
     if kind != CheckKindToml::Exec && c.command.is_some() {
         return Err("check: command is only for type = \"exec\"".into());
     }
+    if kind == CheckKindToml::Https {
+        return Err(
+            "check: type = \"https\" is not built in (lbctl carries no TLS library); use \
+             type = \"exec\" with command = [\"curl\", \"-fsk\", \"--max-time\", \"1\", \
+             \"https://198.18.0.11/health\"] (LBCTL_RIP and LBCTL_PORT are set for the command)"
+                .into(),
+        );
+    }
     let probe = match kind {
         CheckKindToml::Tcp => Probe::Tcp,
         CheckKindToml::Http | CheckKindToml::Https => {
@@ -288,7 +295,6 @@ pub fn service_run(
                 ));
             }
             Probe::Http {
-                https: kind == CheckKindToml::Https,
                 path,
                 host: c.host.clone(),
                 expect_status,
@@ -383,6 +389,7 @@ mod tests {
         assert!(check("bogus = 1").is_err());
         assert!(check("type = \"http\"\nexpect_status = 999").is_err());
         assert!(check("type = \"http\"\npath = \"no-slash\"").is_err());
+        assert!(check("type = \"https\"").unwrap_err().contains("exec"));
     }
 
     #[test]

@@ -376,6 +376,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         return dry_run(ctx, &file, &iface, lb_mac);
     }
     crate::sys::require_net_admin("lb run")?;
+    // From here on SIGTERM/SIGINT mean "stop cleanly" (checked at the top of the main loop).
+    install_signals();
     let (engine, ipvs) = pick_engine(bal.engine)?;
     validate_for(engine, &file)?;
     let jdir = env.journal.dir().to_path_buf();
@@ -425,7 +427,6 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         packets: BTreeMap::new(),
         unpin: Vec::new(),
     };
-    install_signals();
     let r = d.main(&file, &pool, &rx);
     drop(pool);
     r
@@ -488,14 +489,10 @@ fn probe_name(p: &Probe) -> String {
     match p {
         Probe::Tcp => "tcp connect".into(),
         Probe::Http {
-            https,
             path,
             expect_status,
             ..
-        } => format!(
-            "{} GET {path} → {expect_status}",
-            if *https { "https" } else { "http" }
-        ),
+        } => format!("http GET {path} → {expect_status}"),
         Probe::Exec { command } => format!("exec {}", command.join(" ")),
     }
 }
