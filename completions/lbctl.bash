@@ -163,14 +163,23 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,list)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__list"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,maglev)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__maglev"
+                ;;
             lbctl__subcmd__help__subcmd__lb,restore)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__restore"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,run)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__run"
                 ;;
             lbctl__subcmd__help__subcmd__lb,save)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__save"
                 ;;
             lbctl__subcmd__help__subcmd__lb,service)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__service"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,status)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__status"
                 ;;
             lbctl__subcmd__help__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend__subcmd__add"
@@ -232,14 +241,23 @@ _lbctl() {
             lbctl__subcmd__lb,list)
                 cmd="lbctl__subcmd__lb__subcmd__list"
                 ;;
+            lbctl__subcmd__lb,maglev)
+                cmd="lbctl__subcmd__lb__subcmd__maglev"
+                ;;
             lbctl__subcmd__lb,restore)
                 cmd="lbctl__subcmd__lb__subcmd__restore"
+                ;;
+            lbctl__subcmd__lb,run)
+                cmd="lbctl__subcmd__lb__subcmd__run"
                 ;;
             lbctl__subcmd__lb,save)
                 cmd="lbctl__subcmd__lb__subcmd__save"
                 ;;
             lbctl__subcmd__lb,service)
                 cmd="lbctl__subcmd__lb__subcmd__service"
+                ;;
+            lbctl__subcmd__lb,status)
+                cmd="lbctl__subcmd__lb__subcmd__status"
                 ;;
             lbctl__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__backend__subcmd__add"
@@ -280,14 +298,23 @@ _lbctl() {
             lbctl__subcmd__lb__subcmd__help,list)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__list"
                 ;;
+            lbctl__subcmd__lb__subcmd__help,maglev)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__maglev"
+                ;;
             lbctl__subcmd__lb__subcmd__help,restore)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__restore"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,run)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__run"
                 ;;
             lbctl__subcmd__lb__subcmd__help,save)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__save"
                 ;;
             lbctl__subcmd__lb__subcmd__help,service)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__service"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,status)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__status"
                 ;;
             lbctl__subcmd__lb__subcmd__help__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend__subcmd__add"
@@ -1050,7 +1077,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain list save restore apply"
+            opts="service backend drain list save restore apply run status maglev"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1161,7 +1188,35 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__maglev)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1234,6 +1289,20 @@ _lbctl() {
         lbctl__subcmd__help__subcmd__lb__subcmd__service__subcmd__edit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1442,7 +1511,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version service backend drain list save restore apply help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version service backend drain list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1718,7 +1787,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain list save restore apply help"
+            opts="service backend drain list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1843,7 +1912,35 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__maglev)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1927,6 +2024,20 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__list)
             opts="-v -q -n -h -V --proto --ipv6 --stats --rate --exact --json --verbose --quiet --netns --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1949,6 +2060,32 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__maglev)
+            opts="-v -q -n -h -V --backends --size --json --verbose --quiet --netns --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --backends)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__restore)
             opts="-v -q -n -h -V --flush --json --verbose --quiet --netns --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1956,6 +2093,32 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__run)
+            opts="-c -v -q -n -h -V --config --cleanup --json --verbose --quiet --netns --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --netns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2224,6 +2387,24 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__status)
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ipvs;
 pub mod journal;
 pub mod lab;
+pub mod lb;
 pub mod maglev;
 pub mod model;
 pub mod plan;

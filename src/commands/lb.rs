@@ -66,6 +66,15 @@ pub enum LbCmd {
     /// Converge IPVS to an LB file (see profiles/lb-example.toml): only what differs is changed,
     /// undone on failure, verified.
     Apply(ApplyArgs),
+    /// Run the balancer daemon: own the VIPs, program the data path (IPVS, or nftables with
+    /// Maglev where IPVS is missing), health-check backends and take failed ones out.
+    Run(super::lbrun::RunArgs),
+    /// Show what `lb run` is doing: backends, state, last check, weight (exit 1 if a backend is
+    /// not up, 2 if no daemon runs).
+    Status(super::lbrun::StatusArgs),
+    /// Maglev table balance, and the disruption of removing or adding a backend, for a table
+    /// size M (to pick M).
+    Maglev(super::lbrun::MaglevArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -319,10 +328,13 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Backend(BackendCmd::Edit { id, opts }) => backend_edit(ctx, env, &id, &opts),
         LbCmd::Backend(BackendCmd::Del { id }) => backend_del(ctx, env, &id),
         LbCmd::Drain(a) => drain(ctx, env, &a.id),
-        LbCmd::List(a) => list(ctx, &a),
+        LbCmd::List(a) => list(ctx, env, &a),
         LbCmd::Save => save(ctx),
         LbCmd::Restore(a) => restore(ctx, env, &a),
         LbCmd::Apply(a) => apply(ctx, env, &a),
+        LbCmd::Run(a) => super::lbrun::run(ctx, env, &a),
+        LbCmd::Status(a) => super::lbrun::status(ctx, env, &a),
+        LbCmd::Maglev(a) => super::lbrun::maglev_report(ctx, &a),
     }
 }
 
@@ -900,7 +912,7 @@ pub fn service_json(e: &ServiceEntry) -> Value {
     })
 }
 
-fn list(ctx: &Ctx, a: &ListArgs) -> Result<Outcome> {
+fn list(ctx: &Ctx, env: &Env, a: &ListArgs) -> Result<Outcome> {
     let filter = match &a.service {
         Some(s) => Some(
             parse_service_key(Some(s), a.proto.map(Protocol::from), None, a.ipv6)
@@ -908,7 +920,21 @@ fn list(ctx: &Ctx, a: &ListArgs) -> Result<Outcome> {
         ),
         None => None,
     };
-    let mut c = Ipvs::read()?;
+    let mut c = match Client::open() {
+        Ok(c) => c,
+        Err(ipvs::Error::NoIpvs) => {
+            // No IPVS: what `lb run` programs with the nft engine, if anything.
+            let nft: Vec<_> = crate::lb::status::read_all(env.journal.dir())?
+                .into_iter()
+                .filter(|s| s.engine == "nft" && s.alive())
+                .collect();
+            if nft.is_empty() {
+                return Err(ipvs_err(ipvs::Error::NoIpvs));
+            }
+            return super::lbrun::list_nft(ctx, &nft, filter.as_ref());
+        }
+        Err(e) => return Err(ipvs_err(e)),
+    };
     let info = c.info().map_err(ipvs_err)?;
     let entries = match filter {
         Some(k) => match c.service(&k) {

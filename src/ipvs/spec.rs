@@ -310,6 +310,7 @@ pub fn validate_dest(key: &ServiceKey, d: &Destination) -> Result<(), String> {
 #[serde(deny_unknown_fields)]
 struct FileToml {
     name: Option<String>,
+    balancer: Option<crate::lb::config::BalancerToml>,
     #[serde(default, rename = "service")]
     services: Vec<ServiceToml>,
 }
@@ -344,6 +345,10 @@ struct ServiceToml {
     sched_flags: Option<Vec<String>>,
     persistent: Option<u32>,
     netmask: Option<String>,
+    /// `lb run` only: the health check.
+    check: Option<crate::lb::config::CheckToml>,
+    /// `lb run` only: quiesce (default) or remove a failed backend.
+    on_failure: Option<crate::lb::config::OnFailure>,
     #[serde(default, rename = "backend")]
     backends: Vec<BackendToml>,
 }
@@ -364,6 +369,10 @@ pub struct LbFile {
     /// Owner name in the journal (`name`, or the file name without `.toml`).
     pub name: String,
     pub table: Table,
+    /// `[balancer]` (defaults when absent): used by `lb run`.
+    pub balancer: crate::lb::config::Balancer,
+    /// Per service, in `table.entries` order: checks and failure policy for `lb run`.
+    pub runs: Vec<crate::lb::config::ServiceRun>,
 }
 
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
@@ -390,6 +399,8 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             "invalid LB file name '{name}': use letters, digits, '-', '_', '.', '@'"
         ));
     }
+    let balancer = crate::lb::config::balancer(&f.balancer.unwrap_or_default())?;
+    let mut runs = Vec::new();
     let mut table = Table::default();
     for (i, s) in f.services.iter().enumerate() {
         let what = match (&s.vip, s.fwmark) {
@@ -453,8 +464,17 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             entry.dests.push(d);
         }
         table.entries.push(entry);
+        runs.push(
+            crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
+                .map_err(|e| format!("{what}: {e}"))?,
+        );
     }
-    Ok(LbFile { name, table })
+    Ok(LbFile {
+        name,
+        table,
+        balancer,
+        runs,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ pub mod capture;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod probe;
 pub mod procnet;
+pub mod rawpkt;
 pub mod sysctl;
 
 use std::fs::File;

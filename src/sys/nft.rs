@@ -202,6 +202,53 @@ fn nft_error(what: &str, out: &std::process::Output) -> Error {
     Error::Runtime(anyhow::anyhow!("{what}: nft failed: {stderr}"))
 }
 
+/// Run an nft script (text) as one transaction; `what` names it in errors.
+pub fn run_script(what: &str, script: &str) -> Result<()> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    let out = nft(&["-f", "-"], Some(script.as_bytes()))?;
+    if !out.status.success() {
+        return Err(nft_error(what, &out));
+    }
+    Ok(())
+}
+
+/// `nft -j list ARGS…` parsed; `None` when the object does not exist.
+pub fn list_json(args: &[&str]) -> Result<Option<Value>> {
+    let mut argv = vec!["-j", "list"];
+    argv.extend_from_slice(args);
+    let out = nft(&argv, None)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") || stderr.contains("does not exist") {
+            return Ok(None);
+        }
+        return Err(nft_error(&format!("nft list {}", args.join(" ")), &out));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map(Some)
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("parsing nft's JSON: {e}")))
+}
+
+/// Whether a table exists (cheap: lists table names only).
+pub fn table_exists(family: &str, name: &str) -> Result<bool> {
+    let Some(doc) = list_json(&["tables", family])? else {
+        return Ok(false);
+    };
+    Ok(doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|o| {
+            o.get("table")
+                .and_then(|t| t.get("name"))
+                .and_then(Value::as_str)
+                == Some(name)
+        }))
+}
+
 /// The whole ruleset as raw JSON, for read-only diagnosis (`doctor`). Never parsed into typed
 /// objects: other tools' tables may use constructs the `nftables` crate cannot represent.
 /// `None` when nft is missing or the listing fails.

@@ -1,0 +1,357 @@
+//! `lbctl lb run`, `lb status` and `lb maglev`: the balancer daemon, what it is doing, and the
+//! Maglev table-size calculator.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::Env;
+use crate::error::Result;
+use crate::lb::daemon::{self, RunOpts};
+use crate::lb::status::{self, RunStatus};
+use crate::maglev;
+use crate::{usage, Ctx, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The LB file: services and backends as for `lb apply`, plus `[balancer]` and
+    /// `[service.check]` (see profiles/lb-run-example.toml).
+    #[arg(short = 'c', long = "config", value_name = "LB.toml")]
+    pub config: PathBuf,
+    /// On SIGTERM/SIGINT remove the data path and the VIPs (default: leave them serving).
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this daemon (its LB file `name`); default: every one in this namespace.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MaglevArgs {
+    /// Backends as NAME[=WEIGHT], comma-separated or repeated (e.g. 198.18.0.11,198.18.0.12=2).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "NAME[=WEIGHT]"
+    )]
+    pub backends: Vec<String>,
+    /// Table size M (must be prime; guidance: M > 100 × backends).
+    #[arg(long, default_value_t = 4099, value_name = "M")]
+    pub size: usize,
+}
+
+pub fn run(ctx: &Ctx, env: &Env, a: &RunArgs) -> Result<Outcome> {
+    daemon::run(
+        ctx,
+        env,
+        RunOpts {
+            config: a.config.clone(),
+            cleanup: a.cleanup,
+        },
+    )
+}
+
+fn status_json(s: &RunStatus, alive: bool) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("running".into(), json!(alive));
+        o.remove("nft");
+        o.remove("pid_start");
+    }
+    v
+}
+
+/// Exit 0: every daemon runs and every backend is up. 1: some backend is not up (or a reload
+/// failed). 2: no daemon, or it is not running.
+pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
+    let mut all = status::read_all(env.journal.dir())?;
+    if let Some(n) = &a.name {
+        all.retain(|s| &s.name == n);
+    }
+    if all.is_empty() {
+        return Err(crate::Error::Runtime(anyhow::anyhow!(
+            "no `lbctl lb run` status in {}{}",
+            status::dir(env.journal.dir()).display(),
+            a.name
+                .as_ref()
+                .map(|n| format!(" for {n}"))
+                .unwrap_or_default()
+        )));
+    }
+    let mut findings = false;
+    let mut stopped = Vec::new();
+    let mut docs = Vec::new();
+    for s in &all {
+        let alive = s.alive();
+        if !alive {
+            stopped.push(format!("{} (PID {})", s.name, s.pid));
+        }
+        docs.push(status_json(s, alive));
+        let not_up = s
+            .services
+            .iter()
+            .flat_map(|v| &v.backends)
+            .filter(|b| b.state != "up")
+            .count();
+        findings |= not_up > 0 || !s.ready || s.reload_error.is_some();
+        ctx.say(format!(
+            "{}: {} engine {} on {}, PID {}{}, since {}",
+            s.name,
+            if alive {
+                "running,"
+            } else {
+                "NOT RUNNING, last seen with"
+            },
+            s.engine,
+            s.interface,
+            s.pid,
+            if s.ready { "" } else { ", not ready yet" },
+            s.started
+        ));
+        if let Some(e) = &s.reload_error {
+            ctx.say(format!("  last reload failed: {e}"));
+        }
+        for v in &s.services {
+            ctx.say(format!(
+                "  {}  [{}; on failure {}]{}",
+                v.service,
+                v.check,
+                v.on_failure,
+                v.packets
+                    .map(|p| format!("  {p} packets"))
+                    .unwrap_or_default()
+            ));
+            ctx.say(format!(
+                "    {:<26} {:<8} {:>6} {:>9} {:>6}  {:<25} LAST CHECK",
+                "BACKEND", "STATE", "WEIGHT", "EFFECTIVE", "SLOTS", "SINCE"
+            ));
+            for b in &v.backends {
+                let last = match &b.last_check {
+                    None => "-".to_string(),
+                    Some(l) if l.ok => format!("ok ({} ms) at {}", l.ms, l.at),
+                    Some(l) => format!("FAILED at {}: {}", l.at, l.detail),
+                };
+                let addr = crate::ipvs::text::addr_port(
+                    &b.rip
+                        .parse()
+                        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+                    b.port,
+                );
+                ctx.say(format!(
+                    "    {:<26} {:<8} {:>6} {:>9} {:>6}  {:<25} {last}",
+                    addr,
+                    b.state,
+                    b.weight,
+                    b.effective_weight,
+                    b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    b.since
+                ));
+            }
+        }
+    }
+    ctx.emit_json(&json!({ "daemons": docs }));
+    if !stopped.is_empty() {
+        return Err(crate::Error::Runtime(anyhow::anyhow!(
+            "not running: {}",
+            stopped.join(", ")
+        )));
+    }
+    Ok(if findings {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+fn parse_backends(list: &[String]) -> Result<Vec<maglev::Backend>> {
+    let mut out: Vec<maglev::Backend> = Vec::new();
+    for item in list {
+        let item = item.trim();
+        let (name, weight) = match item.split_once('=') {
+            Some((n, w)) => (
+                n,
+                w.parse::<u32>()
+                    .map_err(|_| usage!("invalid weight in '{item}': use NAME=WEIGHT"))?,
+            ),
+            None => (item, 1),
+        };
+        if name.is_empty() {
+            return Err(usage!("empty backend name in --backends"));
+        }
+        if out.iter().any(|b| b.name == name) {
+            return Err(usage!("backend '{name}' is listed twice"));
+        }
+        out.push(maglev::Backend {
+            name: name.to_string(),
+            weight,
+        });
+    }
+    if !out.iter().any(|b| b.weight > 0) {
+        return Err(usage!("no backend has a weight above 0"));
+    }
+    Ok(out)
+}
+
+/// Balance of a Maglev table and the disruption of removing (each) or adding one backend.
+pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
+    let m = a.size;
+    if !maglev::is_prime(m) || m > 1_000_003 {
+        let next = (m..).find(|&n| maglev::is_prime(n)).unwrap_or(m);
+        return Err(usage!(
+            "--size {m}: the table size must be a prime (at most 1000003); the next prime is {next}"
+        ));
+    }
+    let backends = parse_backends(&a.backends)?;
+    let n = backends.len();
+    let table = maglev::build(&backends, m).expect("validated: prime size, a positive weight");
+    let counts = maglev::counts(&table, n);
+    let total_w: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    let mut rows = Vec::new();
+    ctx.say(format!(
+        "Maglev table: M = {m} slots, {n} backend(s){}",
+        if m < 100 * n {
+            format!(
+                " — M is below 100 × {n}: expect uneven shares; pick a prime above {}",
+                100 * n
+            )
+        } else {
+            String::new()
+        }
+    ));
+    ctx.say(format!(
+        "  {:<24} {:>6} {:>8} {:>8} {:>8}",
+        "BACKEND", "WEIGHT", "SLOTS", "SHARE", "IDEAL"
+    ));
+    for (i, b) in backends.iter().enumerate() {
+        let share = counts[i] as f64 / m as f64;
+        let ideal = f64::from(b.weight) / total_w as f64;
+        ctx.say(format!(
+            "  {:<24} {:>6} {:>8} {:>7.2}% {:>7.2}%",
+            b.name,
+            b.weight,
+            counts[i],
+            share * 100.0,
+            ideal * 100.0
+        ));
+        rows.push(json!({ "name": b.name, "weight": b.weight, "slots": counts[i], "share": share, "ideal": ideal }));
+    }
+    let imbalance = maglev::imbalance(&table, &backends);
+    ctx.say(format!(
+        "  worst deviation from the ideal share: {:.2}%",
+        imbalance * 100.0
+    ));
+    // Removing each backend: the ideal is that only its own slots move.
+    let mut removals = Vec::new();
+    if n > 1 {
+        ctx.say("  removing one backend moves (ideal: only its own share):");
+        for (i, b) in backends.iter().enumerate() {
+            let rest: Vec<maglev::Backend> = backends
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, b)| b.clone())
+                .collect();
+            let Some(t2) = maglev::build(&rest, m) else {
+                continue;
+            };
+            let moved = maglev::disruption(&table, &backends, &t2, &rest);
+            let own = counts[i] as f64 / m as f64;
+            ctx.say(format!(
+                "    {:<22} {:>7.2}% of flows (its share {:.2}%, {:.2}× the minimum)",
+                b.name,
+                moved * 100.0,
+                own * 100.0,
+                if own > 0.0 { moved / own } else { 0.0 }
+            ));
+            removals.push(json!({ "name": b.name, "moved": moved, "own_share": own }));
+        }
+    }
+    let mut plus = backends.clone();
+    let extra = (1..)
+        .map(|k| format!("new-backend-{k}"))
+        .find(|c| !backends.iter().any(|b| &b.name == c))
+        .expect("an unused name");
+    plus.push(maglev::Backend {
+        name: extra.clone(),
+        weight: 1,
+    });
+    let t3 = maglev::build(&plus, m).expect("prime size, positive weights");
+    let added = maglev::disruption(&table, &backends, &t3, &plus);
+    let ideal_add = 1.0 / (total_w as f64 + 1.0);
+    ctx.say(format!(
+        "  adding a backend of weight 1 moves {:.2}% of flows (minimum {:.2}%)",
+        added * 100.0,
+        ideal_add * 100.0
+    ));
+    ctx.emit_json(&json!({
+        "size": m,
+        "backends": rows,
+        "imbalance": imbalance,
+        "remove": removals,
+        "add": { "moved": added, "minimum": ideal_add },
+        "size_ok": m >= 100 * n,
+    }));
+    Ok(Outcome::Clean)
+}
+
+/// `lb list` on a kernel without IPVS: the nft engine's services in ipvsadm's layout.
+pub fn list_nft(
+    ctx: &Ctx,
+    daemons: &[RunStatus],
+    filter: Option<&crate::ipvs::ServiceKey>,
+) -> Result<Outcome> {
+    let wanted = filter.map(crate::ipvs::spec::key_name);
+    let keep = |v: &status::ServiceStatus| wanted.as_ref().is_none_or(|w| *w == v.service);
+    if ctx.global.json {
+        let services: Vec<Value> = daemons
+            .iter()
+            .flat_map(|d| {
+                d.services.iter().filter(|v| keep(v)).map(move |v| {
+                    let mut j = serde_json::to_value(v).unwrap_or(Value::Null);
+                    j["engine"] = json!("nft");
+                    j["daemon"] = json!(d.name);
+                    j
+                })
+            })
+            .collect();
+        ctx.emit_json(&json!({ "engine": "nft", "services": services }));
+        return Ok(Outcome::Clean);
+    }
+    for d in daemons {
+        ctx.say(format!(
+            "engine nft: lbctl lb run {} (PID {}), table netdev lbctl_lb_* on {}; this kernel has no IPVS",
+            d.name, d.pid, d.interface
+        ));
+        ctx.say("Prot LocalAddress:Port Scheduler Flags");
+        ctx.say("  -> RemoteAddress:Port           Forward Weight State    Slots");
+        for v in d.services.iter().filter(|v| keep(v)) {
+            let vip: std::net::IpAddr = v
+                .vip
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+            ctx.say(format!(
+                "{:<4} {} maglev",
+                v.protocol.to_uppercase(),
+                crate::ipvs::text::addr_port(&vip, v.port)
+            ));
+            for b in &v.backends {
+                let rip: std::net::IpAddr = b
+                    .rip
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                ctx.say(format!(
+                    "  -> {:<28} Route   {:<6} {:<8} {}",
+                    crate::ipvs::text::addr_port(&rip, b.port),
+                    b.effective_weight,
+                    b.state,
+                    b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+                ));
+            }
+        }
+    }
+    Ok(Outcome::Clean)
+}

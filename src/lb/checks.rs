@@ -1,0 +1,155 @@
+//! Running health checks: a fixed pool of worker threads (`max_concurrent_checks`) takes jobs
+//! from the daemon's scheduler and sends back one result each. Every probe has a hard timeout,
+//! so a black-holed backend costs one worker for at most `timeout`.
+
+use std::net::IpAddr;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::lb::config::{Check, Probe};
+use crate::sys::probe::{self, HttpExpect};
+use crate::sys::rawpkt::{self, DsrProbe, DsrVerdict};
+
+/// Identifies a backend across reloads: service name + RIP + port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendId {
+    pub service: String,
+    pub rip: IpAddr,
+    pub port: u16,
+}
+
+pub struct Job {
+    pub id: BackendId,
+    pub check: Check,
+    pub vip: IpAddr,
+    pub port: u16,
+    /// Set when the check has `dsr = true` and the backend's MAC is known.
+    pub dsr: Option<DsrProbe>,
+    /// `dsr = true` but the MAC is not known yet.
+    pub dsr_unresolved: bool,
+}
+
+pub struct Outcome {
+    pub id: BackendId,
+    pub ok: bool,
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+/// Run one job (blocking, bounded by the check's timeout per probe).
+pub fn run(job: &Job) -> Outcome {
+    let start = Instant::now();
+    let c = &job.check;
+    let port = c.port.unwrap_or(job.id.port);
+    let rip = job.id.rip;
+    let r = match &c.probe {
+        Probe::Tcp => probe::tcp(rip, port, c.timeout).map(|_| ()),
+        Probe::Http {
+            path,
+            host,
+            expect_status,
+            expect_body,
+        } => probe::http(
+            rip,
+            port,
+            &HttpExpect {
+                path,
+                host: host.as_deref(),
+                status: *expect_status,
+                body: expect_body.as_deref(),
+            },
+            c.timeout,
+        ),
+        Probe::Exec { command } => probe::exec(
+            command,
+            &[
+                ("LBCTL_RIP", rip.to_string()),
+                ("LBCTL_PORT", port.to_string()),
+                ("LBCTL_VIP", job.vip.to_string()),
+                ("LBCTL_VIP_PORT", job.port.to_string()),
+            ],
+            c.timeout,
+        ),
+    };
+    let r = r.and_then(|()| {
+        if job.dsr_unresolved {
+            return Err(format!(
+                "DSR check: the MAC of {rip} is not known yet (no neighbour entry)"
+            ));
+        }
+        let Some(p) = &job.dsr else { return Ok(()) };
+        match rawpkt::dsr_probe(p) {
+            Ok(DsrVerdict::Ok) => Ok(()),
+            Ok(DsrVerdict::Refused) => Err(format!(
+                "DSR check: {rip} answered RST for {}:{}: the VIP is there but nothing listens on it",
+                p.vip, p.port
+            )),
+            Ok(DsrVerdict::NoAnswer) => Err(format!(
+                "DSR check: no SYN-ACK from {} via {rip} within {} ms: the backend does not take \
+                 traffic for the VIP (VIP not on lo? replies not from the VIP?)",
+                p.vip,
+                p.timeout.as_millis()
+            )),
+            Err(e) => Err(format!("DSR check: {e}")),
+        }
+    });
+    Outcome {
+        id: job.id.clone(),
+        ok: r.is_ok(),
+        detail: r.err().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The worker pool.
+pub struct Pool {
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    pub fn new(size: usize, results: Sender<Outcome>) -> Pool {
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..size)
+            .map(|i| {
+                let rx: Arc<Mutex<Receiver<Job>>> = Arc::clone(&rx);
+                let results = results.clone();
+                std::thread::Builder::new()
+                    .name(format!("check-{i}"))
+                    .spawn(move || loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        if results.send(run(&job)).is_err() {
+                            return;
+                        }
+                    })
+                    .expect("spawning a check worker")
+            })
+            .collect();
+        Pool {
+            jobs: Some(tx),
+            workers,
+        }
+    }
+
+    pub fn submit(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send(job);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

@@ -1,0 +1,1089 @@
+//! `lbctl lb run -c LB.toml`: the balancer daemon.
+//!
+//! One thread schedules checks and owns all state; a bounded pool runs the probes. Every result
+//! goes through the rise/fall state machine; a transition is logged (one line) and marks the
+//! data path dirty, which is then converged (IPVS diff, or changed Maglev slots in one nft
+//! transaction). The VIPs are owned on the balancer NIC through the plan/journal engine (so
+//! `lbctl status`/`down` see them) and announced with gratuitous ARP / unsolicited NA.
+//! SIGHUP reloads the file (a bad file is logged and the running configuration kept); SIGTERM
+//! and SIGINT stop, leaving the data path as it is unless `--cleanup`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use crate::commands::Env;
+use crate::engine::converge;
+use crate::error::{Error, Result};
+use crate::ipvs::plan::Entry;
+use crate::ipvs::spec::{self, key_name, LbFile};
+use crate::ipvs::{Forward, Protocol, ServiceFlags, ServiceKey};
+use crate::lb::checks::{self, BackendId, Job, Pool};
+use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
+use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
+use crate::lb::health::{Health, State};
+use crate::lb::nft::{self, mac_str, Layout, Mac};
+use crate::lb::status::{self, BackendStatus, LastCheck, RunStatus, ServiceStatus};
+use crate::model::{host_prefix, Vip};
+use crate::sys::capture::rfc3339;
+use crate::sys::rawpkt::{self, DsrProbe};
+use crate::{usage, Ctx, Outcome};
+
+/// Size of each service's pinned-flow map (nft engine).
+const FLOW_MAP_SIZE: u32 = 262_144;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    HUP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    // SAFETY: the handlers only store to atomics (async-signal-safe).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_hup as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    }
+}
+
+/// `lb run` options.
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    pub config: PathBuf,
+    pub cleanup: bool,
+}
+
+/// The owner name of the daemon's VIPs in the journal.
+pub fn vip_owner(name: &str) -> String {
+    format!("lb:{name}")
+}
+
+/// Which engine `auto` means here, and whether IPVS is usable.
+fn pick_engine(want: EngineKind) -> Result<(EngineKind, Option<IpvsPath>)> {
+    match want {
+        EngineKind::Nft => Ok((EngineKind::Nft, None)),
+        EngineKind::Ipvs => match IpvsPath::open() {
+            Ok(p) => Ok((EngineKind::Ipvs, Some(p))),
+            Err(crate::ipvs::Error::NoIpvs) => Err(usage!(
+                "engine = \"ipvs\" but this kernel has no IPVS (modprobe ip_vs, or use engine = \"nft\")"
+            )),
+            Err(e) => Err(Error::Runtime(anyhow::anyhow!("opening IPVS: {e}"))),
+        },
+        EngineKind::Auto => match IpvsPath::open() {
+            Ok(p) => Ok((EngineKind::Ipvs, Some(p))),
+            Err(_) => Ok((EngineKind::Nft, None)),
+        },
+    }
+}
+
+/// Reject what the chosen engine cannot do, for every service at once.
+fn validate_for(engine: EngineKind, file: &LbFile) -> Result<()> {
+    if file.table.entries.is_empty() {
+        return Err(usage!("the LB file has no [[service]]: nothing to balance"));
+    }
+    let mut problems = Vec::new();
+    for e in &file.table.entries {
+        let name = key_name(&e.service.key);
+        if e.dests.is_empty() {
+            problems.push(format!("{name}: no backends"));
+        }
+        for d in &e.dests {
+            if d.fwd != Forward::Dr {
+                problems.push(format!(
+                    "{name}: backend {} is not DR: lb run is a DSR balancer",
+                    d.addr
+                ));
+            }
+        }
+        if engine == EngineKind::Nft {
+            match e.service.key {
+                ServiceKey::Fwmark { .. } => {
+                    problems.push(format!("{name}: fwmark services need engine = \"ipvs\""))
+                }
+                ServiceKey::Inet {
+                    protocol: Protocol::Sctp,
+                    ..
+                } => problems.push(format!("{name}: SCTP needs engine = \"ipvs\"")),
+                _ => {}
+            }
+            if e.service.flags.contains(ServiceFlags::PERSISTENT) {
+                problems.push(format!(
+                    "{name}: persistence needs engine = \"ipvs\" (the nft engine hashes flows)"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(usage!(
+            "{} cannot run with engine {}:\n  {}",
+            file.name,
+            engine.name(),
+            problems.join("\n  ")
+        ))
+    }
+}
+
+struct Be {
+    id: BackendId,
+    weight: u32,
+    health: Health,
+    since: SystemTime,
+    last: Option<LastCheck>,
+    mac: Option<Mac>,
+    next_due: Instant,
+    in_flight: bool,
+    slots: Option<usize>,
+}
+
+struct Svc {
+    name: String,
+    entry: Entry,
+    run: ServiceRun,
+    backends: Vec<Be>,
+}
+
+impl Svc {
+    fn key(&self) -> ServiceKey {
+        self.entry.service.key
+    }
+
+    fn vip(&self) -> Option<(IpAddr, u16)> {
+        match self.entry.service.key {
+            ServiceKey::Inet { addr, port, .. } => Some((addr, port)),
+            ServiceKey::Fwmark { .. } => None,
+        }
+    }
+}
+
+/// One line per event, at most `rate` per second; the rest are counted and reported.
+struct Log {
+    json: bool,
+    rate: u32,
+    window: Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl Log {
+    fn emit(&mut self, event: &str, text: &str, fields: serde_json::Value) {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                let n = self.suppressed;
+                self.suppressed = 0;
+                self.line(
+                    "log-suppressed",
+                    &format!("{n} log line(s) suppressed (log_rate)"),
+                    json!({ "count": n }),
+                );
+            }
+            self.window = now;
+            self.in_window = 0;
+        }
+        if self.in_window >= self.rate {
+            self.suppressed += 1;
+            return;
+        }
+        self.in_window += 1;
+        self.line(event, text, fields);
+    }
+
+    fn line(&self, event: &str, text: &str, fields: serde_json::Value) {
+        if self.json {
+            let mut v =
+                json!({ "time": rfc3339(SystemTime::now()), "event": event, "message": text });
+            if let (Some(o), serde_json::Value::Object(f)) = (v.as_object_mut(), fields) {
+                o.extend(f);
+            }
+            println!("{v}");
+        } else {
+            eprintln!("lbctl lb: {text}");
+        }
+    }
+}
+
+/// Exclusive per-name lock: one daemon per LB name and namespace.
+fn lock(journal_dir: &Path, name: &str) -> Result<File> {
+    let dir = status::dir(journal_dir);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.lock"));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let who = status::read(&status::path(journal_dir, name))
+            .ok()
+            .flatten()
+            .map(|s| format!(" (PID {})", s.pid))
+            .unwrap_or_default();
+        return Err(usage!(
+            "another `lb run` for {name} is running in this namespace{who}"
+        ));
+    }
+    Ok(f)
+}
+
+struct Daemon<'a> {
+    ctx: &'a Ctx,
+    env: &'a Env,
+    opts: RunOpts,
+    name: String,
+    iface: String,
+    lb_mac: Mac,
+    lb_ips: Vec<IpAddr>,
+    path: DataPath,
+    services: Vec<Svc>,
+    log: Log,
+    started: SystemTime,
+    started_at: Instant,
+    pid_start: u64,
+    dirty: bool,
+    programmed: bool,
+    next_program: Instant,
+    reload_error: Option<String>,
+    packets: BTreeMap<String, u64>,
+    /// Backends just removed whose pinned flows must be cut (nft engine).
+    unpin: Vec<(ServiceKey, String, IpAddr, Mac)>,
+}
+
+fn backends_of(
+    entry: &Entry,
+    name: &str,
+    old: &mut BTreeMap<BackendId, Be>,
+    interval: Duration,
+) -> Vec<Be> {
+    let n = entry.dests.len().max(1) as u32;
+    entry
+        .dests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let id = BackendId {
+                service: name.to_string(),
+                rip: d.addr,
+                port: d.port,
+            };
+            match old.remove(&id) {
+                Some(mut b) => {
+                    b.weight = d.weight;
+                    b
+                }
+                // Spread the first checks over one interval.
+                None => Be {
+                    id,
+                    weight: d.weight,
+                    health: Health::default(),
+                    since: SystemTime::now(),
+                    last: None,
+                    mac: None,
+                    next_due: Instant::now() + interval * i as u32 / n,
+                    in_flight: false,
+                    slots: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn build_services(file: &LbFile, old: Vec<Svc>) -> Vec<Svc> {
+    let mut pool: BTreeMap<BackendId, Be> = old
+        .into_iter()
+        .flat_map(|s| s.backends)
+        .map(|b| (b.id.clone(), b))
+        .collect();
+    file.table
+        .entries
+        .iter()
+        .zip(&file.runs)
+        .map(|(e, r)| {
+            let name = key_name(&e.service.key);
+            Svc {
+                backends: backends_of(e, &name, &mut pool, r.check.interval),
+                name,
+                entry: e.clone(),
+                run: r.clone(),
+            }
+        })
+        .collect()
+}
+
+fn vips_of(services: &[Svc]) -> BTreeSet<IpAddr> {
+    services
+        .iter()
+        .filter_map(|s| s.vip())
+        .map(|(a, _)| a)
+        .collect()
+}
+
+pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
+    let file = spec::load_lb_file(&opts.config).map_err(Error::Usage)?;
+    let bal = file.balancer.clone();
+    // Resolve the interface before anything changes.
+    let iface = match &bal.interface {
+        Some(i) => {
+            env.require_link(i)?;
+            i.clone()
+        }
+        None => {
+            let first = file
+                .table
+                .entries
+                .iter()
+                .flat_map(|e| e.dests.iter())
+                .next()
+                .map(|d| d.addr)
+                .ok_or_else(|| usage!("the LB file has no backends"))?;
+            env.sys
+                .route_get(first, None, None)?
+                .dev
+                .ok_or_else(|| usage!("no route to backend {first}: set [balancer] interface"))?
+        }
+    };
+    let link = env
+        .sys
+        .links()?
+        .into_iter()
+        .find(|l| l.name == iface)
+        .ok_or_else(|| usage!("unknown interface '{iface}'"))?;
+    let lb_mac: Mac = link
+        .mac
+        .as_deref()
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| usage!("interface {iface} has no Ethernet address"))?;
+    if ctx.global.dry_run {
+        return dry_run(ctx, &file, &iface, lb_mac);
+    }
+    crate::sys::require_net_admin("lb run")?;
+    // From here on SIGTERM/SIGINT mean "stop cleanly" (checked at the top of the main loop).
+    install_signals();
+    let (engine, ipvs) = pick_engine(bal.engine)?;
+    validate_for(engine, &file)?;
+    let jdir = env.journal.dir().to_path_buf();
+    let _lock = lock(&jdir, &file.name)?;
+    let previous = status::read(&status::path(&jdir, &file.name))?;
+    let path = match (engine, ipvs) {
+        (EngineKind::Ipvs, Some(p)) => DataPath::Ipvs(p),
+        _ => DataPath::Nft(NftPath::start(
+            Layout {
+                table: nft::table_name(&file.name),
+                iface: iface.clone(),
+                lb_mac,
+                seed: bal.seed,
+                flow_timeout_s: bal.flow_timeout.as_secs().max(1),
+                flow_size: FLOW_MAP_SIZE,
+                services: Vec::new(),
+            },
+            previous.as_ref().and_then(|p| p.nft.as_ref()),
+        )?),
+    };
+    let (tx, rx) = channel();
+    let pool = Pool::new(bal.max_concurrent_checks, tx);
+    let mut d = Daemon {
+        ctx,
+        env,
+        name: file.name.clone(),
+        opts,
+        iface,
+        lb_mac,
+        lb_ips: Vec::new(),
+        path,
+        services: Vec::new(),
+        log: Log {
+            json: ctx.global.json,
+            rate: bal.log_rate,
+            window: Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        },
+        started: SystemTime::now(),
+        started_at: Instant::now(),
+        pid_start: status::proc_start(std::process::id()).unwrap_or(0),
+        dirty: true,
+        programmed: false,
+        next_program: Instant::now(),
+        reload_error: None,
+        packets: BTreeMap::new(),
+        unpin: Vec::new(),
+    };
+    let r = d.main(&file, &pool, &rx);
+    drop(pool);
+    r
+}
+
+fn dry_run(ctx: &Ctx, file: &LbFile, iface: &str, lb_mac: Mac) -> Result<Outcome> {
+    ctx.say(format!(
+        "would run {} on {iface} ({}), engine {} (auto: IPVS when the kernel has it)",
+        file.name,
+        mac_str(&lb_mac),
+        file.balancer.engine.name()
+    ));
+    for e in &file.table.entries {
+        if let ServiceKey::Inet { addr, .. } = e.service.key {
+            ctx.say(format!(
+                "  ip addr add {addr}/{} dev {iface}",
+                host_prefix(addr)
+            ));
+        }
+    }
+    let svcs: Vec<nft::Svc> = file
+        .table
+        .entries
+        .iter()
+        .filter_map(|e| nft_svc(&e.service.key, file.balancer.maglev_size))
+        .collect();
+    let layout = Layout {
+        table: nft::table_name(&file.name),
+        iface: iface.to_string(),
+        lb_mac,
+        seed: file.balancer.seed,
+        flow_timeout_s: file.balancer.flow_timeout.as_secs().max(1),
+        flow_size: FLOW_MAP_SIZE,
+        services: svcs,
+    };
+    ctx.say("nft engine ruleset (maps filled from healthy backends):");
+    for l in layout.render(&BTreeMap::new()).lines() {
+        ctx.say(format!("  {l}"));
+    }
+    for (e, r) in file.table.entries.iter().zip(&file.runs) {
+        ctx.say(format!(
+            "  check {}: {} every {:?} (timeout {:?}, rise {}, fall {}{}), on failure {}",
+            key_name(&e.service.key),
+            probe_name(&r.check.probe),
+            r.check.interval,
+            r.check.timeout,
+            r.check.rise,
+            r.check.fall,
+            if r.check.dsr { ", DSR probe" } else { "" },
+            match r.on_failure {
+                OnFailure::Quiesce => "quiesce",
+                OnFailure::Remove => "remove",
+            }
+        ));
+    }
+    Ok(Outcome::Clean)
+}
+
+fn probe_name(p: &Probe) -> String {
+    match p {
+        Probe::Tcp => "tcp connect".into(),
+        Probe::Http {
+            path,
+            expect_status,
+            ..
+        } => format!("http GET {path} → {expect_status}"),
+        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+    }
+}
+
+impl Daemon<'_> {
+    fn main(
+        &mut self,
+        file: &LbFile,
+        pool: &Pool,
+        rx: &Receiver<checks::Outcome>,
+    ) -> Result<Outcome> {
+        self.configure(file)?;
+        self.log.emit(
+            "start",
+            &format!(
+                "{} started: engine {}, interface {} ({}), {} service(s), PID {}",
+                self.name,
+                self.path.name(),
+                self.iface,
+                mac_str(&self.lb_mac),
+                self.services.len(),
+                std::process::id()
+            ),
+            json!({ "engine": self.path.name(), "interface": self.iface }),
+        );
+        let mut last_status = Instant::now() - Duration::from_secs(10);
+        let mut last_neigh = Instant::now() - Duration::from_secs(10);
+        while !STOP.load(Ordering::SeqCst) {
+            if HUP.swap(false, Ordering::SeqCst) {
+                self.reload();
+            }
+            let unresolved = self
+                .services
+                .iter()
+                .any(|s| s.backends.iter().any(|b| b.mac.is_none()));
+            let every = Duration::from_millis(if unresolved { 100 } else { 1000 });
+            if last_neigh.elapsed() >= every {
+                last_neigh = Instant::now();
+                self.refresh_macs();
+            }
+            self.schedule(pool);
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => {
+                    self.result(r);
+                    while let Ok(r) = rx.try_recv() {
+                        self.result(r);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let changed = self.dirty;
+            if self.dirty && Instant::now() >= self.next_program {
+                self.program();
+            }
+            if changed || last_status.elapsed() >= Duration::from_secs(1) {
+                last_status = Instant::now();
+                if let DataPath::Nft(n) = &self.path {
+                    self.packets = n.packets();
+                }
+                self.write_status();
+            }
+        }
+        self.stop()
+    }
+
+    /// Apply a (new) file: services, VIPs, data path structure.
+    fn configure(&mut self, file: &LbFile) -> Result<()> {
+        let old = std::mem::take(&mut self.services);
+        self.services = build_services(file, old);
+        self.own_vips()?;
+        if let DataPath::Nft(n) = &mut self.path {
+            let svcs = file
+                .table
+                .entries
+                .iter()
+                .filter_map(|e| nft_svc(&e.service.key, file.balancer.maglev_size))
+                .collect();
+            if let Some(msg) = n.set_services(svcs)? {
+                self.log.emit("datapath", &msg, json!({}));
+            }
+            let n_max = file
+                .table
+                .entries
+                .iter()
+                .map(|e| e.dests.len())
+                .max()
+                .unwrap_or(0);
+            if file.balancer.maglev_size < 100 * n_max {
+                self.log.emit(
+                    "warning",
+                    &format!(
+                        "maglev_size {} is below 100 × {n_max} backends: balance will be uneven",
+                        file.balancer.maglev_size
+                    ),
+                    json!({}),
+                );
+            }
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Own the VIPs on the NIC (through the journal, as owner `lb:NAME`), then announce them.
+    fn own_vips(&mut self) -> Result<()> {
+        let want: BTreeSet<Vip> = vips_of(&self.services)
+            .into_iter()
+            .map(|addr| Vip {
+                addr,
+                dev: self.iface.clone(),
+            })
+            .collect();
+        let owner = vip_owner(&self.name);
+        let report = converge(
+            self.ctx,
+            &self.env.sys,
+            &self.env.journal,
+            "lb run",
+            |state, _| {
+                state.intents.entry(owner.clone()).or_default().vips = want.clone();
+                Ok(())
+            },
+        )?;
+        for c in report.plan.commands() {
+            self.log
+                .emit("vip", &format!("applied: {c}"), json!({ "command": c }));
+        }
+        for v in &want {
+            match rawpkt::announce(&self.iface, self.lb_mac, v.addr) {
+                Ok(()) => self.log.emit(
+                    "announce",
+                    &format!(
+                        "announced {} at {} on {}",
+                        v.addr,
+                        mac_str(&self.lb_mac),
+                        self.iface
+                    ),
+                    json!({ "vip": v.addr.to_string() }),
+                ),
+                Err(e) => {
+                    self.log
+                        .emit("warning", &format!("announcing {}: {e}", v.addr), json!({}))
+                }
+            }
+        }
+        // The balancer's own addresses on the NIC: sources of DSR probes.
+        let vips = vips_of(&self.services);
+        self.lb_ips = self
+            .env
+            .sys
+            .addresses()?
+            .into_iter()
+            .filter(|a| a.obj.dev == self.iface && !vips.contains(&a.obj.addr))
+            .map(|a| a.obj.addr)
+            .filter(|a| match a {
+                IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                IpAddr::V4(_) => true,
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn reload(&mut self) {
+        match spec::load_lb_file(&self.opts.config) {
+            Err(e) => {
+                self.log.emit(
+                    "reload-failed",
+                    &format!("reload failed, keeping the running configuration: {e}"),
+                    json!({ "error": e }),
+                );
+                self.reload_error = Some(e);
+            }
+            Ok(file) => {
+                let engine = match &self.path {
+                    DataPath::Nft(_) => EngineKind::Nft,
+                    DataPath::Ipvs(_) => EngineKind::Ipvs,
+                };
+                if let Err(e) = validate_for(engine, &file) {
+                    let e = e.to_string();
+                    self.log.emit(
+                        "reload-failed",
+                        &format!("reload failed: {e}"),
+                        json!({ "error": e }),
+                    );
+                    self.reload_error = Some(e);
+                    return;
+                }
+                if file.name != self.name {
+                    self.log.emit(
+                        "warning",
+                        "reload: the name cannot change while running (restart for that); ignored",
+                        json!({}),
+                    );
+                }
+                let before: BTreeSet<String> =
+                    self.services.iter().map(|s| s.name.clone()).collect();
+                match self.configure(&file) {
+                    Ok(()) => {
+                        let after: BTreeSet<String> =
+                            self.services.iter().map(|s| s.name.clone()).collect();
+                        self.reload_error = None;
+                        self.log.emit(
+                            "reload",
+                            &format!(
+                                "reloaded {}: {} service(s), added [{}], removed [{}]",
+                                self.opts.config.display(),
+                                after.len(),
+                                after
+                                    .difference(&before)
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                before
+                                    .difference(&after)
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            json!({}),
+                        );
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        self.log.emit(
+                            "reload-failed",
+                            &format!("reload failed: {e}"),
+                            json!({ "error": e }),
+                        );
+                        self.reload_error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backend MACs from the neighbour table (followed when they change); unknown ones are
+    /// poked with a datagram so the kernel resolves them.
+    fn refresh_macs(&mut self) {
+        let Ok(neigh) = self.env.sys.neighbours() else {
+            return;
+        };
+        let mut changed = Vec::new();
+        for s in &mut self.services {
+            for b in &mut s.backends {
+                let mac: Option<Mac> = neigh
+                    .iter()
+                    .filter(|n| n.ip == b.id.rip && n.dev == self.iface)
+                    .filter(|n| !matches!(n.state.as_str(), "failed" | "incomplete" | "none"))
+                    .find_map(|n| n.mac.as_deref().and_then(|m| m.try_into().ok()));
+                match (b.mac, mac) {
+                    (old, Some(new)) if old != Some(new) => {
+                        if let Some(o) = old {
+                            changed.push(format!(
+                                "{} {}: MAC changed {} → {}",
+                                s.name,
+                                b.id.rip,
+                                mac_str(&o),
+                                mac_str(&new)
+                            ));
+                        }
+                        b.mac = Some(new);
+                        self.dirty = true;
+                    }
+                    (_, None) => {
+                        if let Ok(sock) = UdpSocket::bind(if b.id.rip.is_ipv4() {
+                            "0.0.0.0:0"
+                        } else {
+                            "[::]:0"
+                        }) {
+                            let _ = sock.send_to(&[], (b.id.rip, 9));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for c in changed {
+            self.log.emit("mac", &c, json!({}));
+        }
+    }
+
+    fn schedule(&mut self, pool: &Pool) {
+        let now = Instant::now();
+        let started = self.started_at;
+        for s in &mut self.services {
+            let svc_vip = s.vip();
+            let (vip, vport) = svc_vip.unwrap_or((IpAddr::from([0, 0, 0, 0]), 0));
+            for b in &mut s.backends {
+                if b.in_flight || b.next_due > now {
+                    continue;
+                }
+                // A fresh DSR-checked backend waits (briefly) for its MAC instead of failing.
+                if s.run.check.dsr
+                    && b.mac.is_none()
+                    && b.health.state == State::Unknown
+                    && started.elapsed() < Duration::from_secs(3)
+                {
+                    b.next_due = now + Duration::from_millis(100);
+                    continue;
+                }
+                let lb_ip = self
+                    .lb_ips
+                    .iter()
+                    .find(|a| a.is_ipv4() == vip.is_ipv4())
+                    .copied();
+                let dsr = match (s.run.check.dsr, b.mac, lb_ip, svc_vip) {
+                    (true, Some(mac), Some(lb_ip), Some(_)) => Some(DsrProbe {
+                        iface: self.iface.clone(),
+                        lb_mac: self.lb_mac,
+                        lb_ip,
+                        backend_mac: mac,
+                        vip,
+                        port: vport,
+                        timeout: s.run.check.timeout,
+                    }),
+                    _ => None,
+                };
+                pool.submit(Job {
+                    id: b.id.clone(),
+                    check: s.run.check.clone(),
+                    vip,
+                    port: vport,
+                    dsr_unresolved: s.run.check.dsr && dsr.is_none(),
+                    dsr,
+                });
+                b.in_flight = true;
+                b.next_due = now + s.run.check.interval;
+            }
+        }
+    }
+
+    fn result(&mut self, r: checks::Outcome) {
+        let Some(s) = self.services.iter_mut().find(|s| s.name == r.id.service) else {
+            return;
+        };
+        let Some(b) = s.backends.iter_mut().find(|b| b.id == r.id) else {
+            return;
+        };
+        b.in_flight = false;
+        b.last = Some(LastCheck {
+            at: rfc3339(SystemTime::now()),
+            ok: r.ok,
+            ms: r.elapsed.as_millis() as u64,
+            detail: r.detail.clone(),
+        });
+        let was = b.health.state;
+        if let Some(now) = b.health.record(r.ok, s.run.check.rise, s.run.check.fall) {
+            b.since = SystemTime::now();
+            self.dirty = true;
+            let why = if r.ok {
+                format!("{} success(es) in a row", b.health.streak())
+            } else {
+                format!("{} failure(s) in a row: {}", -b.health.streak(), r.detail)
+            };
+            let action = match (now, s.run.on_failure) {
+                (State::Up, _) => format!("in service, weight {}", b.weight),
+                (_, OnFailure::Quiesce) => "weight 0 (established flows continue)".to_string(),
+                (_, OnFailure::Remove) => "removed".to_string(),
+            };
+            let text = format!(
+                "{} backend {}: {} → {} ({why}); {action}",
+                s.name,
+                b.id.rip,
+                was.name(),
+                now.name()
+            );
+            self.log.emit(
+                "transition",
+                &text,
+                json!({
+                    "service": s.name, "backend": b.id.rip.to_string(), "from": was.name(),
+                    "to": now.name(), "detail": r.detail,
+                }),
+            );
+            if now == State::Down && s.run.on_failure == OnFailure::Remove {
+                if let Some(mac) = b.mac {
+                    // After the map update no new flow picks it; then its pinned flows are cut.
+                    self.unpin
+                        .push((s.entry.service.key, s.name.clone(), b.id.rip, mac));
+                }
+            }
+        }
+    }
+
+    fn wants(&self) -> Vec<Want> {
+        self.services
+            .iter()
+            .map(|s| Want {
+                entry: s.entry.clone(),
+                backends: s
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let up = b.health.state == State::Up;
+                        WantBackend {
+                            rip: b.id.rip,
+                            port: b.id.port,
+                            weight: if up { b.weight } else { 0 },
+                            removed: !up && s.run.on_failure == OnFailure::Remove,
+                            mac: b.mac,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn program(&mut self) {
+        let wants = self.wants();
+        let r = match &mut self.path {
+            DataPath::Nft(n) => n.program(&wants).map(|slots| {
+                for s in &mut self.services {
+                    if let Some(c) = slots.get(&s.key()) {
+                        for (b, n) in s.backends.iter_mut().zip(c) {
+                            b.slots = Some(*n);
+                        }
+                    }
+                }
+                Vec::new()
+            }),
+            DataPath::Ipvs(p) => p.program(&wants, &|l| self.ctx.detail(l)),
+        };
+        match r {
+            Ok(lines) => {
+                for l in lines {
+                    self.log
+                        .emit("ipvs", &format!("applied: {l}"), json!({ "command": l }));
+                }
+                self.dirty = false;
+                self.programmed = true;
+                self.unpin_removed();
+            }
+            Err(e) => {
+                self.log.emit(
+                    "datapath-error",
+                    &format!("programming the data path failed (retrying in 1 s): {e}"),
+                    json!({ "error": e.to_string() }),
+                );
+                self.next_program = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    /// nft engine, `on_failure = "remove"`: cut the pinned flows of backends just removed.
+    fn unpin_removed(&mut self) {
+        let todo = std::mem::take(&mut self.unpin);
+        let DataPath::Nft(n) = &self.path else { return };
+        let mut lines = Vec::new();
+        for (key, name, rip, mac) in todo {
+            match n.unpin(&key, mac) {
+                Ok(0) => {}
+                Ok(k) => lines.push(format!(
+                    "{name} backend {rip}: {k} pinned flow(s) released to the other backends"
+                )),
+                Err(e) => lines.push(format!("{name} backend {rip}: unpinning flows failed: {e}")),
+            }
+        }
+        for l in lines {
+            self.log.emit("unpin", &l, json!({}));
+        }
+    }
+
+    fn snapshot(&self) -> RunStatus {
+        let ready = self.programmed
+            && !self.dirty
+            && self
+                .services
+                .iter()
+                .all(|s| s.backends.iter().all(|b| b.health.state != State::Unknown));
+        RunStatus {
+            name: self.name.clone(),
+            pid: std::process::id(),
+            pid_start: self.pid_start,
+            config: self.opts.config.display().to_string(),
+            engine: self.path.name().to_string(),
+            interface: self.iface.clone(),
+            ready,
+            started: rfc3339(self.started),
+            updated: rfc3339(SystemTime::now()),
+            services: self
+                .services
+                .iter()
+                .map(|s| {
+                    let (vip, port) = s.vip().unwrap_or((IpAddr::from([0, 0, 0, 0]), 0));
+                    let id = nft_svc(&s.key(), 7).map(|n| n.id());
+                    ServiceStatus {
+                        service: s.name.clone(),
+                        vip: vip.to_string(),
+                        port,
+                        protocol: match s.key() {
+                            ServiceKey::Inet { protocol, .. } => {
+                                protocol.list_name().to_lowercase()
+                            }
+                            ServiceKey::Fwmark { .. } => "fwmark".into(),
+                        },
+                        check: format!(
+                            "{} every {} ms, timeout {} ms, rise {}, fall {}{}",
+                            probe_name(&s.run.check.probe),
+                            s.run.check.interval.as_millis(),
+                            s.run.check.timeout.as_millis(),
+                            s.run.check.rise,
+                            s.run.check.fall,
+                            if s.run.check.dsr { ", dsr" } else { "" }
+                        ),
+                        on_failure: match s.run.on_failure {
+                            OnFailure::Quiesce => "quiesce".into(),
+                            OnFailure::Remove => "remove".into(),
+                        },
+                        packets: id.and_then(|i| self.packets.get(&i).copied()),
+                        backends: s
+                            .backends
+                            .iter()
+                            .map(|b| {
+                                let up = b.health.state == State::Up;
+                                let removed = !up && s.run.on_failure == OnFailure::Remove;
+                                let in_path = match self.path {
+                                    DataPath::Nft(_) => b.mac.is_some() && !removed,
+                                    DataPath::Ipvs(_) => !removed,
+                                };
+                                BackendStatus {
+                                    rip: b.id.rip.to_string(),
+                                    port: b.id.port,
+                                    state: b.health.state.name().into(),
+                                    weight: b.weight,
+                                    effective_weight: if up && in_path { b.weight } else { 0 },
+                                    in_service: in_path,
+                                    mac: b.mac.map(|m| mac_str(&m)),
+                                    since: rfc3339(b.since),
+                                    last_check: b.last.clone(),
+                                    slots: b.slots,
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+            nft: match &self.path {
+                DataPath::Nft(n) => Some(n.record()),
+                DataPath::Ipvs(_) => None,
+            },
+            reload_error: self.reload_error.clone(),
+        }
+    }
+
+    fn write_status(&mut self) {
+        if let Err(e) = status::write(self.env.journal.dir(), &self.snapshot()) {
+            self.log.emit(
+                "warning",
+                &format!("writing the status file: {e}"),
+                json!({}),
+            );
+        }
+    }
+
+    fn stop(&mut self) -> Result<Outcome> {
+        if !self.opts.cleanup {
+            self.write_status();
+            self.log.emit(
+                "stop",
+                &format!(
+                    "{} stopping; the data path and VIPs stay as they are (--cleanup removes them)",
+                    self.name
+                ),
+                json!({ "cleanup": false }),
+            );
+            return Ok(Outcome::Clean);
+        }
+        let detail = |l: &str| self.ctx.detail(l);
+        let r = match &mut self.path {
+            DataPath::Nft(n) => n.cleanup(),
+            DataPath::Ipvs(p) => p.cleanup(&detail),
+        };
+        let owner = vip_owner(&self.name);
+        let v = converge(
+            self.ctx,
+            &self.env.sys,
+            &self.env.journal,
+            "lb run --cleanup",
+            |state, _| {
+                state.intents.remove(&owner);
+                Ok(())
+            },
+        );
+        let _ = std::fs::remove_file(status::path(self.env.journal.dir(), &self.name));
+        self.log.emit(
+            "stop",
+            &format!("{} stopped; data path and VIPs removed", self.name),
+            json!({ "cleanup": true }),
+        );
+        r?;
+        v?;
+        Ok(Outcome::Clean)
+    }
+}

@@ -1,0 +1,323 @@
+//! The two data paths `lb run` drives: kernel IPVS (through the plan/diff code of `lb apply`)
+//! and the nftables netdev engine with Maglev. Both take the same input — each service's
+//! backends with their effective weights — and change only what differs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::ipvs::plan::{self, Entry, Table};
+use crate::ipvs::{Client, ServiceKey};
+use crate::lb::nft::{self, Layout, Mac, Svc};
+use crate::lb::status::NftRecord;
+use crate::maglev;
+use crate::sys;
+
+/// One backend as the data path should have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantBackend {
+    pub rip: IpAddr,
+    pub port: u16,
+    /// 0: quiesced (no new flows).
+    pub weight: u32,
+    /// Not in the service at all (removed after a failure, or never checked yet on IPVS with
+    /// `on_failure = "remove"`).
+    pub removed: bool,
+    pub mac: Option<Mac>,
+}
+
+/// One service as the data path should have it: the LB file's entry (settings, configured
+/// weights) and the live backends.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub entry: Entry,
+    pub backends: Vec<WantBackend>,
+}
+
+impl Want {
+    pub fn key(&self) -> ServiceKey {
+        self.entry.service.key
+    }
+}
+
+/// The nft engine's view of a service (the LB file was validated for it).
+pub fn nft_svc(key: &ServiceKey, size: usize) -> Option<Svc> {
+    match *key {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => Some(Svc {
+            vip: addr,
+            port,
+            l4: match protocol {
+                crate::ipvs::Protocol::Tcp => nft::L4::Tcp,
+                crate::ipvs::Protocol::Udp => nft::L4::Udp,
+                crate::ipvs::Protocol::Sctp => return None,
+            },
+            size,
+        }),
+        ServiceKey::Fwmark { .. } => None,
+    }
+}
+
+pub struct NftPath {
+    layout: Layout,
+    /// Service id → signature of the maps that exist in the kernel.
+    existing: BTreeMap<String, String>,
+    /// Service id → slot map contents as loaded (None until the first full load).
+    loaded: BTreeMap<String, Vec<Option<Mac>>>,
+}
+
+impl NftPath {
+    /// Take over the table: keep what a previous run recorded if it matches, else start clean.
+    pub fn start(layout: Layout, previous: Option<&NftRecord>) -> Result<NftPath> {
+        let mut existing = BTreeMap::new();
+        if sys::nft::table_exists("netdev", &layout.table)? {
+            match previous {
+                Some(p) if p.table == layout.table && p.iface == layout.iface => {
+                    existing = p.maps.clone();
+                }
+                _ => sys::nft::run_script(
+                    &format!("replacing table netdev {}", layout.table),
+                    &nft::render_delete(&layout.table),
+                )?,
+            }
+        }
+        let mut me = NftPath {
+            layout: Layout {
+                services: Vec::new(),
+                ..layout
+            },
+            existing,
+            loaded: BTreeMap::new(),
+        };
+        // Force the first structural render.
+        me.layout.services.clear();
+        Ok(me)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.layout.table
+    }
+
+    pub fn record(&self) -> NftRecord {
+        NftRecord {
+            table: self.layout.table.clone(),
+            iface: self.layout.iface.clone(),
+            maps: self.existing.clone(),
+        }
+    }
+
+    /// Make the table's structure match `services` (only new, changed or removed services are
+    /// touched). Returns what it did, for the log.
+    pub fn set_services(&mut self, services: Vec<Svc>) -> Result<Option<String>> {
+        let want: BTreeMap<String, String> = services
+            .iter()
+            .map(|s| (s.id(), self.layout.map_signature(s)))
+            .collect();
+        let first = self.loaded.is_empty() && self.layout.services.is_empty();
+        if want == self.existing && !first && services == self.layout.services {
+            return Ok(None);
+        }
+        self.layout.services = services;
+        let script = self.layout.render(&self.existing);
+        sys::nft::run_script(
+            &format!("programming table netdev {}", self.layout.table),
+            &script,
+        )?;
+        let kept: BTreeSet<String> = want
+            .iter()
+            .filter(|(id, sig)| self.existing.get(*id) == Some(*sig))
+            .map(|(id, _)| id.clone())
+            .collect();
+        // A kept map's contents are unknown after a restart: reload it in full once.
+        self.loaded.retain(|id, _| kept.contains(id));
+        let n = want.len();
+        self.existing = want;
+        Ok(Some(format!(
+            "table netdev {} on {}: {n} service(s), {} kept with their pinned flows",
+            self.layout.table,
+            self.layout.iface,
+            kept.len()
+        )))
+    }
+
+    /// Load every service's Maglev table from its backends; only changed slots are written, all
+    /// services in one transaction. Returns per service the slots each backend holds.
+    pub fn program(&mut self, wants: &[Want]) -> Result<HashMap<ServiceKey, Vec<usize>>> {
+        let mut script = String::new();
+        let mut next_loaded = Vec::new();
+        let mut slots_of = HashMap::new();
+        for w in wants {
+            let Some(svc) = self
+                .layout
+                .services
+                .iter()
+                .find(|s| nft_svc(&w.key(), s.size).as_ref() == Some(s))
+                .cloned()
+            else {
+                continue;
+            };
+            let live: Vec<(usize, &WantBackend)> = w
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !b.removed && b.weight > 0 && b.mac.is_some())
+                .collect();
+            let mb: Vec<maglev::Backend> = live
+                .iter()
+                .map(|(_, b)| maglev::Backend {
+                    name: b.rip.to_string(),
+                    weight: b.weight,
+                })
+                .collect();
+            let table = maglev::build(&mb, svc.size);
+            let mut counts = vec![0usize; w.backends.len()];
+            let slots: Vec<Option<Mac>> = match &table {
+                Some(t) => t
+                    .iter()
+                    .map(|&i| {
+                        counts[live[i].0] += 1;
+                        live[i].1.mac
+                    })
+                    .collect(),
+                None => vec![None; svc.size],
+            };
+            slots_of.insert(w.key(), counts);
+            let old = self.loaded.get(&svc.id()).map(Vec::as_slice);
+            script.push_str(&nft::render_slots(&self.layout.table, &svc, old, &slots));
+            next_loaded.push((svc.id(), slots));
+        }
+        sys::nft::run_script(
+            &format!(
+                "updating the backend maps of table netdev {}",
+                self.layout.table
+            ),
+            &script,
+        )?;
+        for (id, s) in next_loaded {
+            self.loaded.insert(id, s);
+        }
+        Ok(slots_of)
+    }
+
+    /// Forget the pinned flows of a backend (by MAC) in one service: its established flows
+    /// move to the others (`on_failure = "remove"`). Returns how many were unpinned.
+    pub fn unpin(&self, key: &ServiceKey, mac: Mac) -> Result<usize> {
+        let Some(svc) = self
+            .layout
+            .services
+            .iter()
+            .find(|s| nft_svc(key, s.size).as_ref() == Some(*s))
+        else {
+            return Ok(0);
+        };
+        let Some(doc) =
+            sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.flow_map()])?
+        else {
+            return Ok(0);
+        };
+        let keys: Vec<(IpAddr, u16)> = nft::parse_flows(&doc)
+            .into_iter()
+            .filter(|(_, m)| *m == mac)
+            .map(|(k, _)| k)
+            .collect();
+        sys::nft::run_script(
+            "unpinning flows",
+            &nft::render_unpin(&self.layout.table, svc, &keys),
+        )?;
+        Ok(keys.len())
+    }
+
+    /// Packets per service id that entered its chain.
+    pub fn packets(&self) -> BTreeMap<String, u64> {
+        sys::nft::list_json(&["chain", "netdev", &self.layout.table, "ingress"])
+            .ok()
+            .flatten()
+            .map(|d| {
+                nft::parse_ingress_counters(&d)
+                    .into_iter()
+                    .map(|(chain, (p, _))| (chain.trim_start_matches("s_").to_string(), p))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn cleanup(&self) -> Result<()> {
+        sys::nft::run_script(
+            &format!("deleting table netdev {}", self.layout.table),
+            &nft::render_delete(&self.layout.table),
+        )
+    }
+}
+
+pub struct IpvsPath {
+    client: Client,
+    /// Services this daemon created or manages (deleted when they leave the file).
+    owned: HashSet<ServiceKey>,
+}
+
+fn ipvs_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Runtime(anyhow::anyhow!("{what}: {e}"))
+}
+
+impl IpvsPath {
+    pub fn open() -> std::result::Result<IpvsPath, crate::ipvs::Error> {
+        Ok(IpvsPath {
+            client: Client::open()?,
+            owned: HashSet::new(),
+        })
+    }
+
+    /// Converge IPVS to `wants` (removed backends left out, quiesced ones at weight 0). Only
+    /// what differs is changed; a failure rolls back. Returns the changes as ipvsadm lines.
+    pub fn program(&mut self, wants: &[Want], detail: &dyn Fn(&str)) -> Result<Vec<String>> {
+        let mut desired = Table::default();
+        for w in wants {
+            let mut e = Entry::new(w.entry.service.clone());
+            for b in &w.backends {
+                if b.removed {
+                    continue;
+                }
+                if let Some(d) = w.entry.dest(b.rip, b.port) {
+                    let mut d = d.clone();
+                    d.weight = b.weight;
+                    e.dests.push(d);
+                }
+            }
+            desired.entries.push(e);
+        }
+        let before = Table::from_listing(
+            &self
+                .client
+                .services()
+                .map_err(|e| ipvs_err("listing IPVS", e))?,
+        );
+        let owned = self.owned.clone();
+        let changes = plan::diff(&desired, &before, &|k| owned.contains(k));
+        plan::execute(&mut self.client, &before, &changes, detail)
+            .map_err(|e| ipvs_err("programming IPVS", e))?;
+        self.owned = desired.keys().copied().collect();
+        Ok(changes.iter().map(|c| c.to_string()).collect())
+    }
+
+    pub fn cleanup(&mut self, detail: &dyn Fn(&str)) -> Result<()> {
+        self.program(&[], detail).map(|_| ())
+    }
+}
+
+/// The running data path.
+pub enum DataPath {
+    Nft(NftPath),
+    Ipvs(IpvsPath),
+}
+
+impl DataPath {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataPath::Nft(_) => "nft",
+            DataPath::Ipvs(_) => "ipvs",
+        }
+    }
+}

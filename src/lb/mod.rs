@@ -1,0 +1,11 @@
+//! The balancer daemon (`lbctl lb run`) and its nftables engine. The IPVS side lives in
+//! [`crate::ipvs`]; this module adds health checking, VIP ownership and the netdev/Maglev data
+//! path for kernels without IPVS.
+
+pub mod checks;
+pub mod config;
+pub mod daemon;
+pub mod datapath;
+pub mod health;
+pub mod nft;
+pub mod status;

@@ -1,0 +1,477 @@
+//! The nftables DSR data path, as nft text (pure: rendering and parsing only; `sys::nft` runs it).
+//!
+//! One lbctl-owned `netdev` table per `lb run` name, hooked at ingress of the balancer NIC:
+//!
+//! ```text
+//! table netdev lbctl_lb_web {
+//!   map m_198_18_0_100_tcp_80 { typeof numgen inc mod 4099 : ether daddr; }   # Maglev slot → MAC
+//!   map f_198_18_0_100_tcp_80 { typeof ip saddr . tcp sport : ether daddr;    # pinned flows
+//!                               size 262144; flags dynamic,timeout; timeout 5m; }
+//!   chain s_198_18_0_100_tcp_80 {
+//!     # a flow seen before keeps its backend (drain: established flows continue)
+//!     ether saddr set LB-MAC ether daddr set ip saddr . tcp sport map @f_… update @f_… { ip saddr . tcp sport : ether daddr } fwd to "eth0"
+//!     # a new flow: Maglev slot from the flow hash, then pinned
+//!     ether saddr set LB-MAC ether daddr set jhash ip saddr . tcp sport mod 4099 seed 0x4c42 map @m_… update @f_… { … } fwd to "eth0"
+//!     # flow table full: forward unpinned
+//!     ether saddr set LB-MAC ether daddr set jhash … map @m_… fwd to "eth0"
+//!     counter drop                                   # no backend up
+//!   }
+//!   chain ingress { type filter hook ingress device "eth0" priority 100; policy accept;
+//!     ip daddr 198.18.0.100 tcp dport 80 counter jump s_198_18_0_100_tcp_80 }
+//! }
+//! ```
+//!
+//! Why nft text and not the `nftables` crate's JSON (used for the arp table): maps keyed by a
+//! hash need `typeof`, which nft's JSON (1.0.6) cannot express (PLATFORM.md §4). Every value
+//! here is typed (addresses, ports, MACs, validated names), so the text cannot be injected into.
+//! The jhash seed is fixed: a reload must not re-map live flows. netdev ingress has no conntrack,
+//! hence the flow map: without it a drained backend's established connections would move.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+pub fn mac_str(m: &Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn parse_mac(s: &str) -> Option<Mac> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(m)
+}
+
+/// Transport protocols the nft engine balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+impl L4 {
+    fn name(self) -> &'static str {
+        match self {
+            L4::Tcp => "tcp",
+            L4::Udp => "udp",
+        }
+    }
+}
+
+/// One service as the nft engine programs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Svc {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub l4: L4,
+    /// Maglev table size.
+    pub size: usize,
+}
+
+impl Svc {
+    /// Stable object suffix: `198_18_0_100_tcp_80`, `2001_db8__100_tcp_80`.
+    pub fn id(&self) -> String {
+        let a: String = self
+            .vip
+            .to_string()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("{a}_{}_{}", self.l4.name(), self.port)
+    }
+
+    pub fn slot_map(&self) -> String {
+        format!("m_{}", self.id())
+    }
+
+    pub fn flow_map(&self) -> String {
+        format!("f_{}", self.id())
+    }
+
+    pub fn chain(&self) -> String {
+        format!("s_{}", self.id())
+    }
+
+    fn ipfam(&self) -> &'static str {
+        if self.vip.is_ipv4() {
+            "ip"
+        } else {
+            "ip6"
+        }
+    }
+
+    /// `ip saddr . tcp sport`: the flow key (the rest of the 5-tuple is fixed per service).
+    fn flow_key(&self) -> String {
+        format!("{} saddr . {} sport", self.ipfam(), self.l4.name())
+    }
+}
+
+/// Everything that shapes the table (not the backends: those live in the maps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub table: String,
+    pub iface: String,
+    pub lb_mac: Mac,
+    pub seed: u32,
+    pub flow_timeout_s: u64,
+    pub flow_size: u32,
+    pub services: Vec<Svc>,
+}
+
+/// Table name for an `lb run` name: `lbctl_lb_<name>` with non-alphanumerics as `_`.
+pub fn table_name(run_name: &str) -> String {
+    let n: String = run_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("lbctl_lb_{n}")
+}
+
+impl Layout {
+    /// What must match for a service's maps to be kept across a reload or restart.
+    pub fn map_signature(&self, s: &Svc) -> String {
+        format!(
+            "{} {} {} size={} seed={:#x} timeout={} flows={}",
+            s.vip,
+            s.l4.name(),
+            s.port,
+            s.size,
+            self.seed,
+            self.flow_timeout_s,
+            self.flow_size
+        )
+    }
+
+    fn rules(&self, s: &Svc) -> Vec<String> {
+        let key = s.flow_key();
+        let smac = mac_str(&self.lb_mac);
+        let fwd = format!("fwd to \"{}\"", self.iface);
+        let pin = format!("update @{} {{ {key} : ether daddr }}", s.flow_map());
+        let hash = format!(
+            "jhash {key} mod {} seed {:#x} map @{}",
+            s.size,
+            self.seed,
+            s.slot_map()
+        );
+        vec![
+            format!(
+                "ether saddr set {smac} ether daddr set {key} map @{} {pin} {fwd}",
+                s.flow_map()
+            ),
+            format!("ether saddr set {smac} ether daddr set {hash} {pin} {fwd}"),
+            format!("ether saddr set {smac} ether daddr set {hash} {fwd}"),
+            "counter drop".to_string(),
+        ]
+    }
+
+    /// The transaction that makes the table's structure match this layout. `existing` is what
+    /// an earlier run created (service id → [`Layout::map_signature`]): a service whose maps
+    /// exist with the same signature keeps them (pinned flows survive a reload); a changed one
+    /// gets new, empty maps; one no longer wanted is deleted.
+    pub fn render(&self, existing: &BTreeMap<String, String>) -> String {
+        let t = &self.table;
+        let mut o = String::new();
+        let _ = writeln!(o, "add table netdev {t}");
+        // Unhook first: the ingress chain is rebuilt below, so nothing references old chains.
+        let _ = writeln!(
+            o,
+            "add chain netdev {t} ingress {{ type filter hook ingress device \"{}\" priority 100; policy accept; }}",
+            self.iface
+        );
+        let _ = writeln!(o, "flush chain netdev {t} ingress");
+        let wanted: Vec<String> = self.services.iter().map(Svc::id).collect();
+        for id in existing.keys().filter(|id| !wanted.contains(id)) {
+            let _ = writeln!(o, "delete chain netdev {t} s_{id}");
+            let _ = writeln!(o, "delete map netdev {t} m_{id}");
+            let _ = writeln!(o, "delete map netdev {t} f_{id}");
+        }
+        for s in &self.services {
+            let c = s.chain();
+            let _ = writeln!(o, "add chain netdev {t} {c}");
+            let _ = writeln!(o, "flush chain netdev {t} {c}");
+            match existing.get(&s.id()) {
+                Some(sig) if *sig == self.map_signature(s) => {}
+                was => {
+                    for (m, def) in self.map_defs(s) {
+                        if was.is_some() {
+                            let _ = writeln!(o, "delete map netdev {t} {m}");
+                        }
+                        let _ = writeln!(o, "add map netdev {t} {m} {def}");
+                    }
+                }
+            }
+            for r in self.rules(s) {
+                let _ = writeln!(o, "add rule netdev {t} {c} {r}");
+            }
+            let _ = writeln!(
+                o,
+                "add rule netdev {t} ingress {} daddr {} {} dport {} counter jump {c}",
+                s.ipfam(),
+                s.vip,
+                s.l4.name(),
+                s.port
+            );
+        }
+        o
+    }
+
+    fn map_defs(&self, s: &Svc) -> [(String, String); 2] {
+        [
+            (
+                s.slot_map(),
+                format!("{{ typeof numgen inc mod {} : ether daddr; }}", s.size),
+            ),
+            (
+                s.flow_map(),
+                format!(
+                    "{{ typeof {} : ether daddr; size {}; flags dynamic,timeout; timeout {}s; }}",
+                    s.flow_key(),
+                    self.flow_size,
+                    self.flow_timeout_s
+                ),
+            ),
+        ]
+    }
+}
+
+/// Delete the whole table (`lb run --cleanup`); safe when it does not exist.
+pub fn render_delete(table: &str) -> String {
+    format!("add table netdev {table}\ndelete table netdev {table}\n")
+}
+
+/// Make a service's slot map go from `old` to `new` in one transaction: only changed slots are
+/// touched (an element cannot be overwritten, so a changed slot is deleted and re-added).
+/// `old = None`: the map's contents are unknown (start-up): flush it and load everything.
+pub fn render_slots(
+    table: &str,
+    s: &Svc,
+    old: Option<&[Option<Mac>]>,
+    new: &[Option<Mac>],
+) -> String {
+    let m = s.slot_map();
+    let mut dels = Vec::new();
+    let mut adds = Vec::new();
+    let mut o = String::new();
+    match old {
+        None => {
+            let _ = writeln!(o, "flush map netdev {table} {m}");
+            for (i, mac) in new.iter().enumerate() {
+                if let Some(mac) = mac {
+                    adds.push(format!("{i} : {}", mac_str(mac)));
+                }
+            }
+        }
+        Some(old) => {
+            for (i, mac) in new.iter().enumerate() {
+                let before = old.get(i).copied().flatten();
+                if before == *mac {
+                    continue;
+                }
+                if before.is_some() {
+                    dels.push(i.to_string());
+                }
+                if let Some(mac) = mac {
+                    adds.push(format!("{i} : {}", mac_str(mac)));
+                }
+            }
+        }
+    }
+    // Chunks keep nft's parser from building one enormous expression.
+    for chunk in dels.chunks(4096) {
+        let _ = writeln!(
+            o,
+            "delete element netdev {table} {m} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+    for chunk in adds.chunks(4096) {
+        let _ = writeln!(
+            o,
+            "add element netdev {table} {m} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+    o
+}
+
+/// Unpin flows (by key) from a service's flow map.
+pub fn render_unpin(table: &str, s: &Svc, keys: &[(IpAddr, u16)]) -> String {
+    let mut o = String::new();
+    let items: Vec<String> = keys.iter().map(|(a, p)| format!("{a} . {p}")).collect();
+    for chunk in items.chunks(4096) {
+        let _ = writeln!(
+            o,
+            "delete element netdev {table} {} {{ {} }}",
+            s.flow_map(),
+            chunk.join(", ")
+        );
+    }
+    o
+}
+
+/// Pinned flows from `nft -j list map netdev T f_…`: (client address, client port) → MAC.
+pub fn parse_flows(doc: &Value) -> BTreeMap<(IpAddr, u16), Mac> {
+    let mut out = BTreeMap::new();
+    let items = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("map")?.get("elem")?.as_array())
+        .flatten();
+    for e in items {
+        let Some([k, v]) = e.as_array().map(Vec::as_slice) else {
+            continue;
+        };
+        // Elements with a timeout come as {"elem": {"val": KEY, "timeout": …, "expires": …}}.
+        let key = k.get("elem").and_then(|e| e.get("val")).unwrap_or(k);
+        let Some([a, p]) = key
+            .get("concat")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        else {
+            continue;
+        };
+        let (Some(a), Some(p), Some(mac)) = (
+            a.as_str().and_then(|s| s.parse().ok()),
+            p.as_u64().and_then(|p| u16::try_from(p).ok()),
+            v.as_str().and_then(parse_mac),
+        ) else {
+            continue;
+        };
+        out.insert((a, p), mac);
+    }
+    out
+}
+
+/// Packet counters of the ingress jump rules (VIP:port → packets, bytes), from
+/// `nft -j list chain netdev T ingress`.
+pub fn parse_ingress_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    let rules = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("rule")?.get("expr")?.as_array());
+    for expr in rules {
+        let target = expr
+            .iter()
+            .find_map(|s| s.get("jump")?.get("target")?.as_str());
+        let counter = expr.iter().find_map(|s| {
+            let c = s.get("counter")?;
+            Some((c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?))
+        });
+        if let (Some(t), Some(c)) = (target, counter) {
+            out.insert(t.to_string(), c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc() -> Svc {
+        Svc {
+            vip: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            l4: L4::Tcp,
+            size: 7,
+        }
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            table: table_name("web"),
+            iface: "eth0".into(),
+            lb_mac: [2, 0, 0, 0, 0, 2],
+            seed: 0x4c42,
+            flow_timeout_s: 300,
+            flow_size: 1024,
+            services: vec![svc()],
+        }
+    }
+
+    #[test]
+    fn ids_and_names() {
+        assert_eq!(svc().id(), "198_18_0_100_tcp_80");
+        let v6 = Svc {
+            vip: "2001:db8::100".parse().unwrap(),
+            l4: L4::Udp,
+            port: 53,
+            size: 7,
+        };
+        assert_eq!(v6.chain(), "s_2001_db8__100_udp_53");
+        assert_eq!(table_name("lab.1@x"), "lbctl_lb_lab_1_x");
+    }
+
+    #[test]
+    fn render_layout() {
+        let t = layout().render(&BTreeMap::new());
+        assert!(t.contains("add chain netdev lbctl_lb_web ingress { type filter hook ingress device \"eth0\" priority 100; policy accept; }"));
+        assert!(t.contains("typeof ip saddr . tcp sport : ether daddr; size 1024; flags dynamic,timeout; timeout 300s;"));
+        assert!(t.contains("jhash ip saddr . tcp sport mod 7 seed 0x4c42 map @m_198_18_0_100_tcp_80 update @f_198_18_0_100_tcp_80"));
+        assert!(t.contains("add rule netdev lbctl_lb_web ingress ip daddr 198.18.0.100 tcp dport 80 counter jump s_198_18_0_100_tcp_80"));
+        // Kept maps are not recreated; changed ones are; stale services are deleted.
+        let l = layout();
+        let same = BTreeMap::from([(svc().id(), l.map_signature(&svc()))]);
+        let kept = l.render(&same);
+        assert!(!kept.contains("map netdev lbctl_lb_web m_"), "{kept}");
+        let changed = BTreeMap::from([(svc().id(), "old".to_string())]);
+        assert!(l
+            .render(&changed)
+            .contains("delete map netdev lbctl_lb_web m_198_18_0_100_tcp_80\nadd map"));
+        let stale = BTreeMap::from([("192_0_2_1_udp_53".to_string(), "x".to_string())]);
+        assert!(l
+            .render(&stale)
+            .contains("delete chain netdev lbctl_lb_web s_192_0_2_1_udp_53\n"));
+    }
+
+    #[test]
+    fn slot_diff_touches_only_changes() {
+        let a = [2, 0, 0, 0, 0, 0x11];
+        let b = [2, 0, 0, 0, 0, 0x12];
+        let old = vec![Some(a), Some(b), Some(a)];
+        let new = vec![Some(a), Some(a), None];
+        let t = render_slots("T", &svc(), Some(&old), &new);
+        assert_eq!(
+            t,
+            "delete element netdev T m_198_18_0_100_tcp_80 { 1, 2 }\n\
+             add element netdev T m_198_18_0_100_tcp_80 { 1 : 02:00:00:00:00:11 }\n"
+        );
+        assert_eq!(render_slots("T", &svc(), Some(&new), &new), "");
+        let full = render_slots("T", &svc(), None, &new);
+        assert!(full.starts_with("flush map netdev T m_198_18_0_100_tcp_80\n"));
+    }
+
+    #[test]
+    fn flows_parse() {
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},{"map":{"name":"f","elem":[
+              [{"elem":{"val":{"concat":["198.18.0.10",40000]},"timeout":300,"expires":299}},"02:00:00:00:00:11"],
+              [{"concat":["198.18.0.10",40001]},"02:00:00:00:00:12"]]}}]}"#,
+        )
+        .unwrap();
+        let f = parse_flows(&doc);
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            f[&("198.18.0.10".parse().unwrap(), 40000)],
+            [2, 0, 0, 0, 0, 0x11]
+        );
+    }
+}

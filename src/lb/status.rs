@@ -1,0 +1,174 @@
+//! The daemon's status file (`<run dir>/lb-run/NAME.json`): what `lbctl lb status` shows, and
+//! what a restarted daemon needs to know about the data path its predecessor left behind.
+//! Written atomically (temp file + rename) on every change and about once a second.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastCheck {
+    /// RFC 3339 time of the end of the check.
+    pub at: String,
+    pub ok: bool,
+    pub ms: u64,
+    /// Why it failed (empty when it passed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendStatus {
+    pub rip: String,
+    pub port: u16,
+    /// `unknown`, `up` or `down`.
+    pub state: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Weight in the data path now (0: quiesced or not in service).
+    pub effective_weight: u32,
+    /// In the data path at all (false: removed, or its MAC is not known yet).
+    pub in_service: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// RFC 3339 time of the last state change.
+    pub since: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<LastCheck>,
+    /// Maglev slots held (nft engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// As lbctl writes services: `198.18.0.100:80`, `udp 198.18.0.100:53`.
+    pub service: String,
+    pub vip: String,
+    pub port: u16,
+    pub protocol: String,
+    pub check: String,
+    pub on_failure: String,
+    pub backends: Vec<BackendStatus>,
+    /// Packets that entered the service (nft engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
+}
+
+/// What the nft engine left in the kernel.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct NftRecord {
+    pub table: String,
+    pub iface: String,
+    /// Service id → map signature.
+    pub maps: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunStatus {
+    pub name: String,
+    pub pid: u32,
+    /// Process start time (clock ticks since boot, /proc/PID/stat field 22): tells a live
+    /// daemon from a recycled PID.
+    pub pid_start: u64,
+    pub config: String,
+    pub engine: String,
+    pub interface: String,
+    /// True once the data path is programmed and every backend has been checked once.
+    pub ready: bool,
+    pub started: String,
+    pub updated: String,
+    pub services: Vec<ServiceStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft: Option<NftRecord>,
+    /// Config reload errors are kept here until a reload succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
+}
+
+pub fn dir(journal_dir: &Path) -> PathBuf {
+    journal_dir.join("lb-run")
+}
+
+pub fn path(journal_dir: &Path, name: &str) -> PathBuf {
+    dir(journal_dir).join(format!("{name}.json"))
+}
+
+pub fn write(journal_dir: &Path, s: &RunStatus) -> Result<()> {
+    let d = dir(journal_dir);
+    std::fs::create_dir_all(&d)?;
+    let tmp = d.join(format!(".{}.json.tmp", s.name));
+    let body = serde_json::to_string_pretty(s)
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("serializing the status: {e}")))?;
+    std::fs::write(&tmp, body + "\n")?;
+    std::fs::rename(&tmp, path(journal_dir, &s.name))?;
+    Ok(())
+}
+
+pub fn read(p: &Path) -> Result<Option<RunStatus>> {
+    match std::fs::read_to_string(p) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| Error::Runtime(anyhow::anyhow!("parsing {}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Runtime(anyhow::anyhow!(
+            "reading {}: {e}",
+            p.display()
+        ))),
+    }
+}
+
+/// Every status file in the directory, by name.
+pub fn read_all(journal_dir: &Path) -> Result<Vec<RunStatus>> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir(journal_dir)) else {
+        return Ok(out);
+    };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    for p in paths {
+        if let Some(s) = read(&p)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat), or None when it does not exist.
+pub fn proc_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl RunStatus {
+    /// The daemon that wrote this is still running.
+    pub fn alive(&self) -> bool {
+        proc_start(self.pid) == Some(self.pid_start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let me = std::process::id();
+        assert!(proc_start(me).is_some());
+        assert_eq!(proc_start(me), proc_start(me));
+        assert_eq!(proc_start(u32::MAX - 1), None);
+    }
+}

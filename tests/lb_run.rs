@@ -1,0 +1,582 @@
+//! `lbctl lb run` with the nftables engine, against real traffic in namespaces (issue 6): a
+//! client, the balancer running the daemon, and three backends configured by lbctl's
+//! real-server commands, each serving a page naming itself. Covers spread, replies bypassing
+//! the balancer, failure detection within fall × interval and rejoin after rise, the DSR-aware
+//! check catching a backend that lost its VIP, drain keeping an established connection, SIGHUP
+//! reload, and SIGTERM with and without --cleanup.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Lbctl, Netns, TempDir};
+use serde_json::Value;
+
+const VIP: &str = "198.18.0.100";
+const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+
+/// A background process, killed by PID on drop.
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
+    sw.ip(&[
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        host.name(),
+    ]);
+    sw.ip(&["link", "set", port, "master", "br0", "up"]);
+    host.set_mac("eth0", mac);
+    host.add_addr("eth0", cidr);
+    host.up("eth0");
+}
+
+fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn busybox httpd");
+    Bg(child)
+}
+
+struct Lab {
+    // Drop order: daemon and servers before their namespaces.
+    daemon: Option<Bg>,
+    servers: Vec<Option<Bg>>,
+    www: Vec<TempDir>,
+    cfg_dir: TempDir,
+    lb_run: Lbctl,
+    be_run: Vec<Lbctl>,
+    client: Netns,
+    be: Vec<Netns>,
+    lb: Netns,
+    _sw: Netns,
+}
+
+fn lab(n: usize) -> Lab {
+    let sw = Netns::new("sw");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.up("br0");
+    let client = Netns::new("client");
+    let lb = Netns::new("lb");
+    plug(
+        &sw,
+        &client,
+        "sw-client",
+        "02:00:00:00:00:10",
+        "198.18.0.10/24",
+    );
+    plug(&sw, &lb, "sw-lb", "02:00:00:00:00:02", "198.18.0.2/24");
+    let mut be = Vec::new();
+    let mut be_run = Vec::new();
+    let mut servers = Vec::new();
+    let mut www = Vec::new();
+    for i in 1..=n {
+        let ns = Netns::new(&format!("be{i}"));
+        let rip = format!("198.18.0.1{i}");
+        plug(
+            &sw,
+            &ns,
+            &format!("sw-be{i}"),
+            &format!("02:00:00:00:00:1{i}"),
+            &format!("{rip}/24"),
+        );
+        let run = Lbctl::new(&ns);
+        run.ok(&["arp", "suppress", VIP, "--real-ip", &rip]);
+        run.ok(&["vip", "add", VIP]);
+        let dir = TempDir::new(&format!("www{i}"));
+        std::fs::write(dir.path().join("index.html"), format!("be{i}\n")).unwrap();
+        servers.push(Some(httpd(&ns, &dir)));
+        www.push(dir);
+        be.push(ns);
+        be_run.push(run);
+    }
+    Lab {
+        daemon: None,
+        servers,
+        www,
+        cfg_dir: TempDir::new("lbcfg"),
+        lb_run: Lbctl::new(&lb),
+        be_run,
+        client,
+        be,
+        lb,
+        _sw: sw,
+    }
+}
+
+/// The LB file: HTTP check every 300 ms, rise 2, fall 2, DSR probe; `weights` per backend.
+fn config(n: usize, weights: &[u32]) -> String {
+    let mut s = String::from(
+        "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+         [[service]]\nvip = \"198.18.0.100:80\"\n\
+         [service.check]\ntype = \"http\"\nexpect_body = \"be\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 2\nfall = 2\ndsr = true\n",
+    );
+    for i in 1..=n {
+        s.push_str(&format!(
+            "[[service.backend]]\nrip = \"198.18.0.1{i}\"\nweight = {}\n",
+            weights.get(i - 1).copied().unwrap_or(1)
+        ));
+    }
+    s
+}
+
+impl Lab {
+    fn cfg_path(&self) -> std::path::PathBuf {
+        self.cfg_dir.path().join("web.toml")
+    }
+
+    fn start(&mut self, extra: &[&str]) {
+        std::fs::write(self.cfg_path(), config(self.be.len(), &[])).unwrap();
+        let log = std::fs::File::create(self.cfg_dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(LBCTL)
+            .args(["--netns", self.lb.name(), "lb", "run", "-c"])
+            .arg(self.cfg_path())
+            .args(extra)
+            .env("LBCTL_RUN_DIR", self.lb_run.run_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lb run");
+        self.daemon = Some(Bg(child));
+        self.wait_status("every backend up", |s| {
+            s["ready"] == true && backends(s).iter().all(|b| b["state"] == "up")
+        });
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.cfg_dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = self.lb_run.run(&["--json", "lb", "status"]);
+        serde_json::from_str::<Value>(&out.stdout)
+            .ok()
+            .map(|v| v["daemons"][0].clone())
+    }
+
+    /// Poll `lb status` until `pred` holds; returns how long it took.
+    #[track_caller]
+    fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Some(s) = self.status() {
+                if s["running"] == true && pred(&s) {
+                    return start.elapsed();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for: {what}\nstatus: {:#}\ndaemon log:\n{}",
+            self.status().unwrap_or(Value::Null),
+            self.log()
+        );
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.daemon.as_ref().expect("daemon").0.id() as i32;
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+}
+
+fn backends(s: &Value) -> Vec<Value> {
+    s["services"][0]["backends"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Run `f` on a thread inside the namespace.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on this thread only, with a namespace fd we own.
+        assert_eq!(
+            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+fn vip() -> SocketAddr {
+    format!("{VIP}:80").parse().unwrap()
+}
+
+fn get(s: &mut TcpStream) -> Result<String, String> {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .ok_or_else(|| format!("bad answer: {resp:?}"))
+}
+
+/// `n` requests from the client, each on a new connection (new source port): who answered,
+/// or the error.
+fn requests(lab: &Lab, n: usize) -> Vec<Result<String, String>> {
+    in_netns(lab.client.name(), move || {
+        (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                get(&mut s)
+            })
+            .collect()
+    })
+}
+
+fn tally(rs: &[Result<String, String>]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in rs {
+        *m.entry(match r {
+            Ok(b) => b.clone(),
+            Err(_) => "FAILED".into(),
+        })
+        .or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn spread_failover_rejoin_and_dsr_check() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(3);
+    // A test-owned counter on the balancer: reply packets (source VIP, to the client) that
+    // would reach it if DSR were broken.
+    lab.lb.nft(
+        "table netdev probe { chain c { type filter hook ingress device \"eth0\" priority -500; \
+         ip saddr 198.18.0.100 ip daddr 198.18.0.10 counter; }; }",
+    );
+    lab.start(&[]);
+
+    // Spread: 60 connections from different source ports reach all three backends.
+    let t = tally(&requests(&lab, 60));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    for b in ["be1", "be2", "be3"] {
+        assert!(
+            t.get(b).copied().unwrap_or(0) >= 5,
+            "uneven or missing {b}: {t:?}"
+        );
+    }
+    let probe = lab
+        .lb
+        .nft_text(&["list", "table", "netdev", "probe"])
+        .stdout;
+    assert!(
+        probe.contains("counter packets 0 bytes 0"),
+        "replies reached the balancer:\n{probe}"
+    );
+    let list = lab.lb_run.ok(&["lb", "list"]).stdout;
+    assert!(
+        list.contains("engine nft") && list.contains("TCP  198.18.0.100:80 maglev"),
+        "{list}"
+    );
+    assert!(lab.log().contains("started: engine nft"), "{}", lab.log());
+    lab.wait_status("packet counter", |s| {
+        s["services"][0]["packets"].as_u64().unwrap_or(0) > 0
+    });
+    // Only the balancer answers ARP for the VIP.
+    let arping = lab
+        .client
+        .exec(&["arping", "-c", "2", "-w", "3", "-i", "eth0", VIP]);
+    assert!(
+        arping.stdout.contains("02:00:00:00:00:02"),
+        "{}",
+        arping.stdout
+    );
+    for m in [
+        "02:00:00:00:00:11",
+        "02:00:00:00:00:12",
+        "02:00:00:00:00:13",
+    ] {
+        assert!(
+            !arping.stdout.contains(m),
+            "a backend answered ARP: {}",
+            arping.stdout
+        );
+    }
+
+    // Stop be2's server: down within fall × interval (+ one interval and the probe timeout
+    // of slack), then no request goes to it and none fails.
+    lab.servers[1] = None;
+    let took = lab.wait_status("be2 down", |s| backends(s)[1]["state"] == "down");
+    assert!(
+        took < Duration::from_millis(2 * 300 + 300 + 250 + 600),
+        "detection took {took:?}"
+    );
+    let s = lab.status().unwrap();
+    assert_eq!(backends(&s)[1]["effective_weight"], 0);
+    let t = tally(&requests(&lab, 30));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    assert_eq!(t.get("be2"), None, "{t:?}");
+    assert!(
+        lab.log().contains("198.18.0.12: up → down"),
+        "{}",
+        lab.log()
+    );
+
+    // Restart: back after `rise` successes, and serving again.
+    lab.servers[1] = Some(httpd(&lab.be[1], &lab.www[1]));
+    lab.wait_status("be2 up", |s| backends(s)[1]["state"] == "up");
+    let t = tally(&requests(&lab, 60));
+    assert!(t.get("be2").copied().unwrap_or(0) > 0, "{t:?}");
+
+    // Remove the VIP from be3: its HTTP check on the real IP still passes, the DSR probe
+    // through its MAC does not.
+    lab.be_run[2].ok(&["vip", "del", VIP]);
+    lab.wait_status("be3 down by the DSR check", |s| {
+        backends(s)[2]["state"] == "down"
+    });
+    let s = lab.status().unwrap();
+    let detail = backends(&s)[2]["last_check"]["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(detail.contains("DSR check"), "{detail}");
+    let t = tally(&requests(&lab, 30));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    assert_eq!(t.get("be3"), None, "{t:?}");
+    lab.be_run[2].ok(&["vip", "add", VIP]);
+    lab.wait_status("be3 up", |s| backends(s)[2]["state"] == "up");
+
+    // SIGTERM without --cleanup: the data path keeps serving.
+    lab.signal(libc::SIGTERM);
+    let mut d = lab.daemon.take().unwrap();
+    let st = d.0.wait().unwrap();
+    assert!(st.success(), "{st:?}\n{}", lab.log());
+    let t = tally(&requests(&lab, 10));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    assert!(lab.lb.nft_table_exists("netdev", "lbctl_lb_web"));
+    assert_eq!(
+        lab.lb_run.run(&["lb", "status"]).code,
+        2,
+        "a stopped daemon is reported"
+    );
+
+    // Restart with --cleanup, then SIGINT: table and VIP gone, status file gone.
+    lab.start(&["--cleanup"]);
+    lab.signal(libc::SIGINT);
+    let mut d = lab.daemon.take().unwrap();
+    assert!(d.0.wait().unwrap().success(), "{}", lab.log());
+    assert!(!lab.lb.nft_table_exists("netdev", "lbctl_lb_web"));
+    assert!(
+        !lab.lb.addrs("eth0").iter().any(|a| a.starts_with(VIP)),
+        "VIP left on the balancer"
+    );
+}
+
+#[test]
+fn drain_keeps_established_connections_and_reload_touches_only_changes() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(3);
+    lab.start(&[]);
+    // Open connections (not yet used) until one lands on each backend; the flow map says where.
+    let client = lab.client.name().to_string();
+    let conns: Vec<(TcpStream, u16)> = in_netns(&client, || {
+        (0..24)
+            .map(|_| {
+                let s = TcpStream::connect_timeout(&vip(), Duration::from_secs(2)).unwrap();
+                let p = s.local_addr().unwrap().port();
+                (s, p)
+            })
+            .collect()
+    });
+    let flows = lab.lb.nft_json(&[
+        "list",
+        "map",
+        "netdev",
+        "lbctl_lb_web",
+        "f_198_18_0_100_tcp_80",
+    ]);
+    let pinned = |port: u16| -> Option<String> {
+        flows["nftables"].as_array()?.iter().find_map(|o| {
+            o.get("map")?.get("elem")?.as_array()?.iter().find_map(|e| {
+                let k = &e[0];
+                let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
+                (key["concat"][1].as_u64()? == u64::from(port))
+                    .then(|| e[1].as_str().unwrap().to_string())
+            })
+        })
+    };
+    let on_be1: Vec<usize> = conns
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, p))| pinned(*p).as_deref() == Some("02:00:00:00:00:11"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!on_be1.is_empty(), "no connection landed on be1: {flows:#}");
+
+    // Drain be1 (weight 0) by editing the file and sending SIGHUP.
+    let before = lab
+        .lb
+        .nft_text(&[
+            "list",
+            "chain",
+            "netdev",
+            "lbctl_lb_web",
+            "s_198_18_0_100_tcp_80",
+        ])
+        .stdout;
+    std::fs::write(lab.cfg_path(), config(3, &[0, 1, 1])).unwrap();
+    lab.signal(libc::SIGHUP);
+    lab.wait_status("be1 drained", |s| {
+        let b = &backends(s)[0];
+        b["weight"] == 0 && b["effective_weight"] == 0 && b["slots"] == 0
+    });
+    assert!(lab.log().contains("reloaded"), "{}", lab.log());
+    // The service's chain was not rebuilt: only map elements changed.
+    let after = lab
+        .lb
+        .nft_text(&[
+            "list",
+            "chain",
+            "netdev",
+            "lbctl_lb_web",
+            "s_198_18_0_100_tcp_80",
+        ])
+        .stdout;
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| l.split(" counter").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&before), strip(&after));
+
+    // Established connections on be1 still work, and are answered by be1.
+    let mut conns = conns;
+    let answers: Vec<Result<String, String>> = in_netns(&client, move || {
+        on_be1.iter().map(|&i| get(&mut conns[i].0)).collect()
+    });
+    for a in &answers {
+        assert_eq!(a.as_deref(), Ok("be1"), "{answers:?}");
+    }
+    // New connections avoid be1.
+    let t = tally(&requests(&lab, 40));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    assert_eq!(t.get("be1"), None, "{t:?}");
+
+    // A broken file on reload is refused and the running configuration kept.
+    std::fs::write(
+        lab.cfg_path(),
+        "name = \"web\"\n[[service]]\nvip = \"nonsense\"\n",
+    )
+    .unwrap();
+    lab.signal(libc::SIGHUP);
+    lab.wait_status("reload error reported", |s| s["reload_error"].is_string());
+    assert_eq!(lab.lb_run.run(&["lb", "status"]).code, 1);
+    let t = tally(&requests(&lab, 10));
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+}
+
+#[test]
+fn bad_run_files_are_usage_errors_before_any_change() {
+    require_root!();
+    let lb = Netns::new("lbbad");
+    lb.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    lb.up("eth0");
+    let run = Lbctl::new(&lb);
+    let dir = TempDir::new("badcfg");
+    let cases = [
+        ("interval", "[[service]]\nvip = \"198.18.0.100:80\"\n[service.check]\ninterval = \"1s\"\ntimeout = \"2s\"\n[[service.backend]]\nrip = \"198.18.0.11\"\n", "pile up"),
+        ("fwmark", "[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\n[[service]]\nfwmark = 7\n[[service.backend]]\nrip = \"198.18.0.11\"\n", "fwmark services need engine"),
+        ("iface", "[balancer]\ninterface = \"nope0\"\n[[service]]\nvip = \"198.18.0.100:80\"\n[[service.backend]]\nrip = \"198.18.0.11\"\n", "unknown interface"),
+        ("size", "[balancer]\nmaglev_size = 1000\n[[service]]\nvip = \"198.18.0.100:80\"\n[[service.backend]]\nrip = \"198.18.0.11\"\n", "prime"),
+        ("empty", "[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\n", "no [[service]]"),
+    ];
+    for (name, text, want) in cases {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let out = run.run(&["lb", "run", "-c", p.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{name}: {out:?}");
+        assert!(out.stderr.contains(want), "{name}: {}", out.stderr);
+    }
+    assert!(!lb.nft_table_exists("netdev", "lbctl_lb_empty"));
+    assert!(
+        !lb.addrs("eth0").iter().any(|a| a.starts_with(VIP)),
+        "{:?}",
+        lb.addrs("eth0")
+    );
+}
+
+#[test]
+fn maglev_report_shows_balance_and_disruption() {
+    let run = Lbctl::plain();
+    let v = run.json(&["lb", "maglev", "--backends", "a,b,c,d=2", "--size", "65537"]);
+    assert_eq!(v["size"], 65537);
+    let rows = v["backends"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let slots: u64 = rows.iter().map(|r| r["slots"].as_u64().unwrap()).sum();
+    assert_eq!(slots, 65537, "every slot filled");
+    assert!(v["imbalance"].as_f64().unwrap() < 0.01, "{v:#}");
+    // d has twice the weight: about twice the slots of a.
+    let ratio = rows[3]["slots"].as_f64().unwrap() / rows[0]["slots"].as_f64().unwrap();
+    assert!((1.9..2.1).contains(&ratio), "{ratio}");
+    for r in v["remove"].as_array().unwrap() {
+        let (moved, own) = (
+            r["moved"].as_f64().unwrap(),
+            r["own_share"].as_f64().unwrap(),
+        );
+        assert!(moved >= own && moved < own * 1.2, "{r}");
+    }
+    let text = run
+        .ok(&["lb", "maglev", "--backends", "a,b", "--size", "101"])
+        .stdout;
+    assert!(
+        text.contains("M = 101 slots") && text.contains("removing one backend"),
+        "{text}"
+    );
+    let small = run
+        .ok(&["lb", "maglev", "--backends", "a,b", "--size", "7"])
+        .stdout;
+    assert!(small.contains("below 100 × 2"), "{small}");
+    let bad = run.run(&["lb", "maglev", "--backends", "a,b", "--size", "100"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("next prime is 101"), "{}", bad.stderr);
+    assert_eq!(run.run(&["lb", "maglev", "--backends", "a,a"]).code, 2);
+    assert_eq!(run.run(&["lb", "maglev", "--backends", "a=0"]).code, 2);
+}
