@@ -462,6 +462,16 @@ fn print_traffic(ctx: &Ctx, ui: &Ui, t: &Traffic, backends: &[String]) {
             t.balancer_eth0.rx_bytes, t.balancer_eth0.tx_bytes
         ),
     );
+    if t.replies_bypassed_balancer() && sw("requests_to_lb").packets > 0 {
+        ui.line(
+            ctx,
+            ui.dim(&format!(
+                "  (the balancer passed on what the client sent; the {} bytes the client \
+                 received came straight from the backends)",
+                t.client_eth0.rx_bytes
+            )),
+        );
+    }
     ui.line(
         ctx,
         format!(

@@ -901,18 +901,25 @@ fn start_balancer(dir: &StateDir, st: &mut LabState) -> Result<ProcRecord> {
     spawn_recorded(dir, st, "lb", "balancer", argv)
 }
 
-/// Is every backend of every service "up" in `lb status --json`?
+/// Is every backend of every service "up" in `lb status --json`? Accepts the daemon list
+/// (`{"daemons": [...]}`) and a single daemon's document.
 pub fn balancer_ready(v: &Value) -> bool {
-    let services = v["services"].as_array();
-    v["ready"].as_bool() != Some(false)
-        && services.is_some_and(|s| {
-            !s.is_empty()
-                && s.iter().all(|svc| {
-                    svc["backends"].as_array().is_some_and(|b| {
-                        !b.is_empty() && b.iter().all(|be| be["state"].as_str() == Some("up"))
+    fn one(d: &Value) -> bool {
+        d["ready"].as_bool() != Some(false)
+            && d["running"].as_bool() != Some(false)
+            && d["services"].as_array().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter().all(|svc| {
+                        svc["backends"].as_array().is_some_and(|b| {
+                            !b.is_empty() && b.iter().all(|be| be["state"].as_str() == Some("up"))
+                        })
                     })
-                })
-        })
+            })
+    }
+    match v["daemons"].as_array() {
+        Some(ds) => !ds.is_empty() && ds.iter().all(one),
+        None => one(v),
+    }
 }
 
 fn wait_for_balancer(st: &LabState) -> Result<()> {
@@ -1491,6 +1498,12 @@ mod tests {
         assert!(!balancer_ready(&json!({"ready": false, "services": []})));
         assert!(!balancer_ready(&json!({"services": [{"backends": []}]})));
         assert!(!balancer_ready(&json!({})));
+        // `lb status --json` wraps each daemon in a list.
+        assert!(balancer_ready(&json!({"daemons": [up.clone()]})));
+        assert!(!balancer_ready(&json!({"daemons": []})));
+        let mut stopped = up.clone();
+        stopped["running"] = json!(false);
+        assert!(!balancer_ready(&json!({"daemons": [up, stopped]})));
     }
 
     #[test]

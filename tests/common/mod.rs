@@ -1,8 +1,10 @@
 //! Shared harness for lbctl's integration tests (tier 1 in STYLE.md §8).
 //!
 //! Why it looks like this:
-//! - Every test builds its own named network namespaces (`lbt-<pid>-<n>-<tag>`) with `ip netns add`,
-//!   and a `Drop` guard deletes them, so a panicking test still cleans up. The root namespace is
+//! - Every test builds its own named network namespaces (`lbt-<pid>-<n>-<tag>`), and a `Drop`
+//!   guard deletes them, so a panicking test still cleans up. Creating, deleting and entering a
+//!   namespace goes through `lbctl::sys::netns`, the implementation `lbctl lab` uses too, so
+//!   the tests and the lab build namespaces the same way (same `lo`, same sysctl baseline). The root namespace is
 //!   never touched: veth pairs are created inside one test namespace with the peer moved straight
 //!   into another, and every sysctl write happens through `ip netns exec` inside a test namespace.
 //! - Results are checked with independent tools (`ip -j`, `nft -j`, /proc/sys), never with
@@ -26,7 +28,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,10 +43,6 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 pub const REQUIRE_ENV: &str = "LBCTL_REQUIRE_NETNS_TESTS";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// `ip netns add` mounts /run/netns on first use; serialize creation within this process so two
-/// threads never race on that setup.
-static NETNS_ADD_LOCK: Mutex<()> = Mutex::new(());
 
 fn next_id() -> usize {
     COUNTER.fetch_add(1, Ordering::SeqCst)
@@ -119,17 +116,7 @@ pub fn have_tool_or_skip(test: &str, tool: &str) -> bool {
 
 /// Resolve a tool through PATH plus the sbin directories (which an unprivileged PATH may lack).
 pub fn find_tool(tool: &str) -> Option<PathBuf> {
-    if tool.contains('/') {
-        return Some(PathBuf::from(tool));
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file());
-    found
+    lbctl::sys::netns::find_tool(tool)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,9 +311,10 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Create `lbt-<pid>-<n>-<tag>`. The IPv4 `all`/`default`/`lo` values of rp_filter,
-    /// arp_ignore and arp_announce are set to 0, whatever the root namespace passes down, and
-    /// IPv6 DAD is off so link-local addresses never sit in `tentative` while a test snapshots.
+    /// Create `lbt-<pid>-<n>-<tag>` with `lbctl::sys::netns::add`: `lo` up, the IPv4
+    /// `all`/`default`/`lo` values of rp_filter, arp_ignore and arp_announce at 0 whatever the
+    /// root namespace passes down, and IPv6 DAD off so link-local addresses never sit in
+    /// `tentative` while a test snapshots (`lbctl::sys::netns::BASELINE_SYSCTLS`).
     pub fn new(tag: &str) -> Netns {
         let tag: String = tag
             .chars()
@@ -334,24 +322,9 @@ impl Netns {
             .take(12)
             .collect();
         let name = format!("lbt-{}-{}-{tag}", std::process::id(), next_id());
-        {
-            let _guard = NETNS_ADD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            run_ok(&["ip", "netns", "add", &name]);
-        }
+        lbctl::sys::netns::add(&name).unwrap_or_else(|e| panic!("creating netns {name}: {e}"));
         // From here on the guard owns the namespace.
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        let mut writes = Vec::new();
-        for scope in ["all", "default", "lo"] {
-            for key in ["rp_filter", "arp_ignore", "arp_announce"] {
-                writes.push((format!("net/ipv4/conf/{scope}/{key}"), "0".to_string()));
-            }
-        }
-        for scope in ["all", "default"] {
-            writes.push((format!("net/ipv6/conf/{scope}/accept_dad"), "0".to_string()));
-        }
-        ns.write_sysctls(&writes);
-        ns
+        Netns { name }
     }
 
     pub fn name(&self) -> &str {
@@ -364,8 +337,8 @@ impl Netns {
     }
 
     pub fn exec_with(&self, argv: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
-        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
-        full.extend_from_slice(argv);
+        let full = lbctl::sys::netns::exec_argv(&self.name, argv);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
         run_cmd(&full, env, stdin)
     }
 
@@ -379,8 +352,8 @@ impl Netns {
 
     /// `ip -n NAME args…`, whatever the exit code.
     pub fn try_ip(&self, args: &[&str]) -> Out {
-        let mut full = vec!["ip", "-n", self.name.as_str()];
-        full.extend_from_slice(args);
+        let full = lbctl::sys::netns::ip_argv(&self.name, args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
         run_cmd(&full, &[], None)
     }
 
@@ -587,11 +560,10 @@ done"#;
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let out = run_cmd(&["ip", "netns", "del", &self.name], &[], None);
-        if !out.success() {
+        if let Err(e) = lbctl::sys::netns::del(&self.name) {
             let _ = writeln!(
                 std::io::stderr(),
-                "warning: could not delete netns {}:\n{out}",
+                "warning: could not delete netns {}: {e}",
                 self.name
             );
         }
