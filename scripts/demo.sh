@@ -1,52 +1,55 @@
 #!/usr/bin/env bash
-# The README's first command: build lbctl and walk a DSR backend set-up inside a throwaway
-# network namespace (the host's own network is never touched), then remove everything.
-#   sudo scripts/demo.sh
+# The README's first command: build lbctl and run `lbctl lab demo` — a switch, a client, a
+# balancer (`lbctl lb run`) and two backends configured by lbctl, all in throwaway network
+# namespaces; 30 requests through the VIP, where they went, proof that the replies bypassed the
+# balancer, `lbctl doctor` on a backend, and everything removed again (also on Ctrl-C).
+# The host's own network is never touched.
+#
+#   sudo scripts/demo.sh            # extra arguments go to `lbctl lab demo` (e.g. --requests 100)
+#
+# Needs root (network namespaces), iproute2 and nftables (installed with apt-get when missing),
+# and a Rust toolchain (cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-    echo "demo.sh: needs root (network namespaces, nftables): run 'sudo scripts/demo.sh'" >&2
+    echo "demo.sh: the demo creates network namespaces, which needs root: run 'sudo $0'" >&2
     exit 77
 fi
+
 need=()
-command -v nft >/dev/null || need+=(nftables)
-command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "demo.sh: please install ${need[*]} (no apt-get here)" >&2
+        exit 2
+    fi
     echo "demo.sh: installing ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-cargo build --quiet
-lbctl="$PWD/target/debug/lbctl"
 
-ns="lbctl-demo-$$"
-run_dir=$(mktemp -d)
-cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$run_dir"; }
-trap cleanup EXIT INT TERM
-export LBCTL_RUN_DIR="$run_dir"
+# cargo: PATH, ~/.cargo/bin, or (under sudo) the invoking user's toolchain.
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    elif [ -n "${SUDO_USER:-}" ]; then
+        home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        if [ -x "$home/.cargo/bin/cargo" ]; then
+            PATH="$home/.cargo/bin:$PATH"
+            export RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" CARGO_HOME="${CARGO_HOME:-$home/.cargo}"
+        fi
+    fi
+fi
+command -v cargo >/dev/null 2>&1 || { echo "demo.sh: cargo not found (install Rust: https://rustup.rs)" >&2; exit 2; }
 
-# A backend: eth0 with its real IP 198.18.0.11/24 (a veth; its peer stays in the namespace).
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" link add eth0 type veth peer name peer0
-ip -n "$ns" addr add 198.18.0.11/24 dev eth0
-ip -n "$ns" link set eth0 up
-ip -n "$ns" link set peer0 up
+echo "demo.sh: building lbctl"
+cargo build --quiet --bin lbctl
+target_dir=$(cargo metadata --format-version 1 --no-deps \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+lbctl="${target_dir:-$PWD/target}/debug/lbctl"
 
-step() { printf '\n\033[1m$ lbctl --netns %s %s\033[0m\n' "$ns" "$*"; "$lbctl" --netns "$ns" "$@"; }
-echo "== DSR backend in namespace $ns: VIP 198.18.0.100, real IP 198.18.0.11, gateway 198.18.0.1"
-step --dry-run arp suppress 198.18.0.100 --real-ip 198.18.0.11
-step arp suppress 198.18.0.100 --real-ip 198.18.0.11
-step vip add 198.18.0.100
-step vip add 198.18.0.100
-step route add 198.18.0.100 --table 100 --via 198.18.0.1 --dev eth0
-step vip list
-printf '\n$ ip route get 198.18.0.10 from 198.18.0.100\n'
-ip -n "$ns" route get 198.18.0.10 from 198.18.0.100
-step arp status
-step route del 198.18.0.100 --table 100
-step vip del 198.18.0.100
-step arp restore 198.18.0.100
-echo
-echo "== done: namespace $ns removed, nothing on this host was changed"
+# exec: Ctrl-C goes straight to lbctl, which tears the lab down and exits 130.
+exec "$lbctl" lab demo "$@"
