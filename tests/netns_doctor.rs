@@ -1,174 +1,82 @@
-//! `lbctl doctor` against a real DSR lab in namespaces (issue 4): a switch (bridge), a client, an
-//! nftables netdev balancer and two backends configured by lbctl. A healthy set-up passes (exit 0,
-//! real requests spread over both backends); each classic fault, injected by hand, is reported
-//! with its own check id and fix (exit 1).
+//! `lbctl doctor` against a real DSR lab in namespaces (issue 4): a switch (bridge), a client, the
+//! `lbctl lb run` balancer and two backends configured by lbctl — built with `lbctl::lab`, the
+//! code behind `lbctl lab up`. A healthy set-up passes (exit 0, real requests spread over both
+//! backends); each classic fault, injected by hand, is reported with its own check id and fix
+//! (exit 1).
 
 #[macro_use]
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Lbctl, Netns, TempDir};
+use common::{Lbctl, Netns, TempDir, LBCTL};
+use lbctl::lab::{LabGuard, LabSpec};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
 
-/// A background process in a namespace, killed (by PID) on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_in(ns: &Netns, argv: &[&str]) -> Bg {
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns.name()])
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    Bg(child)
-}
-
 struct Lab {
-    // Field order = drop order: servers die before their namespaces.
-    _servers: Vec<Bg>,
-    _www: Vec<TempDir>,
+    // Field order = drop order: views and runners first, then the lab, then its run dir.
     client: Netns,
     be: Vec<Netns>,
     be_lbctl: Vec<Lbctl>,
     _lb: Netns,
-    _sw: Netns,
-}
-
-/// Attach `host` to the bridge in `sw` with a veth created inside `sw`.
-fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
-    sw.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        host.name(),
-    ]);
-    sw.ip(&["link", "set", port, "master", "br0", "up"]);
-    host.set_mac("eth0", mac);
-    host.add_addr("eth0", cidr);
-    host.up("eth0");
+    lb_lbctl: Lbctl,
+    lab: LabGuard,
+    _run: TempDir,
 }
 
 fn lab() -> Lab {
-    let sw = Netns::new("sw");
-    sw.ip(&["link", "add", "br0", "type", "bridge"]);
-    sw.up("br0");
-    let client = Netns::new("client");
-    let lb = Netns::new("lb");
-    plug(
-        &sw,
-        &client,
-        "sw-client",
-        "02:00:00:00:00:10",
-        "198.18.0.10/24",
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let run = TempDir::new("doclab");
+    let name = format!(
+        "d{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
     );
-    plug(&sw, &lb, "sw-lb", "02:00:00:00:00:02", "198.18.0.2/24");
-    lb.add_addr("eth0", &format!("{VIP}/32"));
-    // The balancer: the verified netdev ingress recipe (PLATFORM.md §4).
-    lb.nft(&format!(
-        "table netdev lab_lb {{\n\
-           chain ingress_eth0 {{\n\
-             type filter hook ingress device \"eth0\" priority 100; policy accept;\n\
-             ip daddr {VIP} tcp dport 80 ether saddr set 02:00:00:00:00:02 ether daddr set jhash ip saddr . tcp sport mod 2 seed 0x4c42 map {{ 0 : 02:00:00:00:00:11, 1 : 02:00:00:00:00:12 }} fwd to \"eth0\"\n\
-           }}\n\
-         }}"
-    ));
-    let mut be = Vec::new();
-    let mut be_lbctl = Vec::new();
-    let mut servers = Vec::new();
-    let mut www = Vec::new();
-    for i in 1..=2 {
-        let ns = Netns::new(&format!("be{i}"));
-        let rip = format!("198.18.0.1{i}");
-        plug(
-            &sw,
-            &ns,
-            &format!("sw-be{i}"),
-            &format!("02:00:00:00:00:1{i}"),
-            &format!("{rip}/24"),
-        );
-        ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
-        let lb = Lbctl::new(&ns);
-        lb.ok(&["arp", "suppress", VIP, "--real-ip", &rip]);
-        lb.ok(&["vip", "add", VIP]);
-        let dir = TempDir::new(&format!("www{i}"));
-        std::fs::write(dir.path().join("index.html"), format!("be{i}\n")).unwrap();
-        servers.push(spawn_in(
-            &ns,
-            &[
-                "busybox",
-                "httpd",
-                "-f",
-                "-p",
-                "80",
-                "-h",
-                dir.path().to_str().unwrap(),
-            ],
-        ));
-        www.push(dir);
-        be.push(ns);
-        be_lbctl.push(lb);
-    }
-    let lab = Lab {
-        _servers: servers,
-        _www: www,
-        client,
+    let spec = LabSpec {
+        run_dir: run.path().join("run"),
+        ..LabSpec::new(&name, LBCTL)
+    };
+    // Backends: `lbctl arp suppress VIP --real-ip RIP`, `lbctl vip add VIP`, default route via
+    // 198.18.0.1, an HTTP server answering its name; the balancer: `lbctl lb run`, up once its
+    // health checks pass.
+    let lab = lbctl::lab::Lab::up(&spec)
+        .unwrap_or_else(|e| panic!("lab up: {e}"))
+        .guard();
+    let run_dir = spec.run_dir.clone();
+    let view = |node: &str| Netns::attach(&lab.ns(node).unwrap());
+    let be: Vec<Netns> = ["be1", "be2"].iter().map(|n| view(n)).collect();
+    let be_lbctl = be
+        .iter()
+        .map(|ns| Lbctl::with_run_dir(ns, &run_dir))
+        .collect();
+    let lb = view("lb");
+    Lab {
+        client: view("client"),
         be,
         be_lbctl,
+        lb_lbctl: Lbctl::with_run_dir(&lb, &run_dir),
         _lb: lb,
-        _sw: sw,
-    };
-    // Wait for both servers to listen.
-    for ns in &lab.be {
-        for _ in 0..50 {
-            if ns
-                .exec(&["sh", "-c", "grep -q ':0050 00000000:0000 0A' /proc/net/tcp"])
-                .success()
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        lab,
+        _run: run,
     }
-    lab
 }
 
-/// Requests from the client through the balancer; returns the backends that answered.
-/// Every request uses a new client port (ports in TIME_WAIT cannot be bound again).
+/// Requests from the client through the balancer, each on a new connection; returns the
+/// backends that answered (a failed request as `FAIL: why`).
 fn requests(lab: &Lab, n: usize) -> Vec<String> {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let base = NEXT.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-    (base..base + n)
-        .map(|i| {
-            let out = lab.client.exec(&[
-                "curl",
-                "-s",
-                "-m",
-                "3",
-                "--local-port",
-                &(40000 + i).to_string(),
-                &format!("http://{VIP}/"),
-            ]);
-            out.stdout.trim().to_string()
-        })
-        .collect()
+    let t = lab
+        .lab
+        .traffic(n, VIP.parse().unwrap())
+        .unwrap_or_else(|e| panic!("requests: {e}"));
+    let mut got: Vec<String> = t
+        .per_backend
+        .iter()
+        .flat_map(|(be, k)| std::iter::repeat_n(be.clone(), *k))
+        .collect();
+    got.extend(t.failures.iter().map(|f| format!("FAIL: {f}")));
+    got
 }
 
 fn doctor(lab: &Lab, be: usize) -> (i32, Value) {
@@ -224,8 +132,6 @@ fn expect_only(lab: &Lab, id: &str, fix_contains: &str) {
 #[test]
 fn healthy_lab_passes_and_serves_from_both_backends() {
     require_root!();
-    require_tool!("curl");
-    require_tool!("busybox");
     let lab = lab();
     let got = requests(&lab, 16);
     assert!(got.iter().all(|g| g == "be1" || g == "be2"), "{got:?}");
@@ -251,8 +157,6 @@ fn healthy_lab_passes_and_serves_from_both_backends() {
 #[test]
 fn each_fault_is_reported_with_its_fix() {
     require_root!();
-    require_tool!("curl");
-    require_tool!("busybox");
     require_tool!("arping");
     let lab = lab();
     let be = &lab.be[0];
@@ -456,8 +360,6 @@ fn check<'a>(v: &'a Value, id: &str) -> &'a Value {
 #[test]
 fn capture_evidence_backend_and_balancer() {
     require_root!();
-    require_tool!("curl");
-    require_tool!("busybox");
     let lab = lab();
     // Backend: requests in with our MAC and the VIP, replies out from the VIP.
     let v = doctor_capture(&lab, &lab.be_lbctl[0], "backend");
@@ -465,8 +367,7 @@ fn capture_evidence_backend_and_balancer() {
     assert_eq!(req["status"], "pass", "{v:#}");
     assert_eq!(check(&v, "capture.replies")["status"], "pass", "{v:#}");
     // Balancer: in with its MAC, out with a backend's MAC, no replies through it.
-    let lb_runner = Lbctl::new(&lab._lb);
-    let v = doctor_capture(&lab, &lb_runner, "lb");
+    let v = doctor_capture(&lab, &lab.lb_lbctl, "lb");
     let fwd = check(&v, "capture.forwarding");
     assert_eq!(fwd["status"], "pass", "{v:#}");
     let ev = fwd["evidence"][0].as_str().unwrap();

@@ -3,7 +3,10 @@
 //!
 //! Backend: requests arrive with dst IP = VIP and dst MAC = this host's; replies leave with
 //! src IP = VIP (not NATed to the real IP). Balancer: requests arrive with our MAC and leave
-//! with the same IPs, our MAC as source and a backend's MAC as destination.
+//! with the same IPs, our MAC as source and a backend's MAC as destination. Traffic of the
+//! balancer's own making — `lbctl lb run`'s DSR health probes, sent from one of its addresses to
+//! VIP:port through a backend's MAC, and their answers — is neither a forwarded request nor a
+//! client's reply, so it is left out.
 //! TX checksum errors are offload artefacts and are never reported.
 
 use std::net::IpAddr;
@@ -119,13 +122,17 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
     for (vip, _) in &f.targets {
         let title =
             format!("{vip}: requests arrive with our MAC and leave with a backend's MAC, same IPs");
+        // An address of this host other than the VIP: the source of its own probes.
+        let own = |ip: IpAddr| ip != *vip && f.addrs.iter().any(|a| a.obj.addr == ip);
         let ins: Vec<&Packet> = packets
             .iter()
             .filter(|p| p.dir.is_received() && ip_of(p).is_some_and(|(_, d, _)| d == *vip))
             .collect();
         let outs: Vec<&Packet> = packets
             .iter()
-            .filter(|p| p.dir == Direction::Out && ip_of(p).is_some_and(|(_, d, _)| d == *vip))
+            .filter(|p| {
+                p.dir == Direction::Out && ip_of(p).is_some_and(|(s, d, _)| d == *vip && !own(s))
+            })
             .collect();
         if ins.is_empty() {
             out.push(Finding::skip(
@@ -163,7 +170,9 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         ));
         let replies_through = packets
             .iter()
-            .filter(|p| ip_of(p).is_some_and(|(s, _, _)| s == *vip) && p.dir == Direction::In)
+            .filter(|p| {
+                p.dir == Direction::In && ip_of(p).is_some_and(|(s, d, _)| s == *vip && !own(d))
+            })
             .count();
         if replies_through > 0 {
             x.evidence.push(format!(
@@ -174,4 +183,98 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         out.push(x);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+    use crate::model::AddrObj;
+    use crate::sys::netlink::{AddrInfo, Link};
+
+    const LB: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const BE: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+    const CLIENT: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+
+    fn pkt(dir: Direction, src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str) -> Packet {
+        Packet {
+            ts: std::time::SystemTime::UNIX_EPOCH,
+            ifindex: 2,
+            iface: "eth0".into(),
+            dir,
+            src_mac,
+            dst_mac,
+            vlan: None,
+            frame: Vec::new(),
+            l3: L3::Ip {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                ttl: 64,
+                l4: L4::Tcp {
+                    sport: 40000,
+                    dport: 80,
+                    flags: 0x02,
+                    seq: 0,
+                    ack: 0,
+                    payload_len: 0,
+                },
+            },
+        }
+    }
+
+    fn facts(packets: Vec<Packet>) -> Facts {
+        let addr = |a: &str, prefix| AddrInfo {
+            obj: AddrObj {
+                dev: "eth0".into(),
+                addr: a.parse().unwrap(),
+                prefix,
+            },
+            marked: false,
+        };
+        Facts {
+            targets: vec![("198.18.0.100".parse().unwrap(), vec![80])],
+            links: vec![Link {
+                index: 2,
+                name: "eth0".into(),
+                up: true,
+                mac: Some(LB.to_vec()),
+                mtu: 1500,
+            }],
+            addrs: vec![addr("198.18.0.2", 24), addr("198.18.0.100", 32)],
+            capture: Some((packets, 1.0)),
+            ..Default::default()
+        }
+    }
+
+    fn forwarding(f: &Facts) -> Finding {
+        lb(f)
+            .into_iter()
+            .find(|x| x.id == "capture.forwarding")
+            .unwrap()
+    }
+
+    #[test]
+    fn lb_own_dsr_probes_are_not_replies_through_the_balancer() {
+        let client_flow = vec![
+            pkt(Direction::In, CLIENT, LB, "198.18.0.10", "198.18.0.100"),
+            pkt(Direction::Out, LB, BE, "198.18.0.10", "198.18.0.100"),
+        ];
+        // `lb run`'s DSR probe: from our own address to the VIP via the backend's MAC, and the
+        // backend's answer (from the VIP, to us).
+        let probe = vec![
+            pkt(Direction::Out, LB, BE, "198.18.0.2", "198.18.0.100"),
+            pkt(Direction::In, BE, LB, "198.18.0.100", "198.18.0.2"),
+        ];
+        let f = facts([client_flow.clone(), probe.clone()].concat());
+        let x = forwarding(&f);
+        assert_eq!(x.status, Status::Pass, "{x:?}");
+        assert!(x.evidence[0].starts_with("1 in, 1 forwarded"), "{x:?}");
+
+        // A reply to the client through the balancer is still caught.
+        let reply = pkt(Direction::In, BE, LB, "198.18.0.100", "198.18.0.10");
+        let f = facts([client_flow, probe, vec![reply]].concat());
+        let x = forwarding(&f);
+        assert_eq!(x.status, Status::Fail, "{x:?}");
+        assert!(x.evidence.iter().any(|e| e.contains("not DSR")), "{x:?}");
+    }
 }

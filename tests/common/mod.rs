@@ -304,10 +304,12 @@ impl Drop for TempDir {
 // Network namespaces
 // ---------------------------------------------------------------------------------------------
 
-/// A uniquely named network namespace with `lo` up, deleted on drop (also during a panic).
+/// A uniquely named network namespace with `lo` up, deleted on drop (also during a panic) —
+/// or, from [`Netns::attach`], a view of a namespace someone else owns (an `lbctl lab` node).
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    owned: bool,
 }
 
 impl Netns {
@@ -324,7 +326,21 @@ impl Netns {
         let name = format!("lbt-{}-{}-{tag}", std::process::id(), next_id());
         lbctl::sys::netns::add(&name).unwrap_or_else(|e| panic!("creating netns {name}: {e}"));
         // From here on the guard owns the namespace.
-        Netns { name }
+        Netns { name, owned: true }
+    }
+
+    /// The same helpers for an existing namespace this value does not own (never deleted by
+    /// it), e.g. a node of a lab built with `lbctl::lab`.
+    #[track_caller]
+    pub fn attach(name: &str) -> Netns {
+        assert!(
+            lbctl::sys::netns::exists(name),
+            "no network namespace named {name}"
+        );
+        Netns {
+            name: name.to_string(),
+            owned: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -560,6 +576,9 @@ done"#;
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Err(e) = lbctl::sys::netns::del(&self.name) {
             let _ = writeln!(
                 std::io::stderr(),
@@ -636,6 +655,16 @@ impl Lbctl {
             netns: Some(ns.name().to_string()),
             tmp,
             run_dir,
+        }
+    }
+
+    /// A runner bound to `ns` that shares an existing run dir (e.g. the one of the `lbctl lab`
+    /// that configured the namespace, so lbctl finds its own journal there).
+    pub fn with_run_dir(ns: &Netns, run_dir: &Path) -> Lbctl {
+        Lbctl {
+            netns: Some(ns.name().to_string()),
+            tmp: TempDir::new("run"),
+            run_dir: run_dir.to_path_buf(),
         }
     }
 
