@@ -485,7 +485,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l name -d 'What `GET /` answers (the backend\'s name)' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l port -d 'TCP port, on every address ([::] dual-stack, or 0.0.0.0)' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l port -d 'TCP port, on every address (`[::]` dual-stack, or 0.0.0.0)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -s v -l verbose -d 'More detail (repeat for more)'

@@ -155,7 +155,7 @@ pub struct ServeArgs {
     /// What `GET /` answers (the backend's name).
     #[arg(long, value_name = "NAME")]
     pub name: String,
-    /// TCP port, on every address ([::] dual-stack, or 0.0.0.0).
+    /// TCP port, on every address (`[::]` dual-stack, or 0.0.0.0).
     #[arg(long, default_value_t = lab::PORT, value_name = "PORT")]
     pub port: u16,
 }

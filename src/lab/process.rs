@@ -75,7 +75,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Start `argv` (argv[0] an absolute path or a name found in PATH) detached, with `env` added to
+/// Start `argv` (`argv[0]` an absolute path or a name found in PATH) detached, with `env` added to
 /// this process's environment and output appended to `log`. `record(pid, start_time)` runs
 /// before the program does; if it fails, the child is killed unexecuted and its error returned.
 pub fn spawn_detached(
