@@ -551,7 +551,10 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     };
     let t = lab.traffic(a.requests, vip)?;
     let backends = lab.backends();
-    let (ok, why) = verdict(&t, &backends);
+    let (ok, mut why) = verdict(&t, &backends);
+    if !ok && !lab.state().balancer {
+        why.push_str(" (this lab was created with --no-balancer: start one in the lb namespace)");
+    }
     if ctx.global.json {
         ctx.emit_json(&json!({"traffic": t, "dsr": ok, "verdict": why}));
     } else {

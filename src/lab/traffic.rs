@@ -1,0 +1,276 @@
+//! `lab traffic`: requests from the client to the VIP, each on a new connection, and the
+//! counters that show which way they went — the switch's (`topology::switch_nft`: every reply
+//! from the VIP, and the ones that touched the balancer's port) and eth0 of the client and the
+//! balancer (read on a thread inside each namespace from `/proc/thread-self/net/dev`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::build::ns_of;
+use super::state::LabState;
+use super::{http, signals, topology, PORT};
+use crate::error::{Error, Result};
+use crate::sys::netns;
+
+/// Timeout of one request from the client.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// `traffic` stops sending after this many failed requests in a row.
+const GIVE_UP_AFTER: usize = 3;
+
+/// Interface byte and packet counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IfCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+impl IfCounters {
+    fn delta(self, before: IfCounters) -> IfCounters {
+        IfCounters {
+            rx_bytes: self.rx_bytes.saturating_sub(before.rx_bytes),
+            rx_packets: self.rx_packets.saturating_sub(before.rx_packets),
+            tx_bytes: self.tx_bytes.saturating_sub(before.tx_bytes),
+            tx_packets: self.tx_packets.saturating_sub(before.tx_packets),
+        }
+    }
+}
+
+/// One of the switch's counters (see [`topology::switch_nft`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What `traffic` saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Traffic {
+    pub target: String,
+    pub requests: usize,
+    /// Answers per backend name.
+    pub per_backend: BTreeMap<String, usize>,
+    /// Failed requests, with the reason.
+    pub failures: Vec<String>,
+    /// The switch's counters over the run: `replies`, `replies_via_lb`, `requests_to_lb`,
+    /// `requests_from_lb`.
+    pub switch: BTreeMap<String, Count>,
+    /// The balancer's eth0 over the run.
+    pub balancer_eth0: IfCounters,
+    /// The client's eth0 over the run.
+    pub client_eth0: IfCounters,
+    /// The MAC the client has for the VIP afterwards, and the node it belongs to.
+    pub vip_mac: Option<String>,
+    pub vip_mac_node: Option<String>,
+}
+
+impl Traffic {
+    /// Replies reached the client and none of them passed the balancer's port.
+    pub fn replies_bypassed_balancer(&self) -> bool {
+        self.switch.get("replies").is_some_and(|c| c.packets > 0)
+            && self
+                .switch
+                .get("replies_via_lb")
+                .is_some_and(|c| c.packets == 0)
+    }
+}
+
+/// `/proc/net/dev` of the calling thread's namespace, one interface.
+fn read_if_counters(iface: &str) -> Option<IfCounters> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").ok()?;
+    for line in text.lines().skip(2) {
+        let (name, rest) = line.split_once(':')?;
+        if name.trim() != iface {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() < 10 {
+            return None;
+        }
+        return Some(IfCounters {
+            rx_bytes: f[0],
+            rx_packets: f[1],
+            tx_bytes: f[8],
+            tx_packets: f[9],
+        });
+    }
+    None
+}
+
+fn if_counters(ns: &str) -> Result<IfCounters> {
+    netns::run_in(ns, || read_if_counters(topology::HOST_IF))?
+        .ok_or_else(|| Error::Runtime(anyhow::anyhow!("no {} counters in {ns}", topology::HOST_IF)))
+}
+
+/// The switch's named counters.
+pub fn switch_counters(sw_ns: &str) -> Result<BTreeMap<String, Count>> {
+    let nft = netns::find_tool("nft")
+        .ok_or_else(|| Error::Runtime(anyhow::anyhow!("`nft` is not installed")))?;
+    let out = netns::command(
+        sw_ns,
+        &[
+            &nft.to_string_lossy(),
+            "-j",
+            "list",
+            "counters",
+            "table",
+            "bridge",
+            topology::SWITCH_TABLE,
+        ],
+    )?
+    .stdin(Stdio::null())
+    .output()
+    .context("running nft")?;
+    if !out.status.success() {
+        return Err(Error::Runtime(anyhow::anyhow!(
+            "reading the switch counters: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("parsing nft -j output")?;
+    let mut m = BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let c = &item["counter"];
+        if let Some(name) = c["name"].as_str() {
+            m.insert(
+                name.to_string(),
+                Count {
+                    packets: c["packets"].as_u64().unwrap_or(0),
+                    bytes: c["bytes"].as_u64().unwrap_or(0),
+                },
+            );
+        }
+    }
+    Ok(m)
+}
+
+fn fmt_mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
+    let client = ns_of(st, "client");
+    let lb = ns_of(st, "lb");
+    let sw = ns_of(st, "sw");
+    let target = SocketAddr::new(vip, PORT);
+    let sw0 = switch_counters(&sw)?;
+    let lb0 = if_counters(&lb)?;
+    let cl0 = if_counters(&client)?;
+    let results = netns::run_in(&client, move || {
+        let mut v = Vec::with_capacity(n);
+        let mut failing = 0;
+        for _ in 0..n {
+            if signals::interrupted() {
+                break;
+            }
+            if failing >= GIVE_UP_AFTER {
+                // Nothing answers (no balancer?): do not wait out every remaining request.
+                v.push(Err(std::io::Error::other(format!(
+                    "not sent after {GIVE_UP_AFTER} failures in a row"
+                ))));
+                continue;
+            }
+            let r = http::get(target, "/", REQUEST_TIMEOUT);
+            failing = if r.is_ok() { 0 } else { failing + 1 };
+            v.push(r);
+        }
+        v
+    })?;
+    signals::check()?;
+    let sw1 = switch_counters(&sw)?;
+    let lb1 = if_counters(&lb)?;
+    let cl1 = if_counters(&client)?;
+    let mut t = Traffic {
+        target: target.to_string(),
+        requests: n,
+        balancer_eth0: lb1.delta(lb0),
+        client_eth0: cl1.delta(cl0),
+        ..Default::default()
+    };
+    for (name, after) in sw1 {
+        let before = sw0.get(&name).copied().unwrap_or_default();
+        t.switch.insert(
+            name,
+            Count {
+                packets: after.packets.saturating_sub(before.packets),
+                bytes: after.bytes.saturating_sub(before.bytes),
+            },
+        );
+    }
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(r) if r.status == 200 => {
+                *t.per_backend.entry(r.body.trim().to_string()).or_default() += 1
+            }
+            Ok(r) => t
+                .failures
+                .push(format!("request {}: HTTP {}", i + 1, r.status)),
+            Err(e) => t.failures.push(format!("request {}: {e}", i + 1)),
+        }
+    }
+    let mac = netns::run_in(&client, move || -> Result<Option<String>> {
+        let sys = crate::sys::Sys::new()?;
+        Ok(sys
+            .neighbours()?
+            .into_iter()
+            .find(|x| x.ip == vip)
+            .and_then(|x| x.mac.map(|m| fmt_mac(&m))))
+    })??;
+    t.vip_mac_node = mac.as_ref().and_then(|m| {
+        st.nodes
+            .iter()
+            .find(|n| n.mac.as_deref() == Some(m.as_str()))
+            .map(|n| n.node.clone())
+    });
+    t.vip_mac = mac;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_dev_parsing() {
+        // Reads this thread's own namespace: lo always exists.
+        let c = read_if_counters("lo");
+        assert!(c.is_some());
+        assert!(read_if_counters("no-such-if0").is_none());
+    }
+
+    #[test]
+    fn traffic_verdict() {
+        let mut t = Traffic::default();
+        assert!(!t.replies_bypassed_balancer());
+        t.switch.insert(
+            "replies".into(),
+            Count {
+                packets: 90,
+                bytes: 9000,
+            },
+        );
+        t.switch.insert("replies_via_lb".into(), Count::default());
+        assert!(t.replies_bypassed_balancer());
+        t.switch.insert(
+            "replies_via_lb".into(),
+            Count {
+                packets: 1,
+                bytes: 60,
+            },
+        );
+        assert!(!t.replies_bypassed_balancer());
+    }
+}
