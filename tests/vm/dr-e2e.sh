@@ -1,10 +1,10 @@
 #!/bin/bash
 # vm/dr-e2e.sh — IPVS direct routing end to end, configured with lbctl on both sides:
-# (then the same service under `lbctl lb run` with engine = "ipvs": HTTP + DSR-probe checks on real
-# IPVS, a stopped server quiesced within fall × interval and avoided by new connections)
 # the QEMU VM (real IPVS kernel) is the director, set up with `lbctl lb apply`; two backend
 # namespaces are the real servers, set up with `lbctl arp suppress` + `lbctl vip add`; a
-# client namespace sends HTTP requests to the VIP.
+# client namespace sends HTTP requests to the VIP. Then the same service runs under
+# `lbctl lb run` with engine = "ipvs": HTTP + DSR-probe checks on real IPVS, a stopped server
+# quiesced within fall × interval and avoided by new connections.
 #
 #   sudo tests/vm/dr-e2e.sh          exit 0 pass, 1 fail, 77 cannot run here (no QEMU/root)
 #
