@@ -139,9 +139,13 @@ fn lab(n: usize) -> Lab {
 
 /// The LB file: HTTP check every 300 ms, rise 2, fall 2, DSR probe; `weights` per backend.
 fn config(n: usize, weights: &[u32]) -> String {
-    let mut s = String::from(
+    config_with(n, weights, "quiesce")
+}
+
+fn config_with(n: usize, weights: &[u32], on_failure: &str) -> String {
+    let mut s = format!(
         "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
-         [[service]]\nvip = \"198.18.0.100:80\"\n\
+         [[service]]\nvip = \"198.18.0.100:80\"\non_failure = \"{on_failure}\"\n\
          [service.check]\ntype = \"http\"\nexpect_body = \"be\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 2\nfall = 2\ndsr = true\n",
     );
     for i in 1..=n {
@@ -159,7 +163,9 @@ impl Lab {
     }
 
     fn start(&mut self, extra: &[&str]) {
-        std::fs::write(self.cfg_path(), config(self.be.len(), &[])).unwrap();
+        if !self.cfg_path().exists() {
+            std::fs::write(self.cfg_path(), config(self.be.len(), &[])).unwrap();
+        }
         let log = std::fs::File::create(self.cfg_dir.path().join("daemon.log")).unwrap();
         let child = Command::new(LBCTL)
             .args(["--netns", self.lb.name(), "lb", "run", "-c"])
@@ -424,22 +430,12 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
             })
             .collect()
     });
-    let flows = lab.lb.nft_json(&[
-        "list",
-        "map",
-        "netdev",
-        "lbctl_lb_web",
-        "f_198_18_0_100_tcp_80",
-    ]);
-    let pinned = |port: u16| -> Option<String> {
-        flows["nftables"].as_array()?.iter().find_map(|o| {
-            o.get("map")?.get("elem")?.as_array()?.iter().find_map(|e| {
-                let k = &e[0];
-                let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
-                (key["concat"][1].as_u64()? == u64::from(port))
-                    .then(|| e[1].as_str().unwrap().to_string())
-            })
-        })
+    let flows = pinned_flows(&lab.lb);
+    let pinned = |port: u16| {
+        flows
+            .iter()
+            .find(|(p, _)| *p == u64::from(port))
+            .map(|(_, m)| m.clone())
     };
     let on_be1: Vec<usize> = conns
         .iter()
@@ -447,7 +443,7 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
         .filter(|(_, (_, p))| pinned(*p).as_deref() == Some("02:00:00:00:00:11"))
         .map(|(i, _)| i)
         .collect();
-    assert!(!on_be1.is_empty(), "no connection landed on be1: {flows:#}");
+    assert!(!on_be1.is_empty(), "no connection landed on be1: {flows:?}");
 
     // Drain be1 (weight 0) by editing the file and sending SIGHUP.
     let before = lab
@@ -509,6 +505,58 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
     assert_eq!(lab.lb_run.run(&["lb", "status"]).code, 1);
     let t = tally(&requests(&lab, 10));
     assert_eq!(t.get("FAILED"), None, "{t:?}");
+}
+
+/// Pinned flows as (client port, backend MAC).
+fn pinned_flows(lb: &Netns) -> Vec<(u64, String)> {
+    let flows = lb.nft_json(&[
+        "list",
+        "map",
+        "netdev",
+        "lbctl_lb_web",
+        "f_198_18_0_100_tcp_80",
+    ]);
+    let mut out = Vec::new();
+    for o in flows["nftables"].as_array().into_iter().flatten() {
+        for e in o["map"]["elem"].as_array().into_iter().flatten() {
+            let k = &e[0];
+            let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
+            if let (Some(p), Some(m)) = (key["concat"][1].as_u64(), e[1].as_str()) {
+                out.push((p, m.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn remove_mode_releases_pinned_flows_of_a_failed_backend() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(2);
+    std::fs::write(lab.cfg_path(), config_with(2, &[], "remove")).unwrap();
+    lab.start(&[]);
+    let t = tally(&requests(&lab, 30));
+    assert!(t.contains_key("be2") && t.get("FAILED").is_none(), "{t:?}");
+    assert!(pinned_flows(&lab.lb)
+        .iter()
+        .any(|(_, m)| m == "02:00:00:00:00:12"));
+    lab.servers[1] = None;
+    lab.wait_status("be2 removed", |s| {
+        backends(s)[1]["state"] == "down" && backends(s)[1]["in_service"] == false
+    });
+    lab.wait_status("flows released", |_| {
+        !pinned_flows(&lab.lb)
+            .iter()
+            .any(|(_, m)| m == "02:00:00:00:00:12")
+    });
+    assert!(
+        lab.log().contains("released to the other backends"),
+        "{}",
+        lab.log()
+    );
+    let t = tally(&requests(&lab, 20));
+    assert_eq!(t.get("be1"), Some(&20), "{t:?}");
 }
 
 #[test]
