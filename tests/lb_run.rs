@@ -521,7 +521,7 @@ fn pinned_flows(lb: &Netns) -> Vec<(u64, String)> {
         for e in o["map"]["elem"].as_array().into_iter().flatten() {
             let k = &e[0];
             let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
-            if let (Some(p), Some(m)) = (key["concat"][1].as_u64(), e[1].as_str()) {
+            if let (Some(p), Some(m)) = (key["concat"][0].as_u64(), e[1].as_str()) {
                 out.push((p, m.to_string()));
             }
         }
@@ -627,4 +627,60 @@ fn maglev_report_shows_balance_and_disruption() {
     assert!(bad.stderr.contains("next prime is 101"), "{}", bad.stderr);
     assert_eq!(run.run(&["lb", "maglev", "--backends", "a,a"]).code, 2);
     assert_eq!(run.run(&["lb", "maglev", "--backends", "a=0"]).code, 2);
+}
+
+#[test]
+fn ipv6_service_spreads_and_the_dsr_check_catches_a_missing_vip() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(2);
+    let v6 = "2001:db8::100";
+    for (ns, i) in [(&lab.client, 10), (&lab.lb, 2)] {
+        ns.add_addr("eth0", &format!("2001:db8::{i}/64"));
+    }
+    for (i, ns) in lab.be.iter().enumerate() {
+        ns.add_addr("eth0", &format!("2001:db8::1{}/64", i + 1));
+        lab.be_run[i].ok(&["vip", "add", v6]);
+    }
+    std::fs::write(
+        lab.cfg_path(),
+        "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+         [[service]]\nvip = \"[2001:db8::100]:80\"\n[service.check]\ntype = \"http\"\n\
+         interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 2\nfall = 2\ndsr = true\n\
+         [[service.backend]]\nrip = \"2001:db8::11\"\n[[service.backend]]\nrip = \"2001:db8::12\"\n",
+    )
+    .unwrap();
+    lab.lb.settle();
+    lab.start(&[]);
+    // The balancer's IPv6 VIP is deprecated: never the source of its own traffic (else the
+    // checks' replies would go to the backends' lo).
+    let info = lab.lb.addr_info("eth0", v6).expect("VIP on the balancer");
+    assert_eq!(info["preferred_life_time"], 0, "{info}");
+    let target: SocketAddr = format!("[{v6}]:80").parse().unwrap();
+    let rs: Vec<Result<String, String>> = in_netns(lab.client.name(), move || {
+        (0..30)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                get(&mut s)
+            })
+            .collect()
+    });
+    let t = tally(&rs);
+    assert!(
+        t.contains_key("be1") && t.contains_key("be2") && !t.contains_key("FAILED"),
+        "{t:?}"
+    );
+    lab.be_run[1].ok(&["vip", "del", v6]);
+    lab.wait_status("be2 down by the DSR check", |s| {
+        backends(s)[1]["state"] == "down"
+    });
+    let s = lab.status().unwrap();
+    assert!(
+        backends(&s)[1]["last_check"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DSR check"),
+        "{s:#}"
+    );
 }
