@@ -18,6 +18,7 @@ install: all
 		ln -sf /etc/network/lbctl-hook $(DESTDIR)/etc/network/$$d/lbctl; \
 	done
 	install -D -m 0644 contrib/systemd/lbctl@.service $(DESTDIR)/etc/systemd/system/lbctl@.service
+	install -D -m 0644 contrib/systemd/lbctl-lb@.service $(DESTDIR)/etc/systemd/system/lbctl-lb@.service
 	install -d $(DESTDIR)/etc/lbctl
 
 docs:

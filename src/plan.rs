@@ -79,7 +79,11 @@ impl Change {
                 a.addr,
                 a.prefix,
                 a.dev,
-                if a.addr.is_ipv6() { " nodad" } else { "" },
+                match (a.addr.is_ipv6(), a.dev == "lo") {
+                    (true, true) => " nodad",
+                    (true, false) => " nodad preferred_lft 0",
+                    (false, _) => "",
+                },
             )],
             Change::AddrDel(a) => vec![format!(
                 "ip {}addr del {}/{} dev {}",

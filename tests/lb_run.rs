@@ -139,9 +139,13 @@ fn lab(n: usize) -> Lab {
 
 /// The LB file: HTTP check every 300 ms, rise 2, fall 2, DSR probe; `weights` per backend.
 fn config(n: usize, weights: &[u32]) -> String {
-    let mut s = String::from(
+    config_with(n, weights, "quiesce")
+}
+
+fn config_with(n: usize, weights: &[u32], on_failure: &str) -> String {
+    let mut s = format!(
         "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
-         [[service]]\nvip = \"198.18.0.100:80\"\n\
+         [[service]]\nvip = \"198.18.0.100:80\"\non_failure = \"{on_failure}\"\n\
          [service.check]\ntype = \"http\"\nexpect_body = \"be\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 2\nfall = 2\ndsr = true\n",
     );
     for i in 1..=n {
@@ -159,7 +163,9 @@ impl Lab {
     }
 
     fn start(&mut self, extra: &[&str]) {
-        std::fs::write(self.cfg_path(), config(self.be.len(), &[])).unwrap();
+        if !self.cfg_path().exists() {
+            std::fs::write(self.cfg_path(), config(self.be.len(), &[])).unwrap();
+        }
         let log = std::fs::File::create(self.cfg_dir.path().join("daemon.log")).unwrap();
         let child = Command::new(LBCTL)
             .args(["--netns", self.lb.name(), "lb", "run", "-c"])
@@ -424,22 +430,12 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
             })
             .collect()
     });
-    let flows = lab.lb.nft_json(&[
-        "list",
-        "map",
-        "netdev",
-        "lbctl_lb_web",
-        "f_198_18_0_100_tcp_80",
-    ]);
-    let pinned = |port: u16| -> Option<String> {
-        flows["nftables"].as_array()?.iter().find_map(|o| {
-            o.get("map")?.get("elem")?.as_array()?.iter().find_map(|e| {
-                let k = &e[0];
-                let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
-                (key["concat"][1].as_u64()? == u64::from(port))
-                    .then(|| e[1].as_str().unwrap().to_string())
-            })
-        })
+    let flows = pinned_flows(&lab.lb);
+    let pinned = |port: u16| {
+        flows
+            .iter()
+            .find(|(p, _)| *p == u64::from(port))
+            .map(|(_, m)| m.clone())
     };
     let on_be1: Vec<usize> = conns
         .iter()
@@ -447,7 +443,7 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
         .filter(|(_, (_, p))| pinned(*p).as_deref() == Some("02:00:00:00:00:11"))
         .map(|(i, _)| i)
         .collect();
-    assert!(!on_be1.is_empty(), "no connection landed on be1: {flows:#}");
+    assert!(!on_be1.is_empty(), "no connection landed on be1: {flows:?}");
 
     // Drain be1 (weight 0) by editing the file and sending SIGHUP.
     let before = lab
@@ -509,6 +505,58 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
     assert_eq!(lab.lb_run.run(&["lb", "status"]).code, 1);
     let t = tally(&requests(&lab, 10));
     assert_eq!(t.get("FAILED"), None, "{t:?}");
+}
+
+/// Pinned flows as (client port, backend MAC).
+fn pinned_flows(lb: &Netns) -> Vec<(u64, String)> {
+    let flows = lb.nft_json(&[
+        "list",
+        "map",
+        "netdev",
+        "lbctl_lb_web",
+        "f_198_18_0_100_tcp_80",
+    ]);
+    let mut out = Vec::new();
+    for o in flows["nftables"].as_array().into_iter().flatten() {
+        for e in o["map"]["elem"].as_array().into_iter().flatten() {
+            let k = &e[0];
+            let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
+            if let (Some(p), Some(m)) = (key["concat"][0].as_u64(), e[1].as_str()) {
+                out.push((p, m.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn remove_mode_releases_pinned_flows_of_a_failed_backend() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(2);
+    std::fs::write(lab.cfg_path(), config_with(2, &[], "remove")).unwrap();
+    lab.start(&[]);
+    let t = tally(&requests(&lab, 30));
+    assert!(t.contains_key("be2") && !t.contains_key("FAILED"), "{t:?}");
+    assert!(pinned_flows(&lab.lb)
+        .iter()
+        .any(|(_, m)| m == "02:00:00:00:00:12"));
+    lab.servers[1] = None;
+    lab.wait_status("be2 removed", |s| {
+        backends(s)[1]["state"] == "down" && backends(s)[1]["in_service"] == false
+    });
+    lab.wait_status("flows released", |_| {
+        !pinned_flows(&lab.lb)
+            .iter()
+            .any(|(_, m)| m == "02:00:00:00:00:12")
+    });
+    assert!(
+        lab.log().contains("released to the other backends"),
+        "{}",
+        lab.log()
+    );
+    let t = tally(&requests(&lab, 20));
+    assert_eq!(t.get("be1"), Some(&20), "{t:?}");
 }
 
 #[test]
@@ -579,4 +627,60 @@ fn maglev_report_shows_balance_and_disruption() {
     assert!(bad.stderr.contains("next prime is 101"), "{}", bad.stderr);
     assert_eq!(run.run(&["lb", "maglev", "--backends", "a,a"]).code, 2);
     assert_eq!(run.run(&["lb", "maglev", "--backends", "a=0"]).code, 2);
+}
+
+#[test]
+fn ipv6_service_spreads_and_the_dsr_check_catches_a_missing_vip() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab(2);
+    let v6 = "2001:db8::100";
+    for (ns, i) in [(&lab.client, 10), (&lab.lb, 2)] {
+        ns.add_addr("eth0", &format!("2001:db8::{i}/64"));
+    }
+    for (i, ns) in lab.be.iter().enumerate() {
+        ns.add_addr("eth0", &format!("2001:db8::1{}/64", i + 1));
+        lab.be_run[i].ok(&["vip", "add", v6]);
+    }
+    std::fs::write(
+        lab.cfg_path(),
+        "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+         [[service]]\nvip = \"[2001:db8::100]:80\"\n[service.check]\ntype = \"http\"\n\
+         interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 2\nfall = 2\ndsr = true\n\
+         [[service.backend]]\nrip = \"2001:db8::11\"\n[[service.backend]]\nrip = \"2001:db8::12\"\n",
+    )
+    .unwrap();
+    lab.lb.settle();
+    lab.start(&[]);
+    // The balancer's IPv6 VIP is deprecated: never the source of its own traffic (else the
+    // checks' replies would go to the backends' lo).
+    let info = lab.lb.addr_info("eth0", v6).expect("VIP on the balancer");
+    assert_eq!(info["preferred_life_time"], 0, "{info}");
+    let target: SocketAddr = format!("[{v6}]:80").parse().unwrap();
+    let rs: Vec<Result<String, String>> = in_netns(lab.client.name(), move || {
+        (0..30)
+            .map(|_| {
+                let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                get(&mut s)
+            })
+            .collect()
+    });
+    let t = tally(&rs);
+    assert!(
+        t.contains_key("be1") && t.contains_key("be2") && !t.contains_key("FAILED"),
+        "{t:?}"
+    );
+    lab.be_run[1].ok(&["vip", "del", v6]);
+    lab.wait_status("be2 down by the DSR check", |s| {
+        backends(s)[1]["state"] == "down"
+    });
+    let s = lab.status().unwrap();
+    assert!(
+        backends(&s)[1]["last_check"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DSR check"),
+        "{s:#}"
+    );
 }

@@ -5,13 +5,13 @@
 //! ```text
 //! table netdev lbctl_lb_web {
 //!   map m_198_18_0_100_tcp_80 { typeof numgen inc mod 4099 : ether daddr; }   # Maglev slot → MAC
-//!   map f_198_18_0_100_tcp_80 { typeof ip saddr . tcp sport : ether daddr;    # pinned flows
+//!   map f_198_18_0_100_tcp_80 { typeof tcp sport . ip saddr : ether daddr;    # pinned flows
 //!                               size 262144; flags dynamic,timeout; timeout 5m; }
 //!   chain s_198_18_0_100_tcp_80 {
 //!     # a flow seen before keeps its backend (drain: established flows continue)
-//!     ether saddr set LB-MAC ether daddr set ip saddr . tcp sport map @f_… update @f_… { ip saddr . tcp sport : ether daddr } fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set tcp sport . ip saddr map @f_… update @f_… { tcp sport . ip saddr : ether daddr } fwd to "eth0"
 //!     # a new flow: Maglev slot from the flow hash, then pinned
-//!     ether saddr set LB-MAC ether daddr set jhash ip saddr . tcp sport mod 4099 seed 0x4c42 map @m_… update @f_… { … } fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set jhash tcp sport . ip saddr mod 4099 seed 0x4c42 map @m_… update @f_… { … } fwd to "eth0"
 //!     # flow table full: forward unpinned
 //!     ether saddr set LB-MAC ether daddr set jhash … map @m_… fwd to "eth0"
 //!     counter drop                                   # no backend up
@@ -113,9 +113,11 @@ impl Svc {
         }
     }
 
-    /// `ip saddr . tcp sport`: the flow key (the rest of the 5-tuple is fixed per service).
+    /// `tcp sport . ip saddr`: the flow key (the rest of the 5-tuple is fixed per service).
+    /// Port first: nft 1.0.6 aborts (register allocation assertion) on a dynamic-map update
+    /// keyed by `ip6 saddr . tcp sport`, and accepts the same key the other way round.
     fn flow_key(&self) -> String {
-        format!("{} saddr . {} sport", self.ipfam(), self.l4.name())
+        format!("{} sport . {} saddr", self.l4.name(), self.ipfam())
     }
 }
 
@@ -310,7 +312,7 @@ pub fn render_slots(
 /// Unpin flows (by key) from a service's flow map.
 pub fn render_unpin(table: &str, s: &Svc, keys: &[(IpAddr, u16)]) -> String {
     let mut o = String::new();
-    let items: Vec<String> = keys.iter().map(|(a, p)| format!("{a} . {p}")).collect();
+    let items: Vec<String> = keys.iter().map(|(a, p)| format!("{p} . {a}")).collect();
     for chunk in items.chunks(4096) {
         let _ = writeln!(
             o,
@@ -338,13 +340,15 @@ pub fn parse_flows(doc: &Value) -> BTreeMap<(IpAddr, u16), Mac> {
         };
         // Elements with a timeout come as {"elem": {"val": KEY, "timeout": …, "expires": …}}.
         let key = k.get("elem").and_then(|e| e.get("val")).unwrap_or(k);
-        let Some([a, p]) = key
+        let Some([x, y]) = key
             .get("concat")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
         else {
             continue;
         };
+        // Port first as lbctl writes it; either order is read.
+        let (a, p) = if x.is_number() { (y, x) } else { (x, y) };
         let (Some(a), Some(p), Some(mac)) = (
             a.as_str().and_then(|s| s.parse().ok()),
             p.as_u64().and_then(|p| u16::try_from(p).ok()),
@@ -424,8 +428,8 @@ mod tests {
     fn render_layout() {
         let t = layout().render(&BTreeMap::new());
         assert!(t.contains("add chain netdev lbctl_lb_web ingress { type filter hook ingress device \"eth0\" priority 100; policy accept; }"));
-        assert!(t.contains("typeof ip saddr . tcp sport : ether daddr; size 1024; flags dynamic,timeout; timeout 300s;"));
-        assert!(t.contains("jhash ip saddr . tcp sport mod 7 seed 0x4c42 map @m_198_18_0_100_tcp_80 update @f_198_18_0_100_tcp_80"));
+        assert!(t.contains("typeof tcp sport . ip saddr : ether daddr; size 1024; flags dynamic,timeout; timeout 300s;"));
+        assert!(t.contains("jhash tcp sport . ip saddr mod 7 seed 0x4c42 map @m_198_18_0_100_tcp_80 update @f_198_18_0_100_tcp_80"));
         assert!(t.contains("add rule netdev lbctl_lb_web ingress ip daddr 198.18.0.100 tcp dport 80 counter jump s_198_18_0_100_tcp_80"));
         // Kept maps are not recreated; changed ones are; stale services are deleted.
         let l = layout();
@@ -464,7 +468,7 @@ mod tests {
         let doc: Value = serde_json::from_str(
             r#"{"nftables":[{"metainfo":{}},{"map":{"name":"f","elem":[
               [{"elem":{"val":{"concat":["198.18.0.10",40000]},"timeout":300,"expires":299}},"02:00:00:00:00:11"],
-              [{"concat":["198.18.0.10",40001]},"02:00:00:00:00:12"]]}}]}"#,
+              [{"concat":[40001,"198.18.0.10"]},"02:00:00:00:00:12"]]}}]}"#,
         )
         .unwrap();
         let f = parse_flows(&doc);

@@ -262,7 +262,11 @@ impl Sys {
         found.ok_or_else(|| Error::Runtime(anyhow::anyhow!("no such interface '{dev}'")))
     }
 
-    /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad]`.
+    /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad [preferred_lft 0]]`.
+    ///
+    /// An IPv6 VIP on a real interface (a balancer's) is added deprecated: Linux would otherwise
+    /// pick it as the source address towards hosts on the same link, and a DSR backend (which
+    /// has the VIP on its lo) would send the replies to itself.
     pub fn addr_add(&self, a: &AddrObj) -> Result<()> {
         let index = self.index_of(&a.dev)?;
         let mut req = self.handle.address().add(index, a.addr, a.prefix);
@@ -275,6 +279,12 @@ impl Sys {
             msg.header.flags |= AddressHeaderFlags::Nodad;
             msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            if a.dev != "lo" {
+                let mut ci = netlink_packet_route::address::CacheInfo::default();
+                ci.ifa_preferred = 0;
+                ci.ifa_valid = u32::MAX;
+                msg.attributes.push(AddressAttribute::CacheInfo(ci));
+            }
         }
         self.block_on(req.execute())
             .map_err(|e| nl_err("RTM_NEWADDR", a, e))

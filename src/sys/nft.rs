@@ -163,6 +163,12 @@ pub fn arp_batch(to: Option<&ArpMap>) -> Nftables<'static> {
     }
 }
 
+/// Whether nft(8) is on PATH.
+pub fn installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()))
+}
+
 /// Run `nft` with arguments and optional stdin; stderr is captured and returned in errors.
 fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
     let mut child = Command::new("nft")
@@ -304,16 +310,22 @@ fn counter_packets(expr: &Value) -> u64 {
 
 /// List lbctl's arp table (and only it).
 pub fn observe_arp() -> Result<ArpObserved> {
+    let absent = ArpObserved {
+        map: None,
+        intact: true,
+        dropped: 0,
+        rewritten: 0,
+    };
+    // Without nft(8) there is no table lbctl could have made; a plan that needs one fails at
+    // apply time with the install hint. (A balancer with IPVS needs no nftables at all.)
+    if !installed() {
+        return Ok(absent);
+    }
     let out = nft(&["-j", "list", "table", "arp", ARP_TABLE], None)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No such file or directory") {
-            return Ok(ArpObserved {
-                map: None,
-                intact: true,
-                dropped: 0,
-                rewritten: 0,
-            });
+            return Ok(absent);
         }
         return Err(nft_error(&format!("listing table arp {ARP_TABLE}"), &out));
     }

@@ -2,7 +2,9 @@
 # vm/dr-e2e.sh — IPVS direct routing end to end, configured with lbctl on both sides:
 # the QEMU VM (real IPVS kernel) is the director, set up with `lbctl lb apply`; two backend
 # namespaces are the real servers, set up with `lbctl arp suppress` + `lbctl vip add`; a
-# client namespace sends HTTP requests to the VIP.
+# client namespace sends HTTP requests to the VIP. Then the same service runs under
+# `lbctl lb run` with engine = "ipvs": HTTP + DSR-probe checks on real IPVS, a stopped server
+# quiesced within fall × interval and avoided by new connections.
 #
 #   sudo tests/vm/dr-e2e.sh          exit 0 pass, 1 fail, 77 cannot run here (no QEMU/root)
 #
@@ -128,6 +130,28 @@ mh_port = true            # one client address: hash the source port too
 EOF
 for be in $BACKENDS; do printf '[[service.backend]]\nrip = "%s"\n' "$(ip_of "$be")" >> "$WORK/extra/lb-e2e.toml"; done
 
+# The same service under the balancer daemon, engine ipvs: HTTP check plus the DSR probe.
+cat > "$WORK/extra/lb-run.toml" << EOF
+name = "e2e"
+[balancer]
+engine = "ipvs"
+interface = "eth0"
+[[service]]
+vip = "$VIP:$PORT"
+scheduler = "mh"
+mh_port = true
+mh_fallback = true
+[service.check]
+type = "http"
+expect_body = "backend"
+interval = "500ms"
+timeout = "400ms"
+rise = 2
+fall = 2
+dsr = true
+EOF
+for be in $BACKENDS; do printf '[[service.backend]]\nrip = "%s"\n' "$(ip_of "$be")" >> "$WORK/extra/lb-run.toml"; done
+
 cat > "$WORK/extra/lbvm-test" << EOF
 #!/bin/sh
 say() { echo "LBVM: \$*"; }
@@ -153,7 +177,7 @@ say "RESULT pass"
 EOF
 chmod 0755 "$WORK/extra/lbvm-test"
 cp "$LBCTL" "$WORK/extra/bin/lbctl"
-(cd "$WORK/extra" && printf '%s\n' lbvm-test lb-e2e.toml bin/lbctl |
+(cd "$WORK/extra" && printf '%s\n' lbvm-test lb-e2e.toml lb-run.toml bin/lbctl |
    cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$WORK/extra.cpio.gz"
 cat "$CACHE/image/initramfs.cpio.gz" "$WORK/extra.cpio.gz" > "$WORK/initrd.cpio.gz"
 
@@ -233,6 +257,28 @@ echo "$out" | grep -q "backend be1\$" && ok=1
 echo "$out" | grep -q FAIL && ok=1
 echo "$out" | grep -q "^$REQUESTS backend be2\$" || ok=1
 check drained-goes-to-be2 $ok "$(echo "$out" | tr '\n' ',' | sed 's/,$//')"
+
+# lb run with the IPVS engine takes the service over: checks (HTTP + DSR probe through each
+# backend's MAC) bring both up; stopping be2's server quiesces it (weight 0) within fall × interval.
+vm_cmd "lbctl lb run -c /lb-run.toml > /tmp/lbrun.log 2>&1 & echo \$! > /tmp/lbrun.pid" > /dev/null
+up_rc=$(vm_cmd 'for i in $(seq 100); do lbctl lb status > /dev/null 2>&1 && break; sleep 0.2; done; lbctl lb status')
+[ "$up_rc" = "LBVM: cmd rc=0" ]
+check lb-run-ipvs-up $? "${up_rc#LBVM: }"
+out=$(requests "$REQUESTS")
+ok=0
+for be in $BACKENDS; do echo "$out" | grep -q "backend $be\$" || ok=1; done
+echo "$out" | grep -q FAIL && ok=1
+check lb-run-both-serve $ok "$(echo "$out" | tr '\n' ',' | sed 's/,$//')"
+kill "${PIDS[1]}"; wait "${PIDS[1]}" 2> /dev/null   # be2's server
+down_rc=$(vm_cmd 'for i in $(seq 50); do lbctl lb status > /dev/null 2>&1 || break; sleep 0.1; done; sleep 0.5; lbctl lb list; lbctl lb status')
+[ "$down_rc" = "LBVM: cmd rc=1" ] && console | grep -aq "be2 *down\|$(ip_of be2):$PORT *down"
+check lb-run-detects-down $? "${down_rc#LBVM: }; $(console | grep -a "$(ip_of be2):$PORT" | tail -1)"
+out=$(requests "$REQUESTS")
+ok=0
+echo "$out" | grep -q FAIL && ok=1
+echo "$out" | grep -q "^$REQUESTS backend be1\$" || ok=1
+check lb-run-quiesced-avoided $ok "$(echo "$out" | tr '\n' ',' | sed 's/,$//')"
+vm_cmd 'kill $(cat /tmp/lbrun.pid); sleep 1; cat /tmp/lbrun.log' > /dev/null
 
 echo done >&3
 wait "$QPID"; QPID=
