@@ -764,3 +764,45 @@ fn profile_configures_the_backends() {
     lab.down().unwrap();
     assert_gone(&run, &name);
 }
+
+#[test]
+fn own_balancer_in_a_lab_without_one_is_stopped_by_down() {
+    require_root!();
+    let run = Run::new();
+    let name = lab_name("own");
+    let mut spec = run.spec(&name);
+    spec.start_balancer = false;
+    let mut lab = Lab::up(&spec).unwrap().guard();
+    assert!(lab.state().processes.iter().all(|p| p.role == "http"));
+    // A test's own LB file and `lb run`, in the lab's balancer namespace.
+    let file = lab.dir().join("mine.toml");
+    std::fs::write(
+        &file,
+        lab::topology::lb_file("mine", lab::Engine::Nft, lab.nodes(), false),
+    )
+    .unwrap();
+    let rec = lab
+        .spawn_lbctl("lb", "mylb", &["lb", "run", "-c", &file.to_string_lossy()])
+        .unwrap();
+    assert!(lab::process::is_alive(rec.pid, rec.start_time));
+    assert!(lab.state().processes.contains(&rec), "recorded in the lab");
+    assert!(lab.spawn_lbctl("nope", "x", &["true"]).is_err());
+    assert!(lab.spawn_lbctl("lb", "Bad Role", &["true"]).is_err());
+    wait_for("the balancer to report both backends up", 15, || {
+        lab.balancer_status().is_ok_and(|v| lab::balancer_ready(&v))
+    });
+    let t = lab.traffic(20, "198.18.0.100".parse().unwrap()).unwrap();
+    assert!(t.failures.is_empty(), "{t:?}");
+    assert!(t.replies_bypassed_balancer(), "{t:?}");
+    assert_eq!(t.per_backend.values().sum::<usize>(), 20);
+    let report = lab.down().unwrap();
+    assert!(
+        report
+            .stopped
+            .iter()
+            .any(|s| s.starts_with(&format!("lb mylb pid {}", rec.pid))),
+        "{report:?}"
+    );
+    assert!(!lab::process::is_alive(rec.pid, rec.start_time));
+    assert_gone(&run, &name);
+}

@@ -261,7 +261,7 @@ fn configure_backend(
 }
 
 /// Spawn a detached process whose PID is recorded before it runs.
-fn spawn_recorded(
+pub(super) fn spawn_recorded(
     dir: &StateDir,
     st: &mut LabState,
     node: &str,

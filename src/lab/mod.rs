@@ -191,6 +191,9 @@ impl Lab {
     pub fn up_with(spec: &LabSpec, progress: &dyn Fn(&str)) -> Result<Lab> {
         let (nodes, profiles) = spec.validate()?;
         preflight(&spec.lbctl_bin)?;
+        if state::lab_dir(&spec.run_dir, &spec.name).exists() {
+            return Err(state::exists_error(&spec.name, &spec.run_dir));
+        }
         for n in &nodes {
             if netns::exists(&n.ns) || netns::path(&n.ns).exists() {
                 return Err(usage!(
@@ -439,6 +442,40 @@ impl Lab {
             )));
         }
         Ok(serde_json::from_slice(&out.stdout).context("parsing lbctl lb status --json")?)
+    }
+
+    /// Start `lbctl --netns <node's namespace> ARGS…` detached, recorded like the lab's own
+    /// processes (PID and start time written before it runs), so `down` stops it. Output goes to
+    /// `<lab dir>/<node>-<role>.log`. For a test that runs its own `lbctl lb run -c FILE` in a
+    /// lab made with `start_balancer: false`.
+    pub fn spawn_lbctl(
+        &mut self,
+        node: &str,
+        role: &str,
+        args: &[&str],
+    ) -> Result<state::ProcRecord> {
+        let ns = self.ns(node)?;
+        if role.is_empty()
+            || !role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(usage!(
+                "invalid process role '{role}': use a-z, 0-9 and '-'"
+            ));
+        }
+        let dir = StateDir::open(&self.run_dir, &self.state.name)?
+            .ok_or_else(|| no_such_lab(&self.state.name, &self.run_dir))?;
+        let mut st = dir.load()?;
+        let mut argv = vec![
+            st.lbctl_bin.to_string_lossy().into_owned(),
+            "--netns".to_string(),
+            ns,
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let rec = build::spawn_recorded(&dir, &mut st, node, role, argv)?;
+        self.state = st;
+        Ok(rec)
     }
 
     /// Remove the lab: stop its processes (recorded PID + start time), delete its namespaces,

@@ -272,7 +272,8 @@ impl StateDir {
     }
 }
 
-fn exists_error(name: &str, run_dir: &Path) -> Error {
+/// "lab NAME already exists", with the command that removes it.
+pub fn exists_error(name: &str, run_dir: &Path) -> Error {
     let flag = if name == super::topology::DEFAULT_NAME {
         String::new()
     } else {
