@@ -445,12 +445,23 @@ fn down_all_after_killed_up_removes_exactly_the_record() {
             &[(lab::STALL_ENV, stall)],
         );
         let want_procs = if stall == "servers" { 2 } else { 0 };
+        // Recorded processes are released only after being recorded; wait until they have
+        // become the servers (a recorded child whose parent dies first never runs at all).
+        let serving = |s: &Value| {
+            s["processes"].as_array().is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    std::fs::read(format!("/proc/{}/cmdline", p["pid"]))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("serve"))
+                })
+            })
+        };
         wait_for("lab up to reach the stall point", 30, || {
             read_state(&run, &name).is_some_and(|s| {
                 s["namespaces"]
                     .as_array()
                     .is_some_and(|n| n.len() == 5 && n.iter().all(|x| x["inode"].is_u64()))
                     && s["processes"].as_array().map_or(0, Vec::len) == want_procs
+                    && serving(&s)
             })
         });
         assert_eq!(kill_child(&mut up, libc::SIGKILL), 128 + libc::SIGKILL);
