@@ -25,10 +25,19 @@ fn lab_name(tag: &str) -> String {
     format!("t{}-{tag}", std::process::id())
 }
 
-/// A private run dir (removed on drop).
+/// A private run dir. On drop (also when a test panics) every lab recorded in it is taken
+/// down, then the directory is removed.
 struct Run {
     _tmp: TempDir,
     dir: PathBuf,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Err(e) = lab::down_all(&self.dir) {
+            eprintln!("warning: cleaning up labs in {}: {e}", self.dir.display());
+        }
+    }
 }
 
 impl Run {
