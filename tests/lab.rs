@@ -407,6 +407,7 @@ fn two_labs_coexist_and_down_removes_only_one() {
     run.lbctl(&["lab", "status", "--name", &b]).expect_ok();
     let out = run.lbctl(&["--json", "lab", "traffic", "--name", &b, "--requests", "10"]);
     out.expect_ok();
+    assert_eq!(out.json()["dsr"], true, "{out}");
     // down is idempotent.
     let again = run.lbctl(&["lab", "down", "--name", &a]);
     again.expect_ok();
@@ -625,18 +626,41 @@ fn without_root_the_lab_says_so_and_exits_77() {
 }
 
 #[test]
-fn exec_status_ipv6_and_the_library_guard() {
+fn ipv6_dsr_exec_status_and_the_library_guard() {
     require_root!();
     let run = Run::new();
     let name = lab_name("v6");
     let mut spec = run.spec(&name);
     spec.ipv6 = true;
-    spec.backends = 1;
-    spec.start_balancer = false;
+    spec.backends = 3;
     let lab = Lab::up(&spec).unwrap().guard();
     assert_eq!(lab.ns("be1").unwrap(), format!("lbl-{name}-be1"));
-    assert!(lab.ns("be2").is_err());
-    assert_eq!(lab.backends(), ["be1"]);
+    assert!(lab.ns("be4").is_err());
+    assert_eq!(lab.backends(), ["be1", "be2", "be3"]);
+
+    // DSR over IPv6 through the balancer, and over IPv4 in the same lab.
+    for family in [&["--ipv6"][..], &[][..]] {
+        let mut args = vec![
+            "--json",
+            "lab",
+            "traffic",
+            "--name",
+            &name,
+            "--requests",
+            "40",
+        ];
+        args.extend_from_slice(family);
+        let out = run.lbctl(&args);
+        out.expect_ok();
+        let v = out.json();
+        assert_eq!(v["dsr"], true, "{v:#}");
+        assert_eq!(
+            v["traffic"]["per_backend"].as_object().unwrap().len(),
+            3,
+            "{v:#}"
+        );
+        assert_eq!(v["traffic"]["vip_mac_node"], "lb", "{v:#}");
+    }
 
     // exec passes the exit code through and runs in the node's namespace.
     let out = run.lbctl(&[
@@ -670,9 +694,19 @@ fn exec_status_ipv6_and_the_library_guard() {
         .iter()
         .map(|n| n["node"].as_str().unwrap())
         .collect();
-    assert_eq!(nodes, ["sw", "client", "lb", "be1"]);
-    assert_eq!(l["processes"][0]["role"], "http");
-    assert_eq!(l["processes"][0]["alive"], true);
+    assert_eq!(nodes, ["sw", "client", "lb", "be1", "be2", "be3"]);
+    let roles: Vec<&str> = l["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["http", "http", "http", "balancer"]);
+    assert!(l["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["alive"] == true));
 
     // The IPv6 doctor view of the backend is clean, and the server answers over IPv6.
     let out = run.lbctl(&[

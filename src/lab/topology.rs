@@ -38,6 +38,10 @@ pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 /// The service port.
 pub const PORT: u16 = 80;
+/// The balancer's address on the lab segment.
+pub const BALANCER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The balancer's IPv6 address on the lab segment.
+pub const BALANCER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// The backends' default gateway (deliberately absent).
 pub const GATEWAY4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The backends' IPv6 default gateway (deliberately absent).
@@ -166,7 +170,7 @@ pub fn plan(lab: &str, backends: u8, ipv6: bool) -> Vec<Node> {
             mac: None,
         },
         host("client", Role::Client, 10, 0x10),
-        host("lb", Role::Balancer, 2, 0x02),
+        host("lb", Role::Balancer, BALANCER4.octets()[3], 0x02),
     ];
     for i in 1..=backends {
         v.push(host(&format!("be{i}"), Role::Backend, 10 + i, 0x10 + i));
@@ -242,24 +246,30 @@ pub fn lb_file(lab: &str, engine: Engine, nodes: &[Node], ipv6: bool) -> String 
     out
 }
 
-/// The switch's counters: every frame from the VIP (a reply) and whether it touched the
-/// balancer's port, plus requests to and from the balancer. They prove DSR: replies reach the
-/// client without ever passing `sw-lb`. Bridge-family rules see the ports as iif/oif.
+/// The switch's counters, for the service's TCP traffic only: every reply from VIP:80 to a
+/// client and whether it touched the balancer's port, plus requests to the balancer and the
+/// ones it forwards. They prove DSR: replies reach the client without ever passing `sw-lb`.
+/// The balancer's own DSR health probes (from its address to the VIP, and their answers) are
+/// left out, as is neighbour discovery (a backend's NS for the client carries the VIP as
+/// source and is flooded to every port). Bridge-family rules see the ports as iif/oif.
 pub fn switch_nft(ipv6: bool) -> String {
-    let mut rules = vec![
-        format!("ip saddr {VIP4} counter name \"replies\""),
-        format!("ip saddr {VIP4} oifname \"sw-lb\" counter name \"replies_via_lb\""),
-        format!("ip saddr {VIP4} iifname \"sw-lb\" counter name \"replies_via_lb\""),
-        format!("ip daddr {VIP4} oifname \"sw-lb\" counter name \"requests_to_lb\""),
-        format!("ip daddr {VIP4} iifname \"sw-lb\" counter name \"requests_from_lb\""),
-    ];
-    if ipv6 {
+    let fams: Vec<(&str, String, String)> = {
+        let mut v = vec![("ip", VIP4.to_string(), BALANCER4.to_string())];
+        if ipv6 {
+            v.push(("ip6", VIP6.to_string(), BALANCER6.to_string()));
+        }
+        v
+    };
+    let mut rules = Vec::new();
+    for (f, vip, lb) in fams {
+        let reply = format!("{f} saddr {vip} {f} daddr != {lb} tcp sport {PORT}");
+        let request = format!("{f} daddr {vip} {f} saddr != {lb} tcp dport {PORT}");
         rules.extend([
-            format!("ip6 saddr {VIP6} counter name \"replies\""),
-            format!("ip6 saddr {VIP6} oifname \"sw-lb\" counter name \"replies_via_lb\""),
-            format!("ip6 saddr {VIP6} iifname \"sw-lb\" counter name \"replies_via_lb\""),
-            format!("ip6 daddr {VIP6} oifname \"sw-lb\" counter name \"requests_to_lb\""),
-            format!("ip6 daddr {VIP6} iifname \"sw-lb\" counter name \"requests_from_lb\""),
+            format!("{reply} counter name \"replies\""),
+            format!("{reply} oifname \"sw-lb\" counter name \"replies_via_lb\""),
+            format!("{reply} iifname \"sw-lb\" counter name \"replies_via_lb\""),
+            format!("{request} oifname \"sw-lb\" counter name \"requests_to_lb\""),
+            format!("{request} iifname \"sw-lb\" counter name \"requests_from_lb\""),
         ]);
     }
     let mut out = format!("table bridge {SWITCH_TABLE} {{\n");
@@ -377,7 +387,8 @@ mod tests {
         assert_eq!(be2.mac.as_deref(), Some("02:00:00:00:00:12"));
         assert_eq!(be2.port(), "sw-be2");
         assert_eq!(be2.backend_index(), Some(2));
-        assert_eq!(p[2].ipv4, Some(Ipv4Addr::new(198, 18, 0, 2)));
+        assert_eq!(p[2].ipv4, Some(BALANCER4));
+        assert_eq!(plan("lab", 1, true)[2].ipv6, Some(BALANCER6));
         assert_eq!(p[2].mac.as_deref(), Some("02:00:00:00:00:02"));
         assert_eq!(p[1].mac.as_deref(), Some("02:00:00:00:00:10"));
         assert_eq!(p[0].ipv4, None);
@@ -428,7 +439,12 @@ mod tests {
             assert!(s.contains(&format!("counter {c} {{ }}")), "{s}");
         }
         assert!(!s.contains("ip6"));
-        assert!(switch_nft(true).contains("ip6 saddr 2001:db8::100"));
+        assert!(
+            s.contains("ip saddr 198.18.0.100 ip daddr != 198.18.0.2 tcp sport 80"),
+            "{s}"
+        );
+        let s6 = switch_nft(true);
+        assert!(s6.contains("ip6 saddr 2001:db8::100 ip6 daddr != 2001:db8::2 tcp sport 80"));
     }
 
     #[test]
