@@ -277,7 +277,10 @@ fn tally(rs: &[Result<String, String>]) -> std::collections::BTreeMap<String, us
     for r in rs {
         *m.entry(match r {
             Ok(b) => b.clone(),
-            Err(_) => "FAILED".into(),
+            Err(e) => {
+                eprintln!("request failed: {e}");
+                "FAILED".into()
+            }
         })
         .or_insert(0) += 1;
     }
