@@ -75,16 +75,6 @@ pub struct Lock {
     _file: File,
 }
 
-/// The name under /run/netns of the namespace with this inode, if it has one.
-fn named_netns(inode: u64) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    fs::read_dir("/run/netns")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .find(|e| fs::metadata(e.path()).is_ok_and(|m| m.ino() == inode))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-}
-
 impl Journal {
     /// Pick the directory for `netns` (the `--netns` name, if any).
     pub fn for_netns(netns: Option<&str>) -> Self {
@@ -97,7 +87,11 @@ impl Journal {
             None if inode.is_some() && inode == crate::sys::netns_inode("1") => base,
             // `ip netns exec NAME lbctl …` must share `lbctl --netns NAME …`'s journal: two
             // journals for one namespace would each think the other's objects are stale.
-            None => match inode.and_then(named_netns) {
+            None => match inode.and_then(|i| {
+                crate::sys::netns::list()
+                    .into_iter()
+                    .find(|n| crate::sys::netns::inode(n) == Some(i))
+            }) {
                 Some(name) => base.join("netns").join(name),
                 None => base.join(format!("ns-{}", inode.unwrap_or(0))),
             },

@@ -10,7 +10,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -227,20 +226,9 @@ fn backends(s: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Run `f` on a thread inside the namespace.
+/// Run `f` on a thread inside the namespace (lbctl's own helper, as the lab uses).
 fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on this thread only, with a namespace fd we own.
-        assert_eq!(
-            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .expect("netns thread")
+    lbctl::sys::netns::run_in(ns, f).expect("netns thread")
 }
 
 fn vip() -> SocketAddr {

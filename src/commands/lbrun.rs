@@ -55,6 +55,14 @@ pub fn run(ctx: &Ctx, env: &Env, a: &RunArgs) -> Result<Outcome> {
     )
 }
 
+/// `198.18.0.11:80`, `[2001:db8::11]:80` from a status file's address text.
+fn addr_port(addr: &str, port: u16) -> String {
+    match addr.parse() {
+        Ok(ip) => crate::ipvs::text::addr_port(&ip, port),
+        Err(_) => format!("{addr}:{port}"),
+    }
+}
+
 fn status_json(s: &RunStatus, alive: bool) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
@@ -135,12 +143,7 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
                     Some(l) if l.ok => format!("ok ({} ms) at {}", l.ms, l.at),
                     Some(l) => format!("FAILED at {}: {}", l.at, l.detail),
                 };
-                let addr = crate::ipvs::text::addr_port(
-                    &b.rip
-                        .parse()
-                        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
-                    b.port,
-                );
+                let addr = addr_port(&b.rip, b.port);
                 ctx.say(format!(
                     "    {:<26} {:<8} {:>6} {:>9} {:>6}  {:<25} {last}",
                     addr,
@@ -329,23 +332,15 @@ pub fn list_nft(
         ctx.say("Prot LocalAddress:Port Scheduler Flags");
         ctx.say("  -> RemoteAddress:Port           Forward Weight State    Slots");
         for v in d.services.iter().filter(|v| keep(v)) {
-            let vip: std::net::IpAddr = v
-                .vip
-                .parse()
-                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
             ctx.say(format!(
                 "{:<4} {} maglev",
                 v.protocol.to_uppercase(),
-                crate::ipvs::text::addr_port(&vip, v.port)
+                addr_port(&v.vip, v.port)
             ));
             for b in &v.backends {
-                let rip: std::net::IpAddr = b
-                    .rip
-                    .parse()
-                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
                 ctx.say(format!(
                     "  -> {:<28} Route   {:<6} {:<8} {}",
-                    crate::ipvs::text::addr_port(&rip, b.port),
+                    addr_port(&b.rip, b.port),
                     b.effective_weight,
                     b.state,
                     b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into())

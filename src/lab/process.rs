@@ -32,27 +32,7 @@ use anyhow::Context as _;
 
 use crate::error::{Error, Result};
 
-/// Start time of a process in clock ticks since boot (`/proc/PID/stat` field 22), if it exists.
-pub fn start_time(pid: u32) -> Option<u64> {
-    stat_fields(pid).map(|(_, start)| start)
-}
-
-/// (state letter, start time) from `/proc/PID/stat`. The command name may contain spaces and
-/// parentheses, so fields are counted after the last `)`.
-fn stat_fields(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); field 22 (starttime) is index 19.
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// Is the recorded process still running (same PID *and* start time, not a zombie)?
-pub fn is_alive(pid: u32, start: u64) -> bool {
-    matches!(stat_fields(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
-}
+pub use crate::sys::proc::{is_alive, start_time};
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -154,13 +154,6 @@ pub fn switch_counters(sw_ns: &str) -> Result<BTreeMap<String, Count>> {
     Ok(m)
 }
 
-fn fmt_mac(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
     let client = ns_of(st, "client");
     let lb = ns_of(st, "lb");
@@ -227,7 +220,8 @@ pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
             .neighbours()?
             .into_iter()
             .find(|x| x.ip == vip)
-            .and_then(|x| x.mac.map(|m| fmt_mac(&m))))
+            .and_then(|x| x.mac.and_then(|m| <[u8; 6]>::try_from(m.as_slice()).ok()))
+            .map(|m| crate::sys::capture::fmt_mac(&m)))
     })??;
     t.vip_mac_node = mac.as_ref().and_then(|m| {
         st.nodes

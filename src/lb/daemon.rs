@@ -29,9 +29,10 @@ use crate::lb::checks::{self, BackendId, Job, Pool};
 use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
 use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
 use crate::lb::health::{Health, State};
-use crate::lb::nft::{self, mac_str, Layout, Mac};
+use crate::lb::nft::{self, Layout, Mac};
 use crate::lb::status::{self, BackendStatus, LastCheck, RunStatus, ServiceStatus};
 use crate::model::{host_prefix, Vip};
+use crate::sys::capture::fmt_mac;
 use crate::sys::capture::rfc3339;
 use crate::sys::rawpkt::{self, DsrProbe};
 use crate::{usage, Ctx, Outcome};
@@ -419,7 +420,7 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         },
         started: SystemTime::now(),
         started_at: Instant::now(),
-        pid_start: status::proc_start(std::process::id()).unwrap_or(0),
+        pid_start: crate::sys::proc::start_time(std::process::id()).unwrap_or(0),
         dirty: true,
         programmed: false,
         next_program: Instant::now(),
@@ -436,7 +437,7 @@ fn dry_run(ctx: &Ctx, file: &LbFile, iface: &str, lb_mac: Mac) -> Result<Outcome
     ctx.say(format!(
         "would run {} on {iface} ({}), engine {} (auto: IPVS when the kernel has it)",
         file.name,
-        mac_str(&lb_mac),
+        fmt_mac(&lb_mac),
         file.balancer.engine.name()
     ));
     for e in &file.table.entries {
@@ -512,7 +513,7 @@ impl Daemon<'_> {
                 self.name,
                 self.path.name(),
                 self.iface,
-                mac_str(&self.lb_mac),
+                fmt_mac(&self.lb_mac),
                 self.services.len(),
                 std::process::id()
             ),
@@ -627,7 +628,7 @@ impl Daemon<'_> {
                     &format!(
                         "announced {} at {} on {}",
                         v.addr,
-                        mac_str(&self.lb_mac),
+                        fmt_mac(&self.lb_mac),
                         self.iface
                     ),
                     json!({ "vip": v.addr.to_string() }),
@@ -656,76 +657,50 @@ impl Daemon<'_> {
     }
 
     fn reload(&mut self) {
-        match spec::load_lb_file(&self.opts.config) {
-            Err(e) => {
-                self.log.emit(
-                    "reload-failed",
-                    &format!("reload failed, keeping the running configuration: {e}"),
-                    json!({ "error": e }),
-                );
-                self.reload_error = Some(e);
-            }
-            Ok(file) => {
-                let engine = match &self.path {
-                    DataPath::Nft(_) => EngineKind::Nft,
-                    DataPath::Ipvs(_) => EngineKind::Ipvs,
-                };
-                if let Err(e) = validate_for(engine, &file) {
-                    let e = e.to_string();
-                    self.log.emit(
-                        "reload-failed",
-                        &format!("reload failed: {e}"),
-                        json!({ "error": e }),
-                    );
-                    self.reload_error = Some(e);
-                    return;
-                }
-                if file.name != self.name {
-                    self.log.emit(
-                        "warning",
-                        "reload: the name cannot change while running (restart for that); ignored",
-                        json!({}),
-                    );
-                }
-                let before: BTreeSet<String> =
-                    self.services.iter().map(|s| s.name.clone()).collect();
-                match self.configure(&file) {
-                    Ok(()) => {
-                        let after: BTreeSet<String> =
-                            self.services.iter().map(|s| s.name.clone()).collect();
-                        self.reload_error = None;
-                        self.log.emit(
-                            "reload",
-                            &format!(
-                                "reloaded {}: {} service(s), added [{}], removed [{}]",
-                                self.opts.config.display(),
-                                after.len(),
-                                after
-                                    .difference(&before)
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                before
-                                    .difference(&after)
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                            json!({}),
-                        );
-                    }
-                    Err(e) => {
-                        let e = e.to_string();
-                        self.log.emit(
-                            "reload-failed",
-                            &format!("reload failed: {e}"),
-                            json!({ "error": e }),
-                        );
-                        self.reload_error = Some(e);
-                    }
-                }
-            }
+        let before: BTreeSet<String> = self.services.iter().map(|s| s.name.clone()).collect();
+        if let Err(e) = self.try_reload() {
+            self.log.emit(
+                "reload-failed",
+                &format!("reload failed, keeping the running configuration: {e}"),
+                json!({ "error": e }),
+            );
+            self.reload_error = Some(e);
+            return;
         }
+        let after: BTreeSet<String> = self.services.iter().map(|s| s.name.clone()).collect();
+        let list = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+            a.difference(b).cloned().collect::<Vec<_>>().join(", ")
+        };
+        self.reload_error = None;
+        self.log.emit(
+            "reload",
+            &format!(
+                "reloaded {}: {} service(s), added [{}], removed [{}]",
+                self.opts.config.display(),
+                after.len(),
+                list(&after, &before),
+                list(&before, &after)
+            ),
+            json!({}),
+        );
+    }
+
+    /// Read, validate and apply the file again; an error leaves the running configuration.
+    fn try_reload(&mut self) -> std::result::Result<(), String> {
+        let file = spec::load_lb_file(&self.opts.config)?;
+        let engine = match &self.path {
+            DataPath::Nft(_) => EngineKind::Nft,
+            DataPath::Ipvs(_) => EngineKind::Ipvs,
+        };
+        validate_for(engine, &file).map_err(|e| e.to_string())?;
+        if file.name != self.name {
+            self.log.emit(
+                "warning",
+                "reload: the name cannot change while running (restart for that); ignored",
+                json!({}),
+            );
+        }
+        self.configure(&file).map_err(|e| e.to_string())
     }
 
     /// Backend MACs from the neighbour table (followed when they change); unknown ones are
@@ -749,8 +724,8 @@ impl Daemon<'_> {
                                 "{} {}: MAC changed {} → {}",
                                 s.name,
                                 b.id.rip,
-                                mac_str(&o),
-                                mac_str(&new)
+                                fmt_mac(&o),
+                                fmt_mac(&new)
                             ));
                         }
                         b.mac = Some(new);
@@ -1019,7 +994,7 @@ impl Daemon<'_> {
                                     weight: b.weight,
                                     effective_weight: if up && in_path { b.weight } else { 0 },
                                     in_service: in_path,
-                                    mac: b.mac.map(|m| mac_str(&m)),
+                                    mac: b.mac.map(|m| fmt_mac(&m)),
                                     since: rfc3339(b.since),
                                     last_check: b.last.clone(),
                                     slots: b.slots,

@@ -97,6 +97,14 @@ impl NftPath {
         Ok(me)
     }
 
+    /// The programmed service for an LB-file service key.
+    fn svc(&self, key: &ServiceKey) -> Option<&Svc> {
+        self.layout
+            .services
+            .iter()
+            .find(|s| nft_svc(key, s.size).as_ref() == Some(*s))
+    }
+
     pub fn table(&self) -> &str {
         &self.layout.table
     }
@@ -150,13 +158,7 @@ impl NftPath {
         let mut next_loaded = Vec::new();
         let mut slots_of = HashMap::new();
         for w in wants {
-            let Some(svc) = self
-                .layout
-                .services
-                .iter()
-                .find(|s| nft_svc(&w.key(), s.size).as_ref() == Some(s))
-                .cloned()
-            else {
+            let Some(svc) = self.svc(&w.key()).cloned() else {
                 continue;
             };
             let live: Vec<(usize, &WantBackend)> = w
@@ -205,12 +207,7 @@ impl NftPath {
     /// Forget the pinned flows of a backend (by MAC) in one service: its established flows
     /// move to the others (`on_failure = "remove"`). Returns how many were unpinned.
     pub fn unpin(&self, key: &ServiceKey, mac: Mac) -> Result<usize> {
-        let Some(svc) = self
-            .layout
-            .services
-            .iter()
-            .find(|s| nft_svc(key, s.size).as_ref() == Some(*s))
-        else {
+        let Some(svc) = self.svc(key) else {
             return Ok(0);
         };
         let Some(doc) =

@@ -36,12 +36,7 @@ use serde_json::Value;
 /// A MAC address.
 pub type Mac = [u8; 6];
 
-pub fn mac_str(m: &Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+use crate::sys::capture::fmt_mac;
 
 pub fn parse_mac(s: &str) -> Option<Mac> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -159,7 +154,7 @@ impl Layout {
 
     fn rules(&self, s: &Svc) -> Vec<String> {
         let key = s.flow_key();
-        let smac = mac_str(&self.lb_mac);
+        let smac = fmt_mac(&self.lb_mac);
         let fwd = format!("fwd to \"{}\"", self.iface);
         let pin = format!("update @{} {{ {key} : ether daddr }}", s.flow_map());
         let hash = format!(
@@ -272,7 +267,7 @@ pub fn render_slots(
             let _ = writeln!(o, "flush map netdev {table} {m}");
             for (i, mac) in new.iter().enumerate() {
                 if let Some(mac) = mac {
-                    adds.push(format!("{i} : {}", mac_str(mac)));
+                    adds.push(format!("{i} : {}", fmt_mac(mac)));
                 }
             }
         }
@@ -286,7 +281,7 @@ pub fn render_slots(
                     dels.push(i.to_string());
                 }
                 if let Some(mac) = mac {
-                    adds.push(format!("{i} : {}", mac_str(mac)));
+                    adds.push(format!("{i} : {}", fmt_mac(mac)));
                 }
             }
         }

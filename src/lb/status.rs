@@ -145,30 +145,9 @@ pub fn read_all(journal_dir: &Path) -> Result<Vec<RunStatus>> {
     Ok(out)
 }
 
-/// Start time of a process (field 22 of /proc/PID/stat), or None when it does not exist.
-pub fn proc_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 impl RunStatus {
     /// The daemon that wrote this is still running.
     pub fn alive(&self) -> bool {
-        proc_start(self.pid) == Some(self.pid_start)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_start_time_is_readable() {
-        let me = std::process::id();
-        assert!(proc_start(me).is_some());
-        assert_eq!(proc_start(me), proc_start(me));
-        assert_eq!(proc_start(u32::MAX - 1), None);
+        crate::sys::proc::is_alive(self.pid, self.pid_start)
     }
 }

@@ -6,6 +6,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod probe;
+pub mod proc;
 pub mod procnet;
 pub mod rawpkt;
 pub mod sysctl;

@@ -163,12 +163,6 @@ pub fn arp_batch(to: Option<&ArpMap>) -> Nftables<'static> {
     }
 }
 
-/// Whether nft(8) is on PATH.
-pub fn installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()))
-}
-
 /// Run `nft` with arguments and optional stdin; stderr is captured and returned in errors.
 fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
     let mut child = Command::new("nft")
@@ -318,7 +312,7 @@ pub fn observe_arp() -> Result<ArpObserved> {
     };
     // Without nft(8) there is no table lbctl could have made; a plan that needs one fails at
     // apply time with the install hint. (A balancer with IPVS needs no nftables at all.)
-    if !installed() {
+    if crate::sys::netns::find_tool("nft").is_none() {
         return Ok(absent);
     }
     let out = nft(&["-j", "list", "table", "arp", ARP_TABLE], None)?;
