@@ -843,7 +843,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__down)
-            opts="-f -v -q -n -h -V --file --all --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --all --owner --json --verbose --quiet --netns --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -854,6 +854,10 @@ _lbctl() {
                     return 0
                     ;;
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --owner)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

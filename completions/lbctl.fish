@@ -237,8 +237,9 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s n -l dry-run -d '
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s f -l file -d 'Remove what this profile added' -r -F
+complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l owner -d 'Remove what one owner added, as `lbctl status` names it (`cli`, `profile:NAME`, `lb:NAME`)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l all -d 'Remove everything lbctl added in this namespace (profiles and one-shot commands)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l all -d 'Remove everything lbctl added in this namespace: profiles, one-shot commands, and the balancers\' IPVS services, nft tables and VIPs'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s q -l quiet -d 'Only errors'

@@ -159,9 +159,14 @@ pub struct DownArgs {
     /// Remove what this profile added.
     #[arg(short = 'f', long = "file", value_name = "PROFILE")]
     pub file: Option<PathBuf>,
-    /// Remove everything lbctl added in this namespace (profiles and one-shot commands).
+    /// Remove everything lbctl added in this namespace: profiles, one-shot commands, and the
+    /// balancers' IPVS services, nft tables and VIPs.
     #[arg(long)]
     pub all: bool,
+    /// Remove what one owner added, as `lbctl status` names it (`cli`, `profile:NAME`,
+    /// `lb:NAME`).
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@
 //! lbctl processes (parallel ifupdown hooks). Writes are atomic (temp file + rename).
 //! /run is a tmpfs: after a reboot the kernel state is gone too, so nothing is stale.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -43,8 +43,30 @@ pub struct State {
     pub intents: BTreeMap<String, Intent>,
     #[serde(default)]
     pub owned: Owned,
+    /// Balancer objects per owner (`lb:NAME` for `lb run -c`/`lb apply -f` of an LB file named
+    /// NAME, `cli` for `lb service add`): what `down --all` and `status` cover besides the
+    /// backend objects above. Recorded before the objects are created (write-ahead).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lb: BTreeMap<String, LbOwned>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+}
+
+/// Balancer objects one owner created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbOwned {
+    /// nft tables, as `FAMILY NAME` (`netdev lbctl_lb_web`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub nft_tables: BTreeSet<String>,
+    /// IPVS services, as ipvsadm names them (`-t 198.18.0.100:80`, `-f 7 -6`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub ipvs_services: BTreeSet<String>,
+}
+
+impl LbOwned {
+    pub fn is_empty(&self) -> bool {
+        self.nft_tables.is_empty() && self.ipvs_services.is_empty()
+    }
 }
 
 impl State {

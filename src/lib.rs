@@ -19,6 +19,7 @@ pub mod model;
 pub mod plan;
 pub mod profile;
 pub mod sys;
+pub mod txn;
 
 use std::io::Write;
 use std::process::ExitCode;

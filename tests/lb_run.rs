@@ -675,3 +675,204 @@ fn ipv6_service_spreads_and_the_dsr_check_catches_a_missing_vip() {
         "{s:#}"
     );
 }
+
+/// The table's structure (chains, maps, rule count), independent of map contents and counters.
+fn table_shape(lb: &Netns) -> Vec<String> {
+    let v = lb.nft_json(&["list", "table", "netdev", "lbctl_lb_web"]);
+    let mut shape: Vec<String> = v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            let (kind, body) = o.as_object()?.iter().next()?;
+            let name = body["name"].as_str().unwrap_or("");
+            match kind.as_str() {
+                "table" | "chain" | "map" | "set" => Some(format!("{kind} {name}")),
+                "rule" => Some(format!("rule in {}", body["chain"].as_str().unwrap_or(""))),
+                _ => None,
+            }
+        })
+        .collect();
+    shape.sort();
+    shape
+}
+
+/// Issue 11: one journal with owners. The balancer's table and VIP are listed by `status`
+/// under `lb:web` next to a backend profile and one-shot commands; a SIGKILLed `lb run`
+/// restarted with the same file takes back exactly its objects; `down --all` refuses while the
+/// daemon runs, and once it is stopped removes everything lbctl owns — the namespace is then
+/// byte-identical to before, foreign objects included.
+#[test]
+fn status_lists_the_balancer_restart_adopts_and_down_all_restores_the_namespace() {
+    require_root!();
+    let mut lab = lab(2);
+    // Foreign objects that must survive.
+    lab.lb
+        .nft("add table inet foreign\nadd chain inet foreign c\n");
+    lab.lb.ip(&["addr", "add", "192.0.2.9/32", "dev", "lo"]);
+    lab.lb
+        .ip(&["rule", "add", "from", "192.0.2.9", "lookup", "100"]);
+    lab.lb.ip(&[
+        "route",
+        "add",
+        "192.0.2.0/24",
+        "dev",
+        "eth0",
+        "table",
+        "100",
+    ]);
+    lab.lb.settle();
+    let before = common::snapshot(&lab.lb);
+
+    // A backend profile and a one-shot VIP in the balancer's namespace, then the balancer.
+    let profile = lab.cfg_dir.path().join("side.toml");
+    std::fs::write(
+        &profile,
+        "name = \"side\"\n[[vip]]\naddress = \"198.18.0.200\"\nports = [80]\n\
+         [arp]\nmode = \"nft\"\n[[arp.interface]]\nname = \"eth0\"\nreal_ip = \"198.18.0.2\"\n",
+    )
+    .unwrap();
+    let p = profile.to_str().unwrap();
+    lab.lb_run.ok(&["apply", "-f", p]);
+    lab.lb_run.ok(&["vip", "add", "198.18.0.201"]);
+    lab.start(&[]);
+
+    let out = lab.lb_run.run(&["--json", "status"]);
+    out.expect_ok();
+    let v = out.json();
+    assert_eq!(
+        v["owners"],
+        serde_json::json!(["cli", "lb:web", "profile:side"]),
+        "{v:#}"
+    );
+    let web = &v["by_owner"]["lb:web"];
+    assert_eq!(
+        web["nft_tables"],
+        serde_json::json!([{"kind": "nft_table", "name": "netdev lbctl_lb_web", "state": "present"}]),
+        "{v:#}"
+    );
+    assert_eq!(
+        web["addresses"],
+        serde_json::json!(["198.18.0.100/32 dev eth0"])
+    );
+    assert!(web["lb_run_pid"].as_u64().is_some(), "{v:#}");
+    assert_eq!(
+        v["by_owner"]["profile:side"]["addresses"],
+        serde_json::json!(["198.18.0.200/32 dev lo"])
+    );
+    assert_eq!(
+        v["by_owner"]["cli"]["addresses"],
+        serde_json::json!(["198.18.0.201/32 dev lo"])
+    );
+    assert_eq!(v["in_sync"], true);
+
+    // status -f shows only that profile's objects.
+    let only = lab.lb_run.run(&["--json", "status", "-f", p]).json();
+    assert_eq!(
+        only["owners"],
+        serde_json::json!(["profile:side"]),
+        "{only:#}"
+    );
+    assert_eq!(
+        only["managed"]["addresses"],
+        serde_json::json!(["198.18.0.200/32 dev lo"]),
+        "{only:#}"
+    );
+    let text = lab.lb_run.run(&["status", "-f", p]).stdout;
+    assert!(
+        !text.contains("lb:web") && !text.contains("198.18.0.201"),
+        "{text}"
+    );
+
+    // SIGKILL, restart with the same file: the same table (no duplicate, no orphan), the VIP
+    // once, the journal unchanged, traffic through the VIP.
+    let shape = table_shape(&lab.lb);
+    let state_file = lab
+        .lb_run
+        .run_dir()
+        .join("netns")
+        .join(lab.lb.name())
+        .join("state.json");
+    let journal = || {
+        let path = &state_file;
+        let s: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        (s["lb"].clone(), s["intents"].clone(), s["owned"].clone())
+    };
+    let recorded = journal();
+    lab.signal(libc::SIGKILL);
+    drop(lab.daemon.take());
+    lab.start(&[]);
+    assert_eq!(
+        table_shape(&lab.lb),
+        shape,
+        "the restarted daemon rebuilt its table"
+    );
+    let tables = lab.lb.nft_text(&["list", "tables"]).stdout;
+    assert_eq!(tables.matches("lbctl_lb_web").count(), 1, "{tables}");
+    let vips: Vec<String> = lab
+        .lb
+        .addrs("eth0")
+        .into_iter()
+        .filter(|a| a.starts_with("198.18.0.100/"))
+        .collect();
+    assert_eq!(vips.len(), 1, "{vips:?}");
+    assert_eq!(journal(), recorded, "the journal after the restart");
+    let t = tally(&requests(&lab, 20));
+    assert!(!t.contains_key("FAILED"), "{t:?}");
+
+    // down --all refuses while the daemon runs, and changes nothing.
+    let out = lab.lb_run.run(&["down", "--all"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("lb run` web"), "{}", out.stderr);
+    assert!(lab.lb.nft_table_exists("netdev", "lbctl_lb_web"));
+
+    // Stopped (data path left in place, as without --cleanup), then down --all.
+    lab.signal(libc::SIGTERM);
+    let _ = lab.daemon.take().map(|mut b| b.0.wait());
+    let st = lab.lb_run.run(&["--json", "status"]).json();
+    assert!(st["by_owner"]["lb:web"]["lb_run_pid"].is_null(), "{st:#}");
+
+    // A failure after the table was deleted puts the table back as it was (pinned flows and
+    // slots included): one transaction for balancer and backend objects.
+    let full = lab
+        .lb
+        .nft_text(&["-s", "list", "table", "netdev", "lbctl_lb_web"])
+        .stdout;
+    let run_dir = lab.lb_run.run_dir().to_string_lossy().into_owned();
+    let out = common::run_cmd(
+        &lab.lb_run.argv(&["down", "--all"]),
+        &[
+            ("LBCTL_RUN_DIR", &run_dir),
+            ("LBCTL_FAIL_ON", "ip addr del 198.18.0.100"),
+        ],
+        None,
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("rolled back 1 applied change(s)"),
+        "{}",
+        out.stderr
+    );
+    let restored = lab
+        .lb
+        .nft_text(&["-s", "list", "table", "netdev", "lbctl_lb_web"])
+        .stdout;
+    let no_expiry = |t: &str| {
+        t.split_whitespace()
+            .filter(|w| !w.ends_with('s') || !w.starts_with(|c: char| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(no_expiry(&restored), no_expiry(&full));
+    lab.lb_run.ok(&["status"]);
+    let out = lab.lb_run.ok(&["down", "--all"]);
+    assert!(
+        out.stdout.contains("nft delete table netdev lbctl_lb_web"),
+        "{}",
+        out.stdout
+    );
+    lab.lb.settle();
+    assert_eq!(common::snapshot(&lab.lb), before);
+    let v = lab.lb_run.run(&["--json", "status"]).json();
+    assert_eq!(v["owners"], serde_json::json!([]), "{v:#}");
+}

@@ -12,7 +12,7 @@
 //! Adds and deletes are idempotent ("unchanged" when the object is already as asked), like
 //! `vip add`. `lb apply -f` is declarative: it converges the services of the file (settings and
 //! exactly their real servers), deletes services that the same file created earlier and no
-//! longer lists (recorded in `lb-owned.json` in the journal directory), and leaves every other
+//! longer lists (recorded in the journal under the owner `lb:NAME`), and leaves every other
 //! service alone unless `--prune` is given.
 //!
 //! `--dry-run` works on a host without IPVS: it warns and plans against an empty table (useful to
@@ -363,6 +363,9 @@ fn ipvs_err(e: ipvs::Error) -> Error {
 struct Ipvs {
     client: Option<Client>,
     _lock: Option<crate::journal::Lock>,
+    journal: crate::journal::Journal,
+    /// Who owns the services this command creates (`cli`, or `lb:NAME` for `lb apply`).
+    owner: String,
 }
 
 impl Ipvs {
@@ -393,6 +396,8 @@ impl Ipvs {
         Ok(Ipvs {
             client,
             _lock: lock,
+            journal: env.journal.clone(),
+            owner: crate::journal::CLI_OWNER.to_string(),
         })
     }
 
@@ -444,13 +449,45 @@ fn finish(ctx: &Ctx, ipvs: &mut Ipvs, before: &Table, p: Planned) -> Result<Outc
             .as_mut()
             .expect("a client is always open outside --dry-run");
         let detail = |l: &str| ctx.detail(l);
-        plan::execute(client, before, &p.changes, &detail).map_err(|e| {
-            if e.is_permission() {
+        // Ownership is recorded before the services exist (write-ahead), and forgotten only
+        // once they are gone.
+        let saved = ipvs.journal.load()?;
+        let added: Vec<ServiceKey> = p
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::AddService(_)))
+            .map(Change::key)
+            .collect();
+        if !added.is_empty() {
+            let mut ahead = saved.clone();
+            let owned = ahead.lb.entry(ipvs.owner.clone()).or_default();
+            owned
+                .ipvs_services
+                .extend(added.iter().map(|k| k.to_string()));
+            ipvs.journal.save(&ahead)?;
+        }
+        if let Err(e) = plan::execute(client, before, &p.changes, &detail) {
+            ipvs.journal.save(&saved)?;
+            return Err(if plan::is_permission(&e) {
                 Error::Privilege(e.to_string())
             } else {
-                Error::Runtime(anyhow::anyhow!(e.to_string()))
+                Error::Runtime(anyhow::Error::new(e))
+            });
+        }
+        let deleted: Vec<String> = p
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::DelService { .. }))
+            .map(|c| c.key().to_string())
+            .collect();
+        if !deleted.is_empty() {
+            let mut state = ipvs.journal.load()?;
+            for o in state.lb.values_mut() {
+                o.ipvs_services.retain(|k| !deleted.contains(k));
             }
-        })?;
+            state.lb.retain(|_, o| !o.is_empty());
+            ipvs.journal.save(&state)?;
+        }
         applied = true;
     }
     if ctx.global.json {
@@ -1066,65 +1103,51 @@ fn restore(ctx: &Ctx, env: &Env, a: &RestoreArgs) -> Result<Outcome> {
 // apply
 // =============================================================================================
 
-/// Services each LB file created (`lb-owned.json` in the journal directory), so that a service
-/// removed from the file is deleted by the next apply, and services of other origins are not.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Owned {
-    /// LB file name → service keys as ipvsadm writes them (`-t 198.18.0.100:80`, `-f 7 -6`).
-    #[serde(default)]
-    files: BTreeMap<String, Vec<String>>,
-}
+/// Where lbctl 0.1 recorded the services each LB file created. Read once and merged into the
+/// journal (owner `lb:NAME`), then removed.
+const LEGACY_OWNED_FILE: &str = "lb-owned.json";
 
-const OWNED_FILE: &str = "lb-owned.json";
-
-impl Owned {
-    fn load(env: &Env) -> Result<Owned> {
-        let path = env.journal.dir().join(OWNED_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).map_err(|e| {
-                Error::Runtime(anyhow::anyhow!(
-                    "parsing {} (remove it to forget which services LB files created): {e}",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Owned::default()),
-            Err(e) => Err(Error::Runtime(anyhow::anyhow!(
-                "reading {}: {e}",
-                path.display()
-            ))),
-        }
+/// Merge a legacy `lb-owned.json` into the journal (the caller holds the journal lock).
+fn migrate_legacy_owned(env: &Env) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        #[serde(default)]
+        files: BTreeMap<String, Vec<String>>,
     }
-
-    fn save(&self, env: &Env) -> Result<()> {
-        let dir = env.journal.dir();
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("{OWNED_FILE}.tmp"));
-        let body = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::Runtime(anyhow::anyhow!("serializing {OWNED_FILE}: {e}")))?;
-        std::fs::write(&tmp, body + "\n")?;
-        std::fs::rename(&tmp, dir.join(OWNED_FILE))?;
-        Ok(())
+    let path = env.journal.dir().join(LEGACY_OWNED_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let legacy: Legacy = serde_json::from_str(&text).map_err(|e| {
+        Error::Runtime(anyhow::anyhow!(
+            "parsing {} (remove it to forget which services LB files created): {e}",
+            path.display()
+        ))
+    })?;
+    let mut state = env.journal.load()?;
+    for (name, keys) in legacy.files {
+        state
+            .lb
+            .entry(crate::engine::lb::owner(&name))
+            .or_default()
+            .ipvs_services
+            .extend(keys);
     }
-
-    fn keys(&self, name: &str) -> Vec<ServiceKey> {
-        self.files
-            .get(name)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| match text::parse_rule(&format!("-D {k}")) {
-                Ok(Rule::DeleteService(key)) => Some(key),
-                _ => None,
-            })
-            .collect()
-    }
+    env.journal.save(&state)?;
+    std::fs::remove_file(&path)?;
+    Ok(())
 }
 
 fn apply(ctx: &Ctx, env: &Env, a: &ApplyArgs) -> Result<Outcome> {
     let file = spec::load_lb_file(&a.file).map_err(Error::Usage)?;
     let mut ipvs = Ipvs::change(ctx, env, "lb apply")?;
+    let owner = crate::engine::lb::owner(&file.name);
+    ipvs.owner = owner.clone();
+    if !ctx.global.dry_run {
+        migrate_legacy_owned(env)?;
+    }
     let before = ipvs.table()?;
-    let mut owned = Owned::load(env)?;
-    let created = owned.keys(&file.name);
+    let created = crate::engine::lb::services_of(&env.journal.load()?, &owner);
     let remove = |k: &ServiceKey| a.prune || created.contains(k);
     let changes = plan::diff(&file.table, &before, &remove);
     let foreign: Vec<String> = before
@@ -1150,13 +1173,19 @@ fn apply(ctx: &Ctx, env: &Env, a: &ApplyArgs) -> Result<Outcome> {
     };
     let outcome = finish(ctx, &mut ipvs, &before, p)?;
     if !ctx.global.dry_run {
-        let keys: Vec<String> = file.table.keys().map(|k| k.to_string()).collect();
-        if keys.is_empty() {
-            owned.files.remove(&file.name);
-        } else {
-            owned.files.insert(file.name.clone(), keys);
+        // The file's services are the owner's now, including those it adopted.
+        let mut state = env.journal.load()?;
+        let keys: std::collections::BTreeSet<String> =
+            file.table.keys().map(|k| k.to_string()).collect();
+        for (o, x) in state.lb.iter_mut() {
+            if *o != owner {
+                x.ipvs_services.retain(|k| !keys.contains(k));
+            }
         }
-        owned.save(env)?;
+        let e = state.lb.entry(owner.clone()).or_default();
+        e.ipvs_services = keys;
+        state.lb.retain(|_, o| !o.is_empty());
+        env.journal.save(&state)?;
     }
     Ok(outcome)
 }

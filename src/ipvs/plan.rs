@@ -18,6 +18,7 @@ use crate::ipvs::text::Rule;
 use crate::ipvs::{
     Client, Destination, Error, Forward, Netmask, Service, ServiceEntry, ServiceKey, Tunnel,
 };
+use crate::txn::{self, Executor, Step, TxnError};
 
 /// One service with its real servers, without counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,111 +438,34 @@ impl Kernel for Client {
     }
 }
 
-/// Test hook shared with the backend engine: `LBCTL_FAIL_ON=TEXT` makes the first change whose
-/// command line contains TEXT fail (forward direction only, never during rollback).
-pub const FAIL_ON_ENV: &str = "LBCTL_FAIL_ON";
+/// Why [`execute`] failed: the one transaction error of lbctl's engine, with IPVS's error
+/// as the cause. The rollback has been attempted in every case.
+pub type ExecError = TxnError<Error>;
 
-/// Why [`execute`] failed. The rollback has been attempted in every case.
-#[derive(Debug)]
-pub enum ExecError {
-    /// Change `index` (0-based) failed; the ones before it were undone.
-    Apply {
-        index: usize,
-        total: usize,
-        /// The failed change's command line.
-        change: String,
-        error: Box<ExecCause>,
-        rollback_failures: Vec<String>,
-    },
-    /// Everything applied, but listing the kernel again did not show the expected result.
-    Verify {
-        problems: Vec<String>,
-        rollback_failures: Vec<String>,
-    },
+/// The failure was a missing privilege (so the exit code is 77).
+pub fn is_permission(e: &ExecError) -> bool {
+    matches!(e.exec_error(), Some(Error::Permission { .. }))
 }
 
-/// The cause of a failed change.
-#[derive(Debug)]
-pub enum ExecCause {
-    Kernel(Error),
-    Injected(String),
-}
-
-impl fmt::Display for ExecCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExecCause::Kernel(e) => write!(f, "{e}"),
-            ExecCause::Injected(k) => write!(f, "injected failure ({FAIL_ON_ENV}={k})"),
-        }
+impl Step for Change {
+    fn undo(&self) -> Vec<Change> {
+        Change::undo(self)
     }
 }
 
-impl ExecError {
-    /// The failure was a missing privilege (so the exit code is 77).
-    pub fn is_permission(&self) -> bool {
-        matches!(self, ExecError::Apply { error, .. }
-            if matches!(**error, ExecCause::Kernel(Error::Permission { .. })))
+/// A [`Kernel`] as the transaction runner's executor.
+struct Exec<'a>(&'a mut dyn Kernel);
+
+impl Executor<Change> for Exec<'_> {
+    type Error = Error;
+    fn exec(&mut self, c: &Change) -> Result<(), Error> {
+        self.0.change(c)
     }
 }
-
-fn rollback_summary(applied: &str, failures: &[String]) -> String {
-    if failures.is_empty() {
-        format!("rolled back {applied} applied change(s); IPVS is as before")
-    } else {
-        let mut s = format!(
-            "rollback incomplete ({} undo step(s) failed):",
-            failures.len()
-        );
-        for f in failures {
-            s.push_str(&format!("\n  {f}"));
-        }
-        s
-    }
-}
-
-impl fmt::Display for ExecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExecError::Apply {
-                index,
-                total,
-                change,
-                error,
-                rollback_failures,
-            } => write!(
-                f,
-                "change {} of {total} failed: {change}\n  {}\n{}",
-                index + 1,
-                error.to_string().replace('\n', "\n  "),
-                rollback_summary(&index.to_string(), rollback_failures)
-            ),
-            ExecError::Verify {
-                problems,
-                rollback_failures,
-            } => write!(
-                f,
-                "verification failed: the kernel does not show the expected result:\n  {}\n{}",
-                problems.join("\n  "),
-                rollback_summary("all", rollback_failures)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ExecError {}
 
 /// Undo `applied` in reverse order, continuing past errors; returns the failures.
 pub fn rollback(k: &mut dyn Kernel, applied: &[Change], detail: &dyn Fn(&str)) -> Vec<String> {
-    let mut failures = Vec::new();
-    for c in applied.iter().rev() {
-        for u in c.undo() {
-            detail(&format!("rolling back: {u}"));
-            if let Err(e) = k.change(&u) {
-                failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
-            }
-        }
-    }
-    failures
+    txn::rollback(&mut Exec(k), applied, detail)
 }
 
 /// Differences between the predicted and the listed table, for the services in `keys`.
@@ -570,48 +494,23 @@ pub fn execute(
     changes: &[Change],
     detail: &dyn Fn(&str),
 ) -> Result<(), ExecError> {
-    let fail_on = std::env::var(FAIL_ON_ENV).unwrap_or_default();
-    for (i, c) in changes.iter().enumerate() {
-        detail(&format!("applying: {c}"));
-        let r = if !fail_on.is_empty() && c.to_string().contains(&fail_on) {
-            Err(ExecCause::Injected(fail_on.clone()))
-        } else {
-            k.change(c).map_err(ExecCause::Kernel)
-        };
-        if let Err(error) = r {
-            let rollback_failures = rollback(k, &changes[..i], detail);
-            return Err(ExecError::Apply {
-                index: i,
-                total: changes.len(),
-                change: c.to_string(),
-                error: Box::new(error),
-                rollback_failures,
-            });
+    txn::run("IPVS", &mut Exec(k), changes, detail, &|| {}, |x| {
+        let mut keys: Vec<ServiceKey> = Vec::new();
+        let mut seen = HashSet::new();
+        for c in changes {
+            if seen.insert(c.key()) {
+                keys.push(c.key());
+            }
         }
-    }
-    let mut keys: Vec<ServiceKey> = Vec::new();
-    let mut seen = HashSet::new();
-    for c in changes {
-        if seen.insert(c.key()) {
-            keys.push(c.key());
+        match (simulate(before, changes), x.0.list()) {
+            (Ok(expected), Ok(listed)) => {
+                verify_problems(&expected, &Table::from_listing(&listed), &keys)
+            }
+            (Err(e), _) => vec![format!(
+                "the plan does not apply to the observed table: {e}"
+            )],
+            (_, Err(e)) => vec![format!("listing IPVS again: {e}")],
         }
-    }
-    let problems = match (simulate(before, changes), k.list()) {
-        (Ok(expected), Ok(listed)) => {
-            verify_problems(&expected, &Table::from_listing(&listed), &keys)
-        }
-        (Err(e), _) => vec![format!(
-            "the plan does not apply to the observed table: {e}"
-        )],
-        (_, Err(e)) => vec![format!("listing IPVS again: {e}")],
-    };
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let rollback_failures = rollback(k, changes, detail);
-    Err(ExecError::Verify {
-        problems,
-        rollback_failures,
     })
 }
 
@@ -895,7 +794,7 @@ mod tests {
                 "ipvsadm -E -t 198.18.0.100:80 -s rr",
             ]
         );
-        assert!(!e.is_permission());
+        assert!(!is_permission(&e));
     }
 
     #[test]

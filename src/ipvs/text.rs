@@ -299,6 +299,14 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ParseError> {
 }
 
 /// Parse one ipvsadm command line (without the program name).
+/// A service key as [`ServiceKey`]'s `Display` writes it (`-t 198.18.0.100:80`, `-f 7 -6`).
+pub fn parse_service_key_text(text: &str) -> Result<ServiceKey, String> {
+    match parse_rule(&format!("-D {text}"))? {
+        Rule::DeleteService(key) => Ok(key),
+        _ => Err(format!("not a service key: {text}")),
+    }
+}
+
 pub fn parse_rule(line: &str) -> Result<Rule, String> {
     // split "--opt=value" into two words
     let mut words: Vec<&str> = Vec::new();

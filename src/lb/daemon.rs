@@ -71,11 +71,6 @@ pub struct RunOpts {
     pub cleanup: bool,
 }
 
-/// The owner name of the daemon's VIPs in the journal.
-pub fn vip_owner(name: &str) -> String {
-    format!("lb:{name}")
-}
-
 /// Which engine `auto` means here, and whether IPVS is usable.
 fn pick_engine(want: EngineKind) -> Result<(EngineKind, Option<IpvsPath>)> {
     match want {
@@ -384,20 +379,29 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     let jdir = env.journal.dir().to_path_buf();
     let _lock = lock(&jdir, &file.name)?;
     let previous = status::read(&status::path(&jdir, &file.name))?;
+    let owner = crate::engine::lb::owner(&file.name);
     let path = match (engine, ipvs) {
-        (EngineKind::Ipvs, Some(p)) => DataPath::Ipvs(p),
-        _ => DataPath::Nft(NftPath::start(
-            Layout {
-                table: nft::table_name(&file.name),
-                iface: iface.clone(),
-                lb_mac,
-                seed: bal.seed,
-                flow_timeout_s: bal.flow_timeout.as_secs().max(1),
-                flow_size: FLOW_MAP_SIZE,
-                services: Vec::new(),
-            },
-            previous.as_ref().and_then(|p| p.nft.as_ref()),
-        )?),
+        (EngineKind::Ipvs, Some(mut p)) => {
+            p.adopt(&env.journal, &owner)?;
+            DataPath::Ipvs(p)
+        }
+        _ => DataPath::Nft({
+            // Write-ahead: the table is recorded as the balancer's before it exists.
+            let table = nft::table_name(&file.name);
+            crate::engine::lb::record(&env.journal, &owner, &[format!("netdev {table}")], &[])?;
+            NftPath::start(
+                Layout {
+                    table: nft::table_name(&file.name),
+                    iface: iface.clone(),
+                    lb_mac,
+                    seed: bal.seed,
+                    flow_timeout_s: bal.flow_timeout.as_secs().max(1),
+                    flow_size: FLOW_MAP_SIZE,
+                    services: Vec::new(),
+                },
+                previous.as_ref().and_then(|p| p.nft.as_ref()),
+            )?
+        }),
     };
     let (tx, rx) = channel();
     let pool = Pool::new(bal.max_concurrent_checks, tx);
@@ -606,7 +610,7 @@ impl Daemon<'_> {
                 dev: self.iface.clone(),
             })
             .collect();
-        let owner = vip_owner(&self.name);
+        let owner = crate::engine::lb::owner(&self.name);
         let report = converge(
             self.ctx,
             &self.env.sys,
@@ -1040,7 +1044,7 @@ impl Daemon<'_> {
             DataPath::Nft(n) => n.cleanup(),
             DataPath::Ipvs(p) => p.cleanup(&detail),
         };
-        let owner = vip_owner(&self.name);
+        let owner = crate::engine::lb::owner(&self.name);
         let v = converge(
             self.ctx,
             &self.env.sys,
@@ -1051,6 +1055,9 @@ impl Daemon<'_> {
                 Ok(())
             },
         );
+        if r.is_ok() {
+            crate::engine::lb::set(&self.env.journal, &owner, Default::default())?;
+        }
         let _ = std::fs::remove_file(status::path(self.env.journal.dir(), &self.name));
         self.log.emit(
             "stop",

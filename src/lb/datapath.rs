@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use crate::error::{Error, Result};
 use crate::ipvs::plan::{self, Entry, Table};
 use crate::ipvs::{Client, ServiceKey};
+use crate::journal::Journal;
 use crate::lb::nft::{self, Layout, Mac, Svc};
 use crate::lb::status::NftRecord;
 use crate::maglev;
@@ -251,8 +252,11 @@ impl NftPath {
 
 pub struct IpvsPath {
     client: Client,
-    /// Services this daemon created or manages (deleted when they leave the file).
+    /// Services this daemon created or manages (deleted when they leave the file), as the
+    /// journal records them for its owner: a restarted daemon takes back exactly these.
     owned: HashSet<ServiceKey>,
+    /// Where ownership is recorded, and as whom (`lb:NAME`); none until [`IpvsPath::adopt`].
+    journal: Option<(Journal, String)>,
 }
 
 fn ipvs_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -264,7 +268,19 @@ impl IpvsPath {
         Ok(IpvsPath {
             client: Client::open()?,
             owned: HashSet::new(),
+            journal: None,
         })
+    }
+
+    /// Take over the services the journal records for `owner` (a previous run's), and record
+    /// every service created from now on there, before creating it.
+    pub fn adopt(&mut self, journal: &Journal, owner: &str) -> Result<()> {
+        let state = journal.load()?;
+        self.owned = crate::engine::lb::services_of(&state, owner)
+            .into_iter()
+            .collect();
+        self.journal = Some((journal.clone(), owner.to_string()));
+        Ok(())
     }
 
     /// Converge IPVS to `wants` (removed backends left out, quiesced ones at weight 0). Only
@@ -293,9 +309,23 @@ impl IpvsPath {
         );
         let owned = self.owned.clone();
         let changes = plan::diff(&desired, &before, &|k| owned.contains(k));
-        plan::execute(&mut self.client, &before, &changes, detail)
-            .map_err(|e| ipvs_err("programming IPVS", e))?;
-        self.owned = desired.keys().copied().collect();
+        let keys: Vec<ServiceKey> = desired.keys().copied().collect();
+        if let Some((journal, owner)) = &self.journal {
+            // Write-ahead: recorded as ours before they exist.
+            crate::engine::lb::record(journal, owner, &[], &keys)?;
+        }
+        let r = plan::execute(&mut self.client, &before, &changes, detail)
+            .map_err(|e| ipvs_err("programming IPVS", e));
+        let now: HashSet<ServiceKey> = if r.is_ok() {
+            keys.iter().copied().collect()
+        } else {
+            self.owned.clone()
+        };
+        if let Some((journal, owner)) = &self.journal {
+            crate::engine::lb::set_services(journal, owner, &now)?;
+        }
+        r?;
+        self.owned = now;
         Ok(changes.iter().map(|c| c.to_string()).collect())
     }
 

@@ -1,6 +1,14 @@
 //! nftables: lbctl's own `arp` table, built with the `nftables` crate's JSON schema and applied
 //! with `nft -j -f -` (stderr captured so nft's message reaches the user).
 //!
+//! **One rule for the two nft dialects** (the only place this is decided): a table lbctl
+//! builds is written with the `nftables` crate's typed JSON when nft 1.0.6's JSON schema can
+//! express it (the `arp lbctl` table here), and as nft text when it cannot — the balancer's
+//! `netdev lbctl_lb_NAME` table (`crate::lb::nft`) needs `typeof` maps, which nft 1.0.6's JSON
+//! parser rejects (PLATFORM.md §4). Whole-table deletion (`delete table F N`) and restoring a
+//! table from `nft list table` text (the undo of a deletion) are text because that is the form
+//! nft prints and reads back verbatim. Foreign tables are only ever read, as raw JSON.
+//!
 //! ```text
 //! table arp lbctl {
 //!   set vips { type ipv4_addr; }                    # VIPs this host must not answer ARP for
@@ -229,6 +237,20 @@ pub fn list_json(args: &[&str]) -> Result<Option<Value>> {
     serde_json::from_slice(&out.stdout)
         .map(Some)
         .map_err(|e| Error::Runtime(anyhow::anyhow!("parsing nft's JSON: {e}")))
+}
+
+/// `nft list table FAMILY NAME` as text (what `nft -f` reads back), or `None` when there is no
+/// such table. Used to undo the deletion of a whole table.
+pub fn list_table_text(family: &str, name: &str) -> Result<Option<String>> {
+    let out = nft(&["list", "table", family, name], None)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") || stderr.contains("does not exist") {
+            return Ok(None);
+        }
+        return Err(nft_error(&format!("nft list table {family} {name}"), &out));
+    }
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Whether a table exists (cheap: lists table names only).

@@ -20,7 +20,13 @@ use crate::model::{expand, Desired, Intent};
 use crate::plan::{diff, Change, Observed, Owned, Plan};
 use crate::sys::netlink::RouteInfo;
 use crate::sys::{nft, sysctl, Sys};
+
+pub mod lb;
+pub mod step;
+
+use crate::txn::{self, Step as _, TxnError};
 use crate::{Ctx, Outcome};
+pub use step::{Step, SysExec};
 
 /// Routing table ids of main and local; lbctl never observes or touches routes there.
 const MAIN_TABLE: u32 = 254;
@@ -102,6 +108,33 @@ pub fn desired_of(state: &State, routes: &[RouteInfo]) -> Result<Desired> {
     )
 }
 
+/// Each owner's backend objects on its own (for `status`, grouped by owner).
+pub fn desired_by_owner(
+    state: &State,
+    routes: &[RouteInfo],
+) -> Result<std::collections::BTreeMap<String, Desired>> {
+    let connected = |dev: &str, v4: bool| connected_prefixes(routes, dev, v4);
+    state
+        .intents
+        .iter()
+        .map(|(owner, intent)| {
+            expand(std::iter::once((owner.as_str(), intent)), &connected)
+                .map(|d| (owner.clone(), d))
+        })
+        .collect()
+}
+
+/// Whether a backend change is about one of the objects in `d`.
+pub fn touches(c: &Change, d: &Desired) -> bool {
+    match c {
+        Change::AddrAdd(a) | Change::AddrDel(a) => d.addrs.contains(a),
+        Change::RuleAdd(r) | Change::RuleDel(r) => d.rules.contains(r),
+        Change::RouteAdd(r) | Change::RouteDel(r) => d.routes.contains(r),
+        Change::Sysctl { key, .. } => d.sysctls.contains_key(key),
+        Change::ArpTable { .. } => !d.arp.is_empty(),
+    }
+}
+
 /// Plan for `state` against the live system.
 pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
     // Routes first: policy tables copy connected prefixes, so expansion needs them. The sysctls
@@ -119,61 +152,35 @@ pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
     Ok((plan, desired, snap))
 }
 
-fn apply_one(sys: &Sys, c: &Change) -> Result<()> {
-    if let Ok(k) = std::env::var("LBCTL_FAIL_ON") {
-        // Test hook: fail on the first change whose command line contains this text.
-        if !k.is_empty() && c.commands().iter().any(|l| l.contains(&k)) {
-            return Err(Error::Runtime(anyhow::anyhow!(
-                "injected failure (LBCTL_FAIL_ON={k})"
-            )));
-        }
-    }
-    match c {
-        Change::AddrAdd(a) => sys.addr_add(a),
-        Change::AddrDel(a) => sys.addr_del(a),
-        Change::RuleAdd(r) => sys.rule_add(r),
-        Change::RuleDel(r) => sys.rule_del(r),
-        Change::RouteAdd(r) => sys.route_add(r),
-        Change::RouteDel(r) => sys.route_del(r),
-        Change::Sysctl { key, to, .. } => sysctl::write(key, to),
-        Change::ArpTable { to, .. } => nft::apply_arp(to.as_ref()),
+/// Turn a failed transaction into lbctl's error (a missing privilege keeps exit code 77).
+pub fn txn_error(e: TxnError<Error>) -> Error {
+    if matches!(e.exec_error(), Some(Error::Privilege(_))) {
+        Error::Privilege(e.to_string())
+    } else {
+        Error::Runtime(anyhow::Error::new(e))
     }
 }
 
-/// Apply `changes` in order; on failure revert the applied prefix in reverse order.
+/// Apply backend `changes` in order; on failure revert the applied prefix in reverse order.
 /// Returns Ok(()) or an error that describes the failure and the rollback.
 pub fn apply_all(ctx: &Ctx, sys: &Sys, changes: &[Change]) -> Result<()> {
-    let bar = progress(ctx, changes.len());
-    for (i, c) in changes.iter().enumerate() {
-        bar.inc(1);
-        ctx.detail(format!("applying: {c}"));
-        if let Err(e) = apply_one(sys, c) {
-            bar.finish_and_clear();
-            let mut msg = format!("change {} of {} failed: {}\n  {e}", i + 1, changes.len(), c);
-            let failures = rollback(ctx, sys, &changes[..i]);
-            if failures.is_empty() {
-                msg.push_str(&format!(
-                    "\nrolled back {} applied change(s); the system is as before",
-                    i
-                ));
-            } else {
-                msg.push_str(&format!(
-                    "\nrollback incomplete ({} of {} undo step(s) failed):",
-                    failures.len(),
-                    i
-                ));
-                for f in failures {
-                    msg.push_str(&format!("\n  {f}"));
-                }
-            }
-            return Err(match e {
-                Error::Privilege(_) => Error::Privilege(msg),
-                _ => Error::Runtime(anyhow::anyhow!(msg)),
-            });
-        }
-    }
+    let steps: Vec<Step> = changes.iter().cloned().map(Step::Host).collect();
+    run_steps(ctx, &mut SysExec::new(sys), &steps, |_| Vec::new())
+}
+
+/// Run `steps` as one transaction (progress bar on a terminal, `-v` detail lines).
+fn run_steps(
+    ctx: &Ctx,
+    x: &mut SysExec<'_>,
+    steps: &[Step],
+    verify: impl FnOnce(&mut SysExec<'_>) -> Vec<String>,
+) -> Result<()> {
+    let bar = progress(ctx, steps.len());
+    let detail = |l: &str| ctx.detail(l);
+    let tick = || bar.inc(1);
+    let r = txn::run("the system", x, steps, &detail, &tick, verify);
     bar.finish_and_clear();
-    Ok(())
+    r.map_err(txn_error)
 }
 
 /// Plans at least this long get a progress bar (on a terminal only).
@@ -194,29 +201,40 @@ fn progress(ctx: &Ctx, len: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// Undo `applied` in reverse order, continuing past errors; returns the failures.
-pub fn rollback(ctx: &Ctx, sys: &Sys, applied: &[Change]) -> Vec<String> {
-    let mut failures = Vec::new();
-    for c in applied.iter().rev() {
-        let undo = c.inverse();
-        ctx.detail(format!("rolling back: {undo}"));
-        if let Err(e) = apply_one(sys, &undo) {
-            failures.push(format!("{undo}: {e}"));
-        }
-    }
-    failures
-}
-
 /// Result of a converge run, for output.
 pub struct Report {
+    /// The backend part of the plan.
     pub plan: Plan,
+    /// Balancer objects removed (IPVS services, nft tables), before the backend changes.
+    pub lb: Vec<Step>,
     pub applied: bool,
+}
+
+impl Report {
+    /// Every command line, in the order applied.
+    pub fn commands(&self) -> Vec<String> {
+        self.lb
+            .iter()
+            .flat_map(|s| s.lines())
+            .chain(self.plan.commands())
+            .collect()
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.lb.len() + self.plan.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Change the intents with `mutate`, then converge the system to them.
 ///
 /// `mutate` receives the current state and the live snapshot, and may refuse (usage error)
-/// before anything is touched.
+/// before anything is touched. It may also drop balancer objects from `state.lb` (as `down`
+/// does): those that still exist are removed in the same transaction.
 pub fn converge(
     ctx: &Ctx,
     sys: &Sys,
@@ -236,55 +254,65 @@ pub fn converge(
     let (_, _, snap) = plan_for(sys, &state)?;
     mutate(&mut state, &snap)?;
     state.intents.retain(|_, i: &mut Intent| !i.is_empty());
+    state.lb.retain(|_, o| !o.is_empty());
     let (plan, _, _) = plan_for(sys, &state)?;
     for n in &plan.notes {
         ctx.warn(n);
     }
-    if dry_run || plan.is_empty() {
-        if !dry_run && (state.intents != before.intents || plan.owned_after != before.owned) {
+    let mut x = SysExec::new(sys);
+    let lb = lb::removals(&mut x, &before.lb, &state.lb)?;
+    let mut report = Report {
+        plan,
+        lb,
+        applied: false,
+    };
+    if dry_run || report.is_empty() {
+        if !dry_run
+            && (state.intents != before.intents
+                || report.plan.owned_after != before.owned
+                || state.lb != before.lb)
+        {
             let mut s = state.clone();
-            s.owned = plan.owned_after.clone();
+            s.owned = report.plan.owned_after.clone();
             journal.save(&s)?;
         }
-        return Ok(Report {
-            plan,
-            applied: false,
-        });
+        return Ok(report);
     }
 
     // Write ahead: a crash part-way leaves every object we may have created recorded as ours.
     let mut ahead = state.clone();
-    ahead.owned = union(&before.owned, &plan.owned_after);
+    ahead.owned = union(&before.owned, &report.plan.owned_after);
+    ahead.lb = lb::union(&before.lb, &state.lb);
     journal.save(&ahead)?;
 
-    if let Err(e) = apply_all(ctx, sys, &plan.changes) {
+    let steps: Vec<Step> = report
+        .lb
+        .iter()
+        .cloned()
+        .chain(report.plan.changes.iter().cloned().map(Step::Host))
+        .collect();
+    let verified = run_steps(ctx, &mut x, &steps, |x| {
+        let mut problems = lb::still_present(x, &report.lb);
+        match plan_for(sys, &state) {
+            Ok((check, _, _)) => problems.extend(
+                check
+                    .commands()
+                    .into_iter()
+                    .map(|c| format!("still pending: {c}")),
+            ),
+            Err(e) => problems.push(format!("observing again: {e}")),
+        }
+        problems
+    });
+    if let Err(e) = verified {
         journal.save(&before)?;
         return Err(e);
     }
-
-    // Verify.
-    let (check, _, _) = plan_for(sys, &state)?;
-    if !check.is_empty() {
-        let failures = rollback(ctx, sys, &plan.changes);
-        journal.save(&before)?;
-        return Err(Error::Runtime(anyhow::anyhow!(
-            "verification failed: after applying, {} change(s) are still pending:\n  {}\n{}",
-            check.changes.len(),
-            check.commands().join("\n  "),
-            if failures.is_empty() {
-                "rolled back; the system is as before".to_string()
-            } else {
-                format!("rollback incomplete: {}", failures.join("; "))
-            }
-        )));
-    }
-    state.owned = plan.owned_after.clone();
-    state.record(command, plan.commands());
+    state.owned = report.plan.owned_after.clone();
+    state.record(command, report.commands());
     journal.save(&state)?;
-    Ok(Report {
-        plan,
-        applied: true,
-    })
+    report.applied = true;
+    Ok(report)
 }
 
 fn union(a: &Owned, b: &Owned) -> Owned {
@@ -300,7 +328,7 @@ fn union(a: &Owned, b: &Owned) -> Owned {
 
 /// Print a converge report (human or JSON) and map it to an outcome.
 pub fn print_report(ctx: &Ctx, report: &Report) -> Outcome {
-    let cmds = report.plan.commands();
+    let cmds = report.commands();
     if ctx.global.json {
         ctx.emit_json(&json!({
             "changes": cmds,
@@ -324,7 +352,7 @@ pub fn print_report(ctx: &Ctx, report: &Report) -> Outcome {
         for c in &cmds {
             ctx.say(c);
         }
-        ctx.say(format!("applied {} change(s)", report.plan.changes.len()));
+        ctx.say(format!("applied {} change(s)", report.len()));
     }
     Outcome::Clean
 }

@@ -1,0 +1,412 @@
+//! One transaction runner for every change lbctl makes, whatever the object: addresses, rules,
+//! routes, sysctls, nft tables, IPVS services and destinations.
+//!
+//! A [`Step`] prints as the command a sysadmin would type and knows the steps that undo it; an
+//! [`Executor`] performs steps against the kernel (or, in unit tests, an in-memory fake). [`run`]
+//! applies the steps in order and, when step k fails, undoes steps k-1…0 in reverse order; the
+//! caller's verification then observes the result and, on a mismatch, everything is undone.
+//! This is the only place with the failure-injection hook, the rollback loop and the rollback
+//! report, so every command reports a failure in the same words.
+
+use std::fmt;
+
+/// `LBCTL_FAIL_ON=TEXT`: the first step whose command line contains TEXT fails (forward
+/// direction only, never during rollback). A test hook, used by the namespace and VM tests.
+pub const FAIL_ON_ENV: &str = "LBCTL_FAIL_ON";
+
+/// A change that can be printed and undone.
+pub trait Step: fmt::Display + Sized {
+    /// The steps that undo this one, applied in order.
+    fn undo(&self) -> Vec<Self>;
+
+    /// The command lines this step prints (a step may need more than one command).
+    fn lines(&self) -> Vec<String> {
+        self.to_string().lines().map(str::to_string).collect()
+    }
+}
+
+/// Performs steps.
+pub trait Executor<S: Step> {
+    type Error: fmt::Display;
+    fn exec(&mut self, step: &S) -> Result<(), Self::Error>;
+}
+
+/// Why a step failed.
+#[derive(Debug)]
+pub enum Cause<E> {
+    /// The executor's own error.
+    Exec(E),
+    /// [`FAIL_ON_ENV`] matched the step.
+    Injected(String),
+}
+
+impl<E: fmt::Display> fmt::Display for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Exec(e) => write!(f, "{e}"),
+            Cause::Injected(k) => write!(f, "injected failure ({FAIL_ON_ENV}={k})"),
+        }
+    }
+}
+
+/// A failed transaction; the rollback has been attempted in every case.
+#[derive(Debug)]
+pub enum TxnError<E> {
+    /// Step `index` (0-based) of `total` failed; the ones before it were undone.
+    Apply {
+        /// What was changed, for the report ("IPVS", "the system").
+        subject: &'static str,
+        index: usize,
+        total: usize,
+        /// The failed step's command line.
+        change: String,
+        cause: Box<Cause<E>>,
+        rollback_failures: Vec<String>,
+    },
+    /// Everything applied, but observing again did not show the expected result.
+    Verify {
+        subject: &'static str,
+        problems: Vec<String>,
+        rollback_failures: Vec<String>,
+    },
+}
+
+impl<E> TxnError<E> {
+    /// The executor's error, when a step failed in the executor (not injected, not verify).
+    pub fn exec_error(&self) -> Option<&E> {
+        match self {
+            TxnError::Apply { cause, .. } => match &**cause {
+                Cause::Exec(e) => Some(e),
+                Cause::Injected(_) => None,
+            },
+            TxnError::Verify { .. } => None,
+        }
+    }
+}
+
+fn rollback_summary(subject: &str, applied: &str, failures: &[String]) -> String {
+    if failures.is_empty() {
+        format!("rolled back {applied} applied change(s); {subject} is as before")
+    } else {
+        let mut s = format!(
+            "rollback incomplete ({} undo step(s) failed):",
+            failures.len()
+        );
+        for f in failures {
+            s.push_str(&format!("\n  {f}"));
+        }
+        s
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TxnError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxnError::Apply {
+                subject,
+                index,
+                total,
+                change,
+                cause,
+                rollback_failures,
+            } => write!(
+                f,
+                "change {} of {total} failed: {change}\n  {}\n{}",
+                index + 1,
+                cause.to_string().replace('\n', "\n  "),
+                rollback_summary(subject, &index.to_string(), rollback_failures)
+            ),
+            TxnError::Verify {
+                subject,
+                problems,
+                rollback_failures,
+            } => write!(
+                f,
+                "verification failed: {subject} does not show the expected result:\n  {}\n{}",
+                problems.join("\n  "),
+                rollback_summary(subject, "all", rollback_failures)
+            ),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TxnError<E> {}
+
+/// Undo `applied` in reverse order, continuing past errors; returns the failures.
+pub fn rollback<S: Step, X: Executor<S>>(
+    x: &mut X,
+    applied: &[S],
+    detail: &dyn Fn(&str),
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for s in applied.iter().rev() {
+        for u in s.undo() {
+            detail(&format!("rolling back: {u}"));
+            if let Err(e) = x.exec(&u) {
+                failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
+            }
+        }
+    }
+    failures
+}
+
+/// Apply `steps` in order; on failure undo the applied prefix in reverse order. Then call
+/// `verify`, which observes the result and returns what differs from the expectation; when
+/// anything does, undo every step. `progress` is called once per step applied.
+pub fn run<S: Step, X: Executor<S>>(
+    subject: &'static str,
+    x: &mut X,
+    steps: &[S],
+    detail: &dyn Fn(&str),
+    progress: &dyn Fn(),
+    verify: impl FnOnce(&mut X) -> Vec<String>,
+) -> Result<(), TxnError<X::Error>> {
+    let fail_on = std::env::var(FAIL_ON_ENV).unwrap_or_default();
+    for (i, s) in steps.iter().enumerate() {
+        progress();
+        detail(&format!("applying: {s}"));
+        let r = if !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on)) {
+            Err(Cause::Injected(fail_on.clone()))
+        } else {
+            x.exec(s).map_err(Cause::Exec)
+        };
+        if let Err(cause) = r {
+            let rollback_failures = rollback(x, &steps[..i], detail);
+            return Err(TxnError::Apply {
+                subject,
+                index: i,
+                total: steps.len(),
+                change: s.to_string(),
+                cause: Box::new(cause),
+                rollback_failures,
+            });
+        }
+    }
+    let problems = verify(x);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let rollback_failures = rollback(x, steps, detail);
+    Err(TxnError::Verify {
+        subject,
+        problems,
+        rollback_failures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transaction runner against an in-memory store of keyed values, with every kind of
+    //! step (create, delete, replace) and failures at every position.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A keyed store: the shape every lbctl resource has (a key and a value).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Op {
+        Create(&'static str, u32),
+        Delete(&'static str, u32),
+        Replace(&'static str, u32, u32),
+    }
+
+    impl fmt::Display for Op {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Op::Create(k, v) => write!(f, "create {k}={v}"),
+                Op::Delete(k, v) => write!(f, "delete {k}={v}"),
+                Op::Replace(k, a, b) => write!(f, "replace {k}={a} with {b}"),
+            }
+        }
+    }
+
+    impl Step for Op {
+        fn undo(&self) -> Vec<Op> {
+            vec![match *self {
+                Op::Create(k, v) => Op::Delete(k, v),
+                Op::Delete(k, v) => Op::Create(k, v),
+                Op::Replace(k, a, b) => Op::Replace(k, b, a),
+            }]
+        }
+    }
+
+    #[derive(Default)]
+    struct Store {
+        map: BTreeMap<&'static str, u32>,
+        /// Fail (as the kernel would) on the step with this text.
+        fail_on: Option<String>,
+        /// Also fail every undo (a rollback that cannot complete).
+        fail_undo: bool,
+        undoing: bool,
+    }
+
+    impl Executor<Op> for Store {
+        type Error = String;
+        fn exec(&mut self, op: &Op) -> Result<(), String> {
+            if self.fail_on.as_deref() == Some(&op.to_string()) {
+                return Err("EPERM".into());
+            }
+            if self.undoing && self.fail_undo {
+                return Err("EBUSY".into());
+            }
+            match *op {
+                Op::Create(k, v) => {
+                    if self.map.contains_key(k) {
+                        return Err(format!("{k} exists"));
+                    }
+                    self.map.insert(k, v);
+                }
+                Op::Delete(k, v) => {
+                    if self.map.get(k) != Some(&v) {
+                        return Err(format!("{k}={v} not found"));
+                    }
+                    self.map.remove(k);
+                }
+                Op::Replace(k, a, b) => {
+                    if self.map.get(k) != Some(&a) {
+                        return Err(format!("{k}={a} not found"));
+                    }
+                    self.map.insert(k, b);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn steps() -> Vec<Op> {
+        vec![
+            Op::Delete("old", 1),
+            Op::Replace("kept", 2, 3),
+            Op::Create("a", 4),
+            Op::Create("b", 5),
+        ]
+    }
+
+    fn store() -> Store {
+        let mut s = Store::default();
+        s.map.insert("old", 1);
+        s.map.insert("kept", 2);
+        s.map.insert("foreign", 9);
+        s
+    }
+
+    fn quiet(_: &str) {}
+
+    #[test]
+    fn every_kind_of_step_is_undone_by_its_inverse() {
+        for op in steps() {
+            let mut s = store();
+            if let Op::Create(k, _) = op {
+                s.map.remove(k);
+            }
+            let before = s.map.clone();
+            s.exec(&op).unwrap();
+            assert_ne!(s.map, before, "{op} changed nothing");
+            for u in op.undo() {
+                s.exec(&u).unwrap();
+            }
+            assert_eq!(s.map, before, "undo of {op}");
+            assert_eq!(op.undo()[0].undo(), vec![op.clone()], "undo of undo");
+        }
+    }
+
+    #[test]
+    fn all_steps_apply_and_verify() {
+        let mut s = store();
+        run("the store", &mut s, &steps(), &quiet, &|| {}, |_| vec![]).unwrap();
+        let want: BTreeMap<_, _> = [("kept", 3), ("a", 4), ("b", 5), ("foreign", 9)].into();
+        assert_eq!(s.map, want);
+    }
+
+    #[test]
+    fn a_failure_at_every_step_rolls_back_exactly() {
+        for (i, failing) in steps().iter().enumerate() {
+            let mut s = store();
+            let before = s.map.clone();
+            s.fail_on = Some(failing.to_string());
+            let e = run("the store", &mut s, &steps(), &quiet, &|| {}, |_| vec![]).unwrap_err();
+            assert_eq!(s.map, before, "failure at step {i}: store restored");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("change {} of 4 failed: {failing}\n  EPERM", i + 1)),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with(&format!(
+                    "rolled back {i} applied change(s); the store is as before"
+                )),
+                "{msg}"
+            );
+            assert_eq!(e.exec_error().map(String::as_str), Some("EPERM"));
+        }
+    }
+
+    #[test]
+    fn injected_failures_match_command_lines() {
+        let mut s = store();
+        let before = s.map.clone();
+        std::env::set_var(FAIL_ON_ENV, "create b");
+        let e = run("the store", &mut s, &steps(), &quiet, &|| {}, |_| vec![]);
+        std::env::remove_var(FAIL_ON_ENV);
+        let e = e.unwrap_err();
+        assert!(e.exec_error().is_none());
+        assert!(e
+            .to_string()
+            .contains("injected failure (LBCTL_FAIL_ON=create b)"));
+        assert_eq!(s.map, before);
+    }
+
+    #[test]
+    fn a_failed_verification_undoes_everything() {
+        let mut s = store();
+        let before = s.map.clone();
+        let e = run("the store", &mut s, &steps(), &quiet, &|| {}, |st| {
+            assert_eq!(st.map.get("b"), Some(&5), "verify sees the applied state");
+            vec!["b: expected 6, found 5".into()]
+        })
+        .unwrap_err();
+        assert_eq!(s.map, before);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("verification failed: the store does not show"),
+            "{msg}"
+        );
+        assert!(msg.contains("b: expected 6, found 5"), "{msg}");
+        assert!(msg.ends_with("rolled back all applied change(s); the store is as before"));
+    }
+
+    #[test]
+    fn a_rollback_that_fails_is_reported_step_by_step() {
+        let mut s = store();
+        s.fail_on = Some("create b=5".into());
+        s.fail_undo = true;
+        // Mark undo phase: the first failure flips the store into "undoing".
+        struct Flip<'a>(&'a mut Store);
+        impl Executor<Op> for Flip<'_> {
+            type Error = String;
+            fn exec(&mut self, op: &Op) -> Result<(), String> {
+                let r = self.0.exec(op);
+                if r.is_err() {
+                    self.0.undoing = true;
+                }
+                r
+            }
+        }
+        let e = run(
+            "the store",
+            &mut Flip(&mut s),
+            &steps(),
+            &quiet,
+            &|| {},
+            |_| vec![],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("rollback incomplete (3 undo step(s) failed):"),
+            "{msg}"
+        );
+        assert!(msg.contains("delete a=4: EBUSY"), "{msg}");
+    }
+}
