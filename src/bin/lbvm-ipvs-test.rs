@@ -1943,6 +1943,47 @@ fn cli(c: &mut Client, r: &mut Report) {
     })();
     r.check("cli.apply-prune-and-cleanup", res);
 
+    // --- one journal (issue 11): status lists IPVS services by owner; down --all removes
+    // exactly them, and a foreign service survives -------------------------------------------
+    let res = (|| {
+        ipvsadm(&["-C"])?;
+        ipvsadm(&["-A", "-t", "198.18.3.202:25", "-s", "rr"])?;
+        let before = ipvsadm(&["-S", "-n"])?;
+        write_file("/tmp/lb.toml", LB_V1)?;
+        ok_run("lb apply -f /tmp/lb.toml", &["applied 8 change(s)"])?;
+        ok_run("lb service add 198.18.3.203:80", &["ipvsadm -A -t 198.18.3.203:80"])?;
+        let st = lbctl(&args("--json status"));
+        expect_run(&st, 0, &[])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&st.stdout).map_err(|e| format!("{e}: {}", st.stdout))?;
+        let names = |owner: &str| -> Vec<String> {
+            v["by_owner"][owner]["ipvs_services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["state"] == "present")
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let want_lb = ["-t 198.18.3.1:80", "-t 198.18.3.2:443", "-u [2001:db8::300]:53"];
+        if names("lb:vmtest") != want_lb || names("cli") != ["-t 198.18.3.203:80"] {
+            return Err(format!("status --json by owner:\n{}", st.stdout));
+        }
+        let down = ok_run("down --all", &["ipvsadm -D -t 198.18.3.1:80"])?;
+        let after = ipvsadm(&["-S", "-n"])?;
+        if after != before {
+            return Err(format!(
+                "down --all left\n{after}\nwanted\n{before}\n{}",
+                down.show()
+            ));
+        }
+        let st = lbctl(&args("--json status"));
+        expect_run(&st, 0, &["\"owners\": []"])?;
+        ipvsadm(&["-C"])?;
+        Ok("status: 3 services of lb:vmtest, 1 of cli; down --all left only the foreign one".into())
+    })();
+    r.check("cli.journal-owners-down-all", res);
+
     // --- doctor --role lb reads IPVS: mh with a weight-0 server and no fallback is a finding ---
     let res = (|| {
         ipvsadm(&["-A", "-t", "198.18.3.50:80", "-s", "mh"])?;
