@@ -1951,7 +1951,10 @@ fn cli(c: &mut Client, r: &mut Report) {
         let before = ipvsadm(&["-S", "-n"])?;
         write_file("/tmp/lb.toml", LB_V1)?;
         ok_run("lb apply -f /tmp/lb.toml", &["applied 8 change(s)"])?;
-        ok_run("lb service add 198.18.3.203:80", &["ipvsadm -A -t 198.18.3.203:80"])?;
+        ok_run(
+            "lb service add 198.18.3.203:80",
+            &["ipvsadm -A -t 198.18.3.203:80"],
+        )?;
         let st = lbctl(&args("--json status"));
         expect_run(&st, 0, &[])?;
         let v: serde_json::Value =
@@ -1965,7 +1968,11 @@ fn cli(c: &mut Client, r: &mut Report) {
                 .filter_map(|s| s["name"].as_str().map(str::to_string))
                 .collect()
         };
-        let want_lb = ["-t 198.18.3.1:80", "-t 198.18.3.2:443", "-u [2001:db8::300]:53"];
+        let want_lb = [
+            "-t 198.18.3.1:80",
+            "-t 198.18.3.2:443",
+            "-u [2001:db8::300]:53",
+        ];
         if names("lb:vmtest") != want_lb || names("cli") != ["-t 198.18.3.203:80"] {
             return Err(format!("status --json by owner:\n{}", st.stdout));
         }
@@ -1980,7 +1987,10 @@ fn cli(c: &mut Client, r: &mut Report) {
         let st = lbctl(&args("--json status"));
         expect_run(&st, 0, &["\"owners\": []"])?;
         ipvsadm(&["-C"])?;
-        Ok("status: 3 services of lb:vmtest, 1 of cli; down --all left only the foreign one".into())
+        Ok(
+            "status: 3 services of lb:vmtest, 1 of cli; down --all left only the foreign one"
+                .into(),
+        )
     })();
     r.check("cli.journal-owners-down-all", res);
 

@@ -148,6 +148,8 @@ struct Be {
     next_due: Instant,
     in_flight: bool,
     slots: Option<usize>,
+    /// State taken over from the previous run, not re-checked yet.
+    stale: bool,
 }
 
 struct Svc {
@@ -262,6 +264,12 @@ struct Daemon<'a> {
     packets: BTreeMap<String, u64>,
     /// Backends just removed whose pinned flows must be cut (nft engine).
     unpin: Vec<(ServiceKey, String, IpAddr, Mac)>,
+    /// The previous run's status, applied once to the first configuration (restart).
+    previous: Option<RunStatus>,
+    repairs: u64,
+    last_repair: Option<String>,
+    /// The last data-path update failed (retried; the structure is checked meanwhile).
+    program_failed: bool,
 }
 
 fn backends_of(
@@ -297,6 +305,7 @@ fn backends_of(
                     next_due: Instant::now() + interval * i as u32 / n,
                     in_flight: false,
                     slots: None,
+                    stale: false,
                 },
             }
         })
@@ -431,6 +440,10 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         reload_error: None,
         packets: BTreeMap::new(),
         unpin: Vec::new(),
+        previous,
+        repairs: 0,
+        last_repair: None,
+        program_failed: false,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -525,6 +538,7 @@ impl Daemon<'_> {
         );
         let mut last_status = Instant::now() - Duration::from_secs(10);
         let mut last_neigh = Instant::now() - Duration::from_secs(10);
+        let mut last_reconcile = Instant::now();
         while !STOP.load(Ordering::SeqCst) {
             if HUP.swap(false, Ordering::SeqCst) {
                 self.reload();
@@ -549,6 +563,14 @@ impl Daemon<'_> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // After a failed update the structure may be what is broken: check it then too.
+            if self.programmed
+                && (!self.dirty || self.program_failed)
+                && last_reconcile.elapsed() >= Duration::from_secs(1)
+            {
+                last_reconcile = Instant::now();
+                self.reconcile();
+            }
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -568,6 +590,9 @@ impl Daemon<'_> {
     fn configure(&mut self, file: &LbFile) -> Result<()> {
         let old = std::mem::take(&mut self.services);
         self.services = build_services(file, old);
+        if let Some(prev) = self.previous.take() {
+            self.resume(&prev);
+        }
         self.own_vips()?;
         if let DataPath::Nft(n) = &mut self.path {
             let svcs = file
@@ -811,6 +836,7 @@ impl Daemon<'_> {
             return;
         };
         b.in_flight = false;
+        b.stale = false;
         b.last = Some(LastCheck {
             at: rfc3339(SystemTime::now()),
             ok: r.ok,
@@ -853,6 +879,123 @@ impl Daemon<'_> {
                         .push((s.entry.service.key, s.name.clone(), b.id.rip, mac));
                 }
             }
+        }
+    }
+
+    /// Take over backend states, MACs and last checks of a previous run of the same file, so
+    /// that a restart keeps serving with the same backends (each marked stale until its next
+    /// check) instead of starting every backend as `unknown`, out of service.
+    fn resume(&mut self, prev: &RunStatus) {
+        if prev.alive() {
+            return;
+        }
+        let mut n = 0;
+        for s in &mut self.services {
+            let Some(ps) = prev.services.iter().find(|p| p.service == s.name) else {
+                continue;
+            };
+            for b in &mut s.backends {
+                let Some(pb) = ps
+                    .backends
+                    .iter()
+                    .find(|p| p.rip == b.id.rip.to_string() && p.port == b.id.port)
+                else {
+                    continue;
+                };
+                let state = match pb.state.as_str() {
+                    "up" => State::Up,
+                    "down" => State::Down,
+                    _ => continue,
+                };
+                b.health = crate::lb::health::Health::resumed(state);
+                b.stale = true;
+                b.mac = pb.mac.as_deref().and_then(nft::parse_mac);
+                b.last = pb.last_check.clone();
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.log.emit(
+                "resume",
+                &format!(
+                    "{n} backend state(s) taken over from the previous run (stale until re-checked)"
+                ),
+                json!({ "backends": n }),
+            );
+        }
+    }
+
+    /// Re-assert what the daemon owns when it was changed behind its back: the VIPs on the
+    /// NIC and the data path (nft table structure, or the IPVS services). Called once a second;
+    /// a repair is logged and counted, and one repair per second at most is attempted, so a
+    /// tamper storm costs one rebuild per second, not a busy loop.
+    fn reconcile(&mut self) {
+        let mut repaired = Vec::new();
+        let vips = vips_of(&self.services);
+        match self.env.sys.addresses() {
+            Ok(addrs) => {
+                let missing: Vec<String> = vips
+                    .iter()
+                    .filter(|v| {
+                        !addrs
+                            .iter()
+                            .any(|a| a.obj.addr == **v && a.obj.dev == self.iface)
+                    })
+                    .map(|v| v.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    match self.own_vips() {
+                        Ok(()) => repaired.push(format!(
+                            "VIP(s) {} re-added on {}",
+                            missing.join(", "),
+                            self.iface
+                        )),
+                        Err(e) => repaired.push(format!("re-adding VIP(s) failed: {e}")),
+                    }
+                }
+            }
+            Err(e) => self.log.emit(
+                "warning",
+                &format!("could not check the VIPs: {e}"),
+                json!({}),
+            ),
+        }
+        let wants = self.wants();
+        match &mut self.path {
+            DataPath::Nft(n) => match n.intact() {
+                Ok(None) => {}
+                Ok(Some(why)) => match n.rebuild() {
+                    Ok(()) => {
+                        self.dirty = true;
+                        self.next_program = Instant::now();
+                        repaired.push(format!("table netdev {} rebuilt ({why})", n.table()));
+                    }
+                    Err(e) => repaired.push(format!("rebuilding the table failed ({why}): {e}")),
+                },
+                Err(e) => self.log.emit(
+                    "warning",
+                    &format!("could not check the data path: {e}"),
+                    json!({}),
+                ),
+            },
+            DataPath::Ipvs(p) => match p.drift(&wants) {
+                Ok(0) => {}
+                Ok(k) => {
+                    self.dirty = true;
+                    self.next_program = Instant::now();
+                    repaired.push(format!("IPVS: {k} change(s) to re-assert"));
+                }
+                Err(e) => {
+                    self.log
+                        .emit("warning", &format!("could not check IPVS: {e}"), json!({}))
+                }
+            },
+        }
+        for r in repaired {
+            self.repairs += 1;
+            self.log
+                .emit("repair", &r, json!({ "repairs": self.repairs }));
+            self.last_repair = Some(format!("{} {r}", rfc3339(SystemTime::now())));
         }
     }
 
@@ -902,6 +1045,7 @@ impl Daemon<'_> {
                 }
                 self.dirty = false;
                 self.programmed = true;
+                self.program_failed = false;
                 self.unpin_removed();
             }
             Err(e) => {
@@ -911,6 +1055,7 @@ impl Daemon<'_> {
                     json!({ "error": e.to_string() }),
                 );
                 self.next_program = Instant::now() + Duration::from_secs(1);
+                self.program_failed = true;
             }
         }
     }
@@ -1002,6 +1147,7 @@ impl Daemon<'_> {
                                     since: rfc3339(b.since),
                                     last_check: b.last.clone(),
                                     slots: b.slots,
+                                    stale: b.stale,
                                 }
                             })
                             .collect(),
@@ -1013,6 +1159,8 @@ impl Daemon<'_> {
                 DataPath::Ipvs(_) => None,
             },
             reload_error: self.reload_error.clone(),
+            repairs: self.repairs,
+            last_repair: self.last_repair.clone(),
         }
     }
 

@@ -64,6 +64,9 @@ pub fn nft_svc(key: &ServiceKey, size: usize) -> Option<Svc> {
 
 pub struct NftPath {
     layout: Layout,
+    /// The table's structure (chains with their rule counts, maps) as last programmed: what
+    /// [`NftPath::intact`] compares the kernel's against.
+    shape: Option<Vec<String>>,
     /// Service id → signature of the maps that exist in the kernel.
     existing: BTreeMap<String, String>,
     /// Service id → slot map contents as loaded (None until the first full load).
@@ -92,6 +95,7 @@ impl NftPath {
             },
             existing,
             loaded: BTreeMap::new(),
+            shape: None,
         };
         // Force the first structural render.
         me.layout.services.clear();
@@ -135,6 +139,7 @@ impl NftPath {
             &format!("programming table netdev {}", self.layout.table),
             &script,
         )?;
+        self.shape = Some(self.observe_shape()?.unwrap_or_default());
         let kept: BTreeSet<String> = want
             .iter()
             .filter(|(id, sig)| self.existing.get(*id) == Some(*sig))
@@ -228,6 +233,61 @@ impl NftPath {
         Ok(keys.len())
     }
 
+    /// The table's structure in the kernel (terse listing: no elements, counters ignored), or
+    /// `None` when the table is gone.
+    fn observe_shape(&self) -> Result<Option<Vec<String>>> {
+        let Some(doc) = sys::nft::list_json_terse(&["table", "netdev", &self.layout.table])? else {
+            return Ok(None);
+        };
+        Ok(Some(nft::shape(&doc)))
+    }
+
+    /// `None` when the table is as last programmed; otherwise what differs (flushed ruleset,
+    /// deleted table, chain or map, rules added or removed).
+    pub fn intact(&self) -> Result<Option<String>> {
+        let Some(want) = &self.shape else {
+            return Ok(None);
+        };
+        Ok(match self.observe_shape()? {
+            None => Some("the table is gone".into()),
+            Some(have) if &have != want => {
+                let missing: Vec<&String> = want.iter().filter(|x| !have.contains(x)).collect();
+                let extra: Vec<&String> = have.iter().filter(|x| !want.contains(x)).collect();
+                Some(format!(
+                    "changed behind lbctl's back: missing [{}], unexpected [{}]",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    extra
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            }
+            Some(_) => None,
+        })
+    }
+
+    /// Build the table again from scratch (after it was changed behind lbctl's back): the
+    /// structure now, the Maglev slots at the next [`NftPath::program`]. Pinned flows that
+    /// survived are lost with the old table.
+    pub fn rebuild(&mut self) -> Result<()> {
+        if sys::nft::table_exists("netdev", &self.layout.table)? {
+            sys::nft::run_script(
+                &format!("replacing table netdev {}", self.layout.table),
+                &nft::render_delete(&self.layout.table),
+            )?;
+        }
+        let services = std::mem::take(&mut self.layout.services);
+        self.existing.clear();
+        self.loaded.clear();
+        self.shape = None;
+        self.set_services(services).map(|_| ())
+    }
+
     /// Packets per service id that entered its chain.
     pub fn packets(&self) -> BTreeMap<String, u64> {
         sys::nft::list_json(&["chain", "netdev", &self.layout.table, "ingress"])
@@ -248,6 +308,26 @@ impl NftPath {
             &nft::render_delete(&self.layout.table),
         )
     }
+}
+
+/// The IPVS table `wants` describe (removed backends left out, quiesced ones at weight 0).
+fn desired_table(wants: &[Want]) -> Table {
+    let mut desired = Table::default();
+    for w in wants {
+        let mut e = Entry::new(w.entry.service.clone());
+        for b in &w.backends {
+            if b.removed {
+                continue;
+            }
+            if let Some(d) = w.entry.dest(b.rip, b.port) {
+                let mut d = d.clone();
+                d.weight = b.weight;
+                e.dests.push(d);
+            }
+        }
+        desired.entries.push(e);
+    }
+    desired
 }
 
 pub struct IpvsPath {
@@ -286,21 +366,7 @@ impl IpvsPath {
     /// Converge IPVS to `wants` (removed backends left out, quiesced ones at weight 0). Only
     /// what differs is changed; a failure rolls back. Returns the changes as ipvsadm lines.
     pub fn program(&mut self, wants: &[Want], detail: &dyn Fn(&str)) -> Result<Vec<String>> {
-        let mut desired = Table::default();
-        for w in wants {
-            let mut e = Entry::new(w.entry.service.clone());
-            for b in &w.backends {
-                if b.removed {
-                    continue;
-                }
-                if let Some(d) = w.entry.dest(b.rip, b.port) {
-                    let mut d = d.clone();
-                    d.weight = b.weight;
-                    e.dests.push(d);
-                }
-            }
-            desired.entries.push(e);
-        }
+        let desired = desired_table(wants);
         let before = Table::from_listing(
             &self
                 .client
@@ -327,6 +393,20 @@ impl IpvsPath {
         r?;
         self.owned = now;
         Ok(changes.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// How many changes IPVS needs to match `wants` now (0: as programmed). Non-zero when
+    /// services or real servers were changed behind the daemon's back.
+    pub fn drift(&mut self, wants: &[Want]) -> Result<usize> {
+        let desired = desired_table(wants);
+        let before = Table::from_listing(
+            &self
+                .client
+                .services()
+                .map_err(|e| ipvs_err("listing IPVS", e))?,
+        );
+        let owned = self.owned.clone();
+        Ok(plan::diff(&desired, &before, &|k| owned.contains(k)).len())
     }
 
     pub fn cleanup(&mut self, detail: &dyn Fn(&str)) -> Result<()> {

@@ -39,6 +39,12 @@ impl Default for Health {
 }
 
 impl Health {
+    /// A state taken over from a previous run (restart): kept until the checks say otherwise,
+    /// with `rise`/`fall` counted from here, so a restart never takes a healthy backend out.
+    pub fn resumed(state: State) -> Self {
+        Health { state, streak: 0 }
+    }
+
     /// Record one check result; returns the new state when it changed.
     pub fn record(&mut self, ok: bool, rise: u32, fall: u32) -> Option<State> {
         self.streak = match (ok, self.streak) {
@@ -96,6 +102,16 @@ mod tests {
         assert_eq!(h.record(true, 2, 3), None);
         assert_eq!(h.record(true, 2, 3), Some(State::Up));
         assert_eq!(h.streak(), 2);
+    }
+
+    #[test]
+    fn a_resumed_state_needs_fall_failures_to_change() {
+        let mut h = Health::resumed(State::Up);
+        assert_eq!(h.record(false, 2, 2), None);
+        assert_eq!(h.record(false, 2, 2), Some(State::Down));
+        let mut h = Health::resumed(State::Down);
+        assert_eq!(h.record(true, 2, 2), None);
+        assert_eq!(h.record(true, 2, 2), Some(State::Up));
     }
 
     #[test]

@@ -358,6 +358,44 @@ pub fn parse_flows(doc: &Value) -> BTreeMap<(IpAddr, u16), Mac> {
 
 /// Packet counters of the ingress jump rules (VIP:port → packets, bytes), from
 /// `nft -j list chain netdev T ingress`.
+/// A table's structure from a terse JSON listing: one line per chain (with hook and rule count)
+/// and per map/set, sorted. Counters, handles and elements are left out, so it only changes
+/// when the structure does.
+pub fn shape(doc: &Value) -> Vec<String> {
+    let mut rules: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for o in doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(c) = o.get("chain") {
+            let name = c["name"].as_str().unwrap_or("").to_string();
+            rules.entry(name.clone()).or_insert(0);
+            if let Some(h) = c.get("hook").and_then(Value::as_str) {
+                out.push(format!(
+                    "hook {name} {h} {}",
+                    c["dev"].as_str().unwrap_or("")
+                ));
+            }
+        } else if let Some(r) = o.get("rule") {
+            *rules
+                .entry(r["chain"].as_str().unwrap_or("").to_string())
+                .or_insert(0) += 1;
+        } else if let Some(m) = o.get("map").or_else(|| o.get("set")) {
+            out.push(format!("map {}", m["name"].as_str().unwrap_or("")));
+        }
+    }
+    out.extend(
+        rules
+            .into_iter()
+            .map(|(c, n)| format!("chain {c}: {n} rule(s)")),
+    );
+    out.sort();
+    out
+}
+
 pub fn parse_ingress_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     let rules = doc

@@ -41,6 +41,9 @@ pub struct BackendStatus {
     /// Maglev slots held (nft engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<usize>,
+    /// The state was taken over from the previous run and not re-checked yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,6 +87,11 @@ pub struct RunStatus {
     pub services: Vec<ServiceStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nft: Option<NftRecord>,
+    /// Data-path repairs: objects re-asserted after they were changed behind the daemon's back.
+    #[serde(default)]
+    pub repairs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_repair: Option<String>,
     /// Config reload errors are kept here until a reload succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,

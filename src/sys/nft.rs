@@ -202,8 +202,29 @@ fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
         .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("waiting for nft")))
 }
 
+/// nft's message, shortened: nft echoes the offending input line, which for a map update can be
+/// tens of kilobytes; the first lines, each cut at 300 characters, say what went wrong.
+fn short_stderr(raw: &[u8]) -> String {
+    const LINES: usize = 6;
+    const WIDTH: usize = 300;
+    let text = String::from_utf8_lossy(raw);
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(LINES)
+        .map(|l| match l.char_indices().nth(WIDTH) {
+            Some((i, _)) => format!("{} …", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect();
+    if lines.len() > LINES {
+        out.push(format!("… ({} more line(s))", lines.len() - LINES));
+    }
+    out.join("\n")
+}
+
 fn nft_error(what: &str, out: &std::process::Output) -> Error {
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let stderr = short_stderr(&out.stderr);
     if stderr.contains("Operation not permitted") {
         return Error::Privilege(format!("{what}: nft: {stderr}: run as root"));
     }
@@ -224,7 +245,12 @@ pub fn run_script(what: &str, script: &str) -> Result<()> {
 
 /// `nft -j list ARGS…` parsed; `None` when the object does not exist.
 pub fn list_json(args: &[&str]) -> Result<Option<Value>> {
-    let mut argv = vec!["-j", "list"];
+    list_json_with(&[], args)
+}
+
+fn list_json_with(flags: &[&str], args: &[&str]) -> Result<Option<Value>> {
+    let mut argv: Vec<&str> = flags.to_vec();
+    argv.extend_from_slice(&["-j", "list"]);
     argv.extend_from_slice(args);
     let out = nft(&argv, None)?;
     if !out.status.success() {
@@ -251,6 +277,12 @@ pub fn list_table_text(family: &str, name: &str) -> Result<Option<String>> {
         return Err(nft_error(&format!("nft list table {family} {name}"), &out));
     }
     Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// `nft -t -j list ARGS…` (terse: set and map elements left out) parsed; `None` when the object
+/// does not exist. Cheap enough to check a table's structure once a second.
+pub fn list_json_terse(args: &[&str]) -> Result<Option<Value>> {
+    list_json_with(&["-t"], args)
 }
 
 /// Whether a table exists (cheap: lists table names only).
@@ -437,6 +469,18 @@ pub fn parse_arp_listing(doc: &Value) -> Result<ArpObserved> {
         dropped,
         rewritten,
     })
+}
+
+#[cfg(test)]
+mod short_tests {
+    #[test]
+    fn long_nft_messages_are_cut() {
+        let long = format!("Error: x\n{}\n{}", "a".repeat(5000), "l\n".repeat(20));
+        let s = super::short_stderr(long.as_bytes());
+        assert!(s.len() < 2000, "{}", s.len());
+        assert!(s.starts_with("Error: x\n"));
+        assert!(s.ends_with("more line(s))"), "{s}");
+    }
 }
 
 #[cfg(test)]
