@@ -890,7 +890,24 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
     let t = tally(&requests(&lab, 10));
     assert!(!t.contains_key("FAILED"), "{t:?}");
 
+    // `lb status` looks at the kernel, not only at the daemon's word: with the daemon stopped
+    // (SIGSTOP), a flushed ruleset is a finding naming the missing table.
+    lab.lb_run.ok(&["lb", "status"]);
+    lab.signal(libc::SIGSTOP);
     lab.lb.exec_ok(&["nft", "flush", "ruleset"]);
+    let out = lab.lb_run.run(&["lb", "status"]);
+    out.expect_code(1);
+    assert!(
+        out.stdout
+            .contains("! kernel: table netdev lbctl_lb_web is missing"),
+        "{out}"
+    );
+    let v = lab.lb_run.run(&["--json", "lb", "status"]).json();
+    assert_eq!(
+        v["daemons"][0]["kernel"]["problems"][0],
+        "table netdev lbctl_lb_web is missing: no traffic is balanced"
+    );
+    lab.signal(libc::SIGCONT);
     let took = lab.wait_status("the table rebuilt", |s| s["repairs"].as_u64() >= Some(1));
     eprintln!("repair noticed after {took:?}");
     lab.wait_status("every backend in service again", |s| {
@@ -899,6 +916,7 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
     assert_eq!(table_shape(&lab.lb), shape);
     let t = tally(&requests(&lab, 20));
     assert!(!t.contains_key("FAILED"), "after the flush: {t:?}");
+    lab.lb_run.ok(&["lb", "status"]);
     assert!(
         lab.log().contains("rebuilt (the table is gone)"),
         "{}",

@@ -98,7 +98,21 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
         if !alive {
             stopped.push(format!("{} (PID {})", s.name, s.pid));
         }
-        docs.push(status_json(s, alive));
+        let mut doc = status_json(s, alive);
+        // The kernel, not just the status file: a flushed table or a lost VIP is a finding.
+        let kernel = if alive {
+            crate::lb::verify::check(&env.sys, s)
+        } else {
+            crate::lb::verify::Verdict::default()
+        };
+        if let Some(o) = doc.as_object_mut() {
+            o.insert(
+                "kernel".into(),
+                json!({ "problems": kernel.problems, "could_not_check": kernel.unchecked }),
+            );
+        }
+        docs.push(doc);
+        findings |= !kernel.problems.is_empty() || !kernel.unchecked.is_empty();
         let not_up = s
             .services
             .iter()
@@ -122,6 +136,19 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
         ));
         if let Some(e) = &s.reload_error {
             ctx.say(format!("  last reload failed: {e}"));
+        }
+        for p in &kernel.problems {
+            ctx.say(format!("  ! kernel: {p}"));
+        }
+        for u in &kernel.unchecked {
+            ctx.say(format!("  ? could not check {u}"));
+        }
+        if s.repairs > 0 {
+            ctx.say(format!(
+                "  {} repair(s) of the data path; last: {}",
+                s.repairs,
+                s.last_repair.as_deref().unwrap_or("-")
+            ));
         }
         for v in &s.services {
             ctx.say(format!(

@@ -1125,7 +1125,8 @@ impl Daemon<'_> {
                             OnFailure::Quiesce => "quiesce".into(),
                             OnFailure::Remove => "remove".into(),
                         },
-                        packets: id.and_then(|i| self.packets.get(&i).copied()),
+                        packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
+                        nft_id: id,
                         backends: s
                             .backends
                             .iter()

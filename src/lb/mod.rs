@@ -9,3 +9,4 @@ pub mod datapath;
 pub mod health;
 pub mod nft;
 pub mod status;
+pub mod verify;

@@ -59,6 +59,9 @@ pub struct ServiceStatus {
     /// Packets that entered the service (nft engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets: Option<u64>,
+    /// The service's id in the nft engine's table (`198_18_0_100_tcp_80`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft_id: Option<String>,
 }
 
 /// What the nft engine left in the kernel.

@@ -1,0 +1,160 @@
+//! What the kernel really holds for a running balancer, next to what its status file says:
+//! `lb status` must never report a healthy balancer whose table was flushed or whose VIP is
+//! gone. Checked: the nft engine's table exists, each service's Maglev slot map holds exactly
+//! the MACs of the backends in service, and each VIP is on the interface; for IPVS, each
+//! service exists. A check that cannot run is reported as such, never as a pass or a failure.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::ipvs::plan::Table;
+use crate::lb::status::RunStatus;
+use crate::sys::{self, Sys};
+
+/// The result of looking at the kernel for one daemon.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What is missing or wrong (empty: the kernel matches the status).
+    pub problems: Vec<String>,
+    /// Checks that could not run, with why.
+    pub unchecked: Vec<String>,
+}
+
+/// MACs in an nft map listing (`nft -j list map …`): the values of its elements.
+pub fn map_macs(doc: &Value) -> BTreeSet<String> {
+    doc.get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("map"))
+        .flat_map(|m| {
+            m.get("elem")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|e| e.as_array().and_then(|p| p.get(1)).and_then(Value::as_str))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Compare the kernel with `s` (the daemon's last status).
+pub fn check(sys: &Sys, s: &RunStatus) -> Verdict {
+    let mut v = Verdict::default();
+    match sys.addresses() {
+        Ok(addrs) => {
+            let vips: BTreeSet<&str> = s.services.iter().map(|x| x.vip.as_str()).collect();
+            for vip in vips {
+                let Ok(ip) = vip.parse::<IpAddr>() else {
+                    continue;
+                };
+                if ip.is_unspecified() {
+                    continue;
+                }
+                if !addrs
+                    .iter()
+                    .any(|a| a.obj.addr == ip && a.obj.dev == s.interface)
+                {
+                    v.problems
+                        .push(format!("VIP {vip} is not on {}", s.interface));
+                }
+            }
+        }
+        Err(e) => v.unchecked.push(format!("the VIPs: {e}")),
+    }
+    match s.engine.as_str() {
+        "nft" => check_nft(s, &mut v),
+        "ipvs" => check_ipvs(s, &mut v),
+        _ => {}
+    }
+    v
+}
+
+fn check_nft(s: &RunStatus, v: &mut Verdict) {
+    let table = crate::lb::nft::table_name(&s.name);
+    match sys::nft::table_exists("netdev", &table) {
+        Ok(true) => {}
+        Ok(false) => {
+            v.problems.push(format!(
+                "table netdev {table} is missing: no traffic is balanced"
+            ));
+            return;
+        }
+        Err(e) => {
+            v.unchecked.push(format!("table netdev {table}: {e}"));
+            return;
+        }
+    }
+    for svc in &s.services {
+        let Some(id) = &svc.nft_id else { continue };
+        let map = format!("m_{id}");
+        let want: BTreeSet<String> = svc
+            .backends
+            .iter()
+            .filter(|b| b.in_service && b.effective_weight > 0)
+            .filter_map(|b| b.mac.as_ref().map(|m| m.to_lowercase()))
+            .collect();
+        match sys::nft::list_json(&["map", "netdev", &table, &map]) {
+            Ok(Some(doc)) => {
+                let have = map_macs(&doc);
+                if have != want {
+                    v.problems.push(format!(
+                        "{}: slot map {map} holds [{}], the backends in service are [{}]",
+                        svc.service,
+                        have.into_iter().collect::<Vec<_>>().join(", "),
+                        want.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            Ok(None) => v
+                .problems
+                .push(format!("{}: slot map {map} is missing", svc.service)),
+            Err(e) => v.unchecked.push(format!("slot map {map}: {e}")),
+        }
+    }
+}
+
+fn check_ipvs(s: &RunStatus, v: &mut Verdict) {
+    let table = match crate::engine::lb::ipvs_table(None) {
+        Ok(Some(t)) => t,
+        Ok(None) => Table::default(),
+        Err(e) => {
+            v.unchecked.push(format!("IPVS: {e}"));
+            return;
+        }
+    };
+    for svc in &s.services {
+        let Ok(key) = crate::ipvs::text::parse_service_key_text(&match svc.protocol.as_str() {
+            "udp" => format!("-u {}", svc.service.trim_start_matches("udp ")),
+            _ => format!("-t {}", svc.service),
+        }) else {
+            continue;
+        };
+        if table.get(&key).is_none() {
+            v.problems
+                .push(format!("IPVS service {} is missing", svc.service));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_of_a_map_listing() {
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},{"map":{"family":"netdev","name":"m_x","table":"t",
+            "type":"integer","map":"ether_addr","elem":[[0,"02:00:00:00:00:11"],[1,"02:00:00:00:00:12"],
+            [2,"02:00:00:00:00:11"]]}}]}"#,
+        )
+        .unwrap();
+        let m = map_macs(&doc);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            ["02:00:00:00:00:11", "02:00:00:00:00:12"]
+        );
+    }
+}
