@@ -496,6 +496,26 @@ fn drain_keeps_established_connections_and_reload_touches_only_changes() {
     assert_eq!(lab.lb_run.run(&["lb", "status"]).code, 1);
     let t = tally(&requests(&lab, 10));
     assert_eq!(t.get("FAILED"), None, "{t:?}");
+
+    // Issue 13: a reload that adds a service keeps the unchanged service's packet counter.
+    let packets = |s: &Value| s["services"][0]["packets"].as_u64().unwrap_or(0);
+    lab.wait_status("packets counted", |s| packets(s) > 0);
+    let counted = packets(&lab.status().unwrap());
+    let mut two = config(3, &[0, 1, 1]);
+    two.push_str(
+        "[[service]]\nvip = \"198.18.0.100:8080\"\n[service.check]\ntype = \"tcp\"\n\
+         [[service.backend]]\nrip = \"198.18.0.11\"\n",
+    );
+    std::fs::write(lab.cfg_path(), two).unwrap();
+    lab.signal(libc::SIGHUP);
+    lab.wait_status("two services", |s| {
+        s["services"].as_array().map(Vec::len) == Some(2) && s["reload_error"].is_null()
+    });
+    let after = packets(&lab.status().unwrap());
+    assert!(
+        after >= counted,
+        "the counter went from {counted} to {after}"
+    );
 }
 
 /// Pinned flows as (client port, backend MAC).

@@ -288,15 +288,15 @@ impl NftPath {
         self.set_services(services).map(|_| ())
     }
 
-    /// Packets per service id that entered its chain.
+    /// Packets per service id that entered its chain (its named counter).
     pub fn packets(&self) -> BTreeMap<String, u64> {
-        sys::nft::list_json(&["chain", "netdev", &self.layout.table, "ingress"])
+        sys::nft::list_json(&["counters", "table", "netdev", &self.layout.table])
             .ok()
             .flatten()
             .map(|d| {
-                nft::parse_ingress_counters(&d)
+                nft::parse_counters(&d)
                     .into_iter()
-                    .map(|(chain, (p, _))| (chain.trim_start_matches("s_").to_string(), p))
+                    .map(|(id, (p, _))| (id, p))
                     .collect()
             })
             .unwrap_or_default()

@@ -17,7 +17,7 @@
 //!     counter drop                                   # no backend up
 //!   }
 //!   chain ingress { type filter hook ingress device "eth0" priority 100; policy accept;
-//!     ip daddr 198.18.0.100 tcp dport 80 counter jump s_198_18_0_100_tcp_80 }
+//!     ip daddr 198.18.0.100 tcp dport 80 counter name c_198_18_0_100_tcp_80 jump s_198_18_0_100_tcp_80 }
 //! }
 //! ```
 //!
@@ -194,6 +194,7 @@ impl Layout {
             let _ = writeln!(o, "delete chain netdev {t} s_{id}");
             let _ = writeln!(o, "delete map netdev {t} m_{id}");
             let _ = writeln!(o, "delete map netdev {t} f_{id}");
+            let _ = writeln!(o, "delete counter netdev {t} c_{id}");
         }
         for s in &self.services {
             let c = s.chain();
@@ -213,13 +214,17 @@ impl Layout {
             for r in self.rules(s) {
                 let _ = writeln!(o, "add rule netdev {t} {c} {r}");
             }
+            // A named counter: it lives in the table, not in the rule, so re-rendering the
+            // ingress chain (a reload that adds another service) keeps its count.
+            let _ = writeln!(o, "add counter netdev {t} c_{}", s.id());
             let _ = writeln!(
                 o,
-                "add rule netdev {t} ingress {} daddr {} {} dport {} counter jump {c}",
+                "add rule netdev {t} ingress {} daddr {} {} dport {} counter name c_{} jump {c}",
                 s.ipfam(),
                 s.vip,
                 s.l4.name(),
-                s.port
+                s.port,
+                s.id()
             );
         }
         o
@@ -396,27 +401,22 @@ pub fn shape(doc: &Value) -> Vec<String> {
     out
 }
 
-pub fn parse_ingress_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
-    let mut out = BTreeMap::new();
-    let rules = doc
-        .get("nftables")
+/// Service id → (packets, bytes) from `nft -j list counters table netdev T` (the per-service
+/// named counters `c_ID`).
+pub fn parse_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
+    doc.get("nftables")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|o| o.get("rule")?.get("expr")?.as_array());
-    for expr in rules {
-        let target = expr
-            .iter()
-            .find_map(|s| s.get("jump")?.get("target")?.as_str());
-        let counter = expr.iter().find_map(|s| {
-            let c = s.get("counter")?;
-            Some((c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?))
-        });
-        if let (Some(t), Some(c)) = (target, counter) {
-            out.insert(t.to_string(), c);
-        }
-    }
-    out
+        .filter_map(|o| {
+            let c = o.get("counter")?;
+            let id = c.get("name")?.as_str()?.strip_prefix("c_")?;
+            Some((
+                id.to_string(),
+                (c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -463,7 +463,8 @@ mod tests {
         assert!(t.contains("add chain netdev lbctl_lb_web ingress { type filter hook ingress device \"eth0\" priority 100; policy accept; }"));
         assert!(t.contains("typeof tcp sport . ip saddr : ether daddr; size 1024; flags dynamic,timeout; timeout 300s;"));
         assert!(t.contains("jhash tcp sport . ip saddr mod 7 seed 0x4c42 map @m_198_18_0_100_tcp_80 update @f_198_18_0_100_tcp_80"));
-        assert!(t.contains("add rule netdev lbctl_lb_web ingress ip daddr 198.18.0.100 tcp dport 80 counter jump s_198_18_0_100_tcp_80"));
+        assert!(t.contains("add counter netdev lbctl_lb_web c_198_18_0_100_tcp_80"));
+        assert!(t.contains("add rule netdev lbctl_lb_web ingress ip daddr 198.18.0.100 tcp dport 80 counter name c_198_18_0_100_tcp_80 jump s_198_18_0_100_tcp_80"));
         // Kept maps are not recreated; changed ones are; stale services are deleted.
         let l = layout();
         let same = BTreeMap::from([(svc().id(), l.map_signature(&svc()))]);
