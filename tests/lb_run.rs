@@ -987,3 +987,43 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
         "{repairs} repairs for a {storm:?} storm: not rate-limited"
     );
 }
+
+/// Issue 13: restarting `lb run` (SIGTERM without --cleanup, then start again with the same
+/// file) under steady load loses no request: the data path stays in the kernel, and the new
+/// daemon takes over the backends' states instead of starting them as `unknown`.
+#[test]
+fn three_restarts_under_load_lose_no_request() {
+    require_root!();
+    let mut lab = lab(2);
+    lab.start(&[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let client = lab.client.name().to_string();
+    let load = std::thread::spawn(move || {
+        in_netns(&client, move || {
+            let mut results = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = TcpStream::connect_timeout(&vip(), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut s| get(&mut s));
+                results.push(r);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            results
+        })
+    });
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        lab.signal(libc::SIGTERM);
+        let _ = lab.daemon.take().map(|mut b| b.0.wait());
+        lab.start(&[]);
+        let log = lab.log();
+        assert!(log.contains("taken over from the previous run"), "{log}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let results = load.join().unwrap();
+    let t = tally(&results);
+    assert!(results.len() >= 40, "too few requests: {t:?}");
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+}
