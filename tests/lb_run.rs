@@ -786,6 +786,24 @@ fn status_lists_the_balancer_restart_adopts_and_down_all_restores_the_namespace(
     );
     assert_eq!(v["in_sync"], true);
 
+    // Issue 13: one owner per VIP:port. A second balancer on the same service is refused
+    // before it changes anything.
+    let web2 = lab.cfg_dir.path().join("web2.toml");
+    std::fs::write(
+        &web2,
+        config(2, &[]).replace("name = \"web\"", "name = \"web2\""),
+    )
+    .unwrap();
+    let out = lab.lb_run.run(&["lb", "run", "-c", web2.to_str().unwrap()]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("198.18.0.100:80 is already balanced here by lb:web"),
+        "{}",
+        out.stderr
+    );
+    assert!(!lab.lb.nft_table_exists("netdev", "lbctl_lb_web2"));
+
     // status -f shows only that profile's objects.
     let only = lab.lb_run.run(&["--json", "status", "-f", p]).json();
     assert_eq!(

@@ -548,6 +548,17 @@ fn service_add(ctx: &Ctx, env: &Env, id: &ServiceId, opts: &ServiceOpts) -> Resu
     let want = opts.spec().build(key, None).map_err(Error::Usage)?;
     let mut ipvs = Ipvs::change(ctx, env, "lb service add")?;
     let before = ipvs.table()?;
+    if before.get(&key).is_none() {
+        let state = env.journal.load()?;
+        if let Some(o) = crate::lb::status::vip_port_owner(env.journal.dir(), &state, &key, None)
+            .filter(|o| !o.starts_with("cli "))
+        {
+            return Err(usage!(
+                "{} is already balanced here by {o}. Nothing was changed.",
+                key_name(&key)
+            ));
+        }
+    }
     let p = match before.get(&key) {
         None => Planned::one(Change::AddService(want)),
         Some(e) if plan::same_service(&e.service, &want) => Planned::none(format!(

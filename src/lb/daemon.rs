@@ -385,6 +385,21 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     install_signals();
     let (engine, ipvs) = pick_engine(bal.engine)?;
     validate_for(engine, &file)?;
+    // One owner per VIP:port: a second balancer on the same service would reset connections.
+    {
+        let state = env.journal.load()?;
+        for e in &file.table.entries {
+            if let Some(o) =
+                status::vip_port_owner(env.journal.dir(), &state, &e.service.key, Some(&file.name))
+            {
+                return Err(usage!(
+                    "{} is already balanced here by {o}; stop that balancer (and `lbctl down \
+                     --owner` its objects) or use another VIP:port. Nothing was changed.",
+                    key_name(&e.service.key)
+                ));
+            }
+        }
+    }
     let jdir = env.journal.dir().to_path_buf();
     let _lock = lock(&jdir, &file.name)?;
     let previous = status::read(&status::path(&jdir, &file.name))?;

@@ -156,6 +156,58 @@ pub fn read_all(journal_dir: &Path) -> Result<Vec<RunStatus>> {
     Ok(out)
 }
 
+/// Who already balances `key` here, other than the balancer `except` (an LB file name): an
+/// owner recorded in the journal for that IPVS service, or another `lb run` whose last status
+/// lists the same VIP:port and protocol while it runs or its objects are still in place.
+/// Returned as the owner and how it holds it, for a usage error naming it.
+pub fn vip_port_owner(
+    journal_dir: &Path,
+    state: &crate::journal::State,
+    key: &crate::ipvs::ServiceKey,
+    except: Option<&str>,
+) -> Option<String> {
+    let except_owner = except.map(crate::engine::lb::owner);
+    if let Some(o) = crate::engine::lb::service_owner(state, key) {
+        if Some(o) != except_owner.as_deref() {
+            return Some(format!("{o} (IPVS service {key})"));
+        }
+    }
+    let crate::ipvs::ServiceKey::Inet {
+        protocol,
+        addr,
+        port,
+    } = *key
+    else {
+        return None;
+    };
+    let proto = protocol.list_name().to_lowercase();
+    for s in read_all(journal_dir).ok()? {
+        if Some(s.name.as_str()) == except {
+            continue;
+        }
+        let owner = crate::engine::lb::owner(&s.name);
+        let alive = s.alive();
+        if !alive && !state.lb.contains_key(&owner) {
+            continue;
+        }
+        if s.services.iter().any(|v| {
+            v.port == port && v.protocol == proto && v.vip.parse::<std::net::IpAddr>() == Ok(addr)
+        }) {
+            return Some(format!(
+                "{owner} (`lb run` {}, PID {}{})",
+                s.name,
+                s.pid,
+                if alive {
+                    ", running"
+                } else {
+                    ", stopped; its data path is still in place"
+                }
+            ));
+        }
+    }
+    None
+}
+
 impl RunStatus {
     /// The daemon that wrote this is still running.
     pub fn alive(&self) -> bool {
