@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use crate::commands::Env;
+use crate::context::Env;
 use crate::engine::converge;
 use crate::error::{Error, Result};
 use crate::ipvs::plan::Entry;
