@@ -308,3 +308,75 @@ pub struct MaglevArgs {
     #[arg(long, default_value_t = 4099, value_name = "M")]
     pub size: usize,
 }
+
+/// Parse an `lbctl lb …` command line (for tests).
+#[cfg(test)]
+pub(crate) fn parse(args: &str) -> std::result::Result<LbCmd, clap::Error> {
+    use clap::Parser as _;
+    let argv = std::iter::once("lbctl").chain(args.split_whitespace());
+    match super::Cli::try_parse_from(argv)?.command {
+        super::Command::Lb(c) => Ok(c),
+        other => panic!("not an lb command: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_shapes() {
+        for ok in [
+            "lb service add 198.18.0.100:80",
+            "lb service add 198.18.0.100:80 --scheduler mh --mh-port --mh-fallback --persistent 300",
+            "lb service add --fwmark 7 --ipv6 -s rr",
+            "lb service add fwmark:7",
+            "lb service edit 198.18.0.100:80 --mh-port=false",
+            "lb service del [2001:db8::100]:443 --proto udp",
+            "lb backend add 198.18.0.100:80 198.18.0.11 --weight 3 --method dr",
+            "lb backend edit 198.18.0.100:80 198.18.0.11:80 -w 0",
+            "lb backend del fwmark:7 198.18.0.11",
+            "lb drain 198.18.0.100:80 198.18.0.11",
+            "lb list --stats",
+            "lb list 198.18.0.100:80 --rate --exact",
+            "lb save",
+            "lb restore",
+            "lb restore - --flush",
+            "lb apply -f x.toml --prune",
+            "--json lb list",
+            "--dry-run lb apply -f x.toml",
+        ] {
+            parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "lb service add",
+            "lb service add 198.18.0.100:80 --proto icmp",
+            "lb service add 198.18.0.100:80 --mh-port maybe",
+            "lb backend add 198.18.0.100:80",
+            "lb backend add 198.18.0.100:80 198.18.0.11 --method masq",
+            "lb backend add 198.18.0.100:80 198.18.0.11 --weight -1",
+            "lb list --stats --rate",
+            "lb apply",
+            "lb drain 198.18.0.100:80",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} should not parse");
+        }
+        // `--mh-port` takes no separate value, so a following positional is not eaten
+        let LbCmd::Service(ServiceCmd::Add { id, opts }) =
+            parse("lb service add --mh-port 198.18.0.100:80 -s mh").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(id.service.as_deref(), Some("198.18.0.100:80"));
+        assert_eq!(opts.mh_port, Some(true));
+        let LbCmd::Service(ServiceCmd::Add { opts, .. }) =
+            parse("lb service add 198.18.0.100:80 -b sh-port,sh-fallback -s sh").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            opts.sched_flags,
+            Some(vec!["sh-port".to_string(), "sh-fallback".to_string()])
+        );
+    }
+}

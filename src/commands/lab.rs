@@ -358,44 +358,6 @@ fn print_traffic(ctx: &Ctx, ui: &Ui, t: &Traffic, backends: &[String]) {
     }
 }
 
-/// The DSR verdict on a traffic run: (ok, one line why).
-fn verdict(t: &Traffic, backends: &[String]) -> (bool, String) {
-    let silent: Vec<&String> = backends
-        .iter()
-        .filter(|b| !t.per_backend.contains_key(*b))
-        .collect();
-    let sw = |k: &str| t.switch.get(k).copied().unwrap_or_default();
-    if !t.failures.is_empty() {
-        return (false, format!("{} requests failed", t.failures.len()));
-    }
-    if sw("requests_to_lb").packets == 0 {
-        return (
-            false,
-            "no request reached the balancer: something else answers for the VIP (ARP flux?)"
-                .into(),
-        );
-    }
-    if !t.replies_bypassed_balancer() {
-        return (
-            false,
-            "replies passed through the balancer: this is not DSR".into(),
-        );
-    }
-    // Only with enough requests that a backend getting none is not just chance (< 1e-4).
-    if t.requests >= 10 * backends.len() && !silent.is_empty() {
-        let s: Vec<&str> = silent.iter().map(|s| s.as_str()).collect();
-        return (false, format!("{} answered nothing", s.join(", ")));
-    }
-    (
-        true,
-        format!(
-            "every request went through the balancer, and all {} reply packets went straight \
-             from the backends to the client",
-            sw("replies").packets
-        ),
-    )
-}
-
 fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     if a.requests == 0 || a.requests > 100_000 {
         return Err(usage!("--requests must be between 1 and 100000"));
@@ -416,7 +378,7 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     };
     let t = lab.traffic(a.requests, vip)?;
     let backends = lab.backends();
-    let (ok, mut why) = verdict(&t, &backends);
+    let (ok, mut why) = t.verdict(&backends);
     if !ok && !lab.state().balancer {
         why.push_str(" (this lab was created with --no-balancer: start one in the lb namespace)");
     }
@@ -584,7 +546,7 @@ fn demo_steps(ctx: &Ctx, ui: &Ui, lab: &Lab, requests: usize) -> Result<DemoResu
     let t = lab.traffic(requests, IpAddr::V4(VIP4))?;
     let backends = lab.backends();
     print_traffic(ctx, ui, &t, &backends);
-    let (ok, why) = verdict(&t, &backends);
+    let (ok, why) = t.verdict(&backends);
     ui.line(ctx, "");
     ui.line(ctx, ui.bold("3. Did the replies bypass the balancer?"));
     ui.line(

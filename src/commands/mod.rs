@@ -9,7 +9,6 @@ pub mod down;
 pub mod gen;
 pub mod lab;
 pub mod lb;
-pub mod lbrun;
 pub mod plan;
 pub mod route;
 pub mod rpfilter;
