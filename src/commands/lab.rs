@@ -95,8 +95,7 @@ impl Ui {
 }
 
 fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::process::is_root() {
         return Err(Error::Privilege(format!(
             "lbctl lab {what} needs root (network namespaces): run it with sudo; nothing was \
              changed"

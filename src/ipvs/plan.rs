@@ -731,6 +731,7 @@ pub fn drain(e: &Entry, addr: IpAddr, port: Option<u16>) -> Result<Planned, Stri
 mod tests {
     use super::*;
     use crate::ipvs::{DestEntry, ServiceFlags, Stats};
+    use crate::sys::abi;
 
     fn svc(s: &str, sched: &str) -> Service {
         Service::new(ServiceKey::tcp(s.parse().unwrap()), sched)
@@ -793,7 +794,7 @@ mod tests {
             if self.fail_on.as_ref().is_some_and(|f| line.contains(f)) {
                 return Err(Error::Kernel {
                     op: crate::ipvs::Op::AddDest,
-                    errno: libc::EINVAL,
+                    errno: abi::EINVAL,
                     what: line,
                     scheduler: None,
                 });
@@ -803,7 +804,7 @@ mod tests {
             }
             self.table.apply(c).map_err(|msg| Error::Kernel {
                 op: crate::ipvs::Op::Raw,
-                errno: libc::EEXIST,
+                errno: abi::EEXIST,
                 what: msg,
                 scheduler: None,
             })

@@ -12,6 +12,7 @@ use crate::ipvs::{
     self, Client, Family, Forward, ListKind, ListOptions, Protocol, ServiceEntry, ServiceFlags,
     ServiceKey, Stats,
 };
+use crate::sys::abi;
 use crate::{usage, Ctx, Outcome};
 
 fn stats_json(s: &Stats) -> Value {
@@ -111,7 +112,7 @@ pub(super) fn list(ctx: &Ctx, env: &Env, a: &ListArgs) -> Result<Outcome> {
         Some(k) => match c.service(&k) {
             Ok(e) => vec![e],
             Err(ipvs::Error::Kernel {
-                errno: libc::ESRCH, ..
+                errno: abi::ESRCH, ..
             }) => return Err(usage!("no service {}", key_name(&k))),
             Err(e) => return Err(ipvs_err(e)),
         },
