@@ -6,7 +6,7 @@
 #      present) and delete namespaces left behind by killed test processes (only `lbt-<pid>-…`
 #      names whose pid no longer exists)
 #   2. cargo fmt --all -- --check
-#   3. cargo clippy --all-targets -- -D warnings
+#   3. cargo clippy --workspace --all-targets -- -D warnings   (lbctl and the VM scenario)
 #   4. RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --document-private-items
 #   5. scripts/gen-docs.sh --check            (man/ and completions/ match the CLI)
 #   6. LBCTL_REQUIRE_NETNS_TESTS=1 cargo test --all-targets
@@ -153,7 +153,7 @@ vm_step() {
 cargo_doc() { RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --document-private-items; }
 
 step "rustfmt"            cargo fmt --all -- --check
-step "clippy"             cargo clippy --all-targets -- -D warnings
+step "clippy"             cargo clippy --workspace --all-targets -- -D warnings
 step "rustdoc"            cargo_doc
 step "generated docs"     scripts/gen-docs.sh --check
 step "cargo test"         cargo test --all-targets

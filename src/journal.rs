@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -140,14 +139,11 @@ impl Journal {
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock on a valid descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if crate::sys::lock::try_lock_exclusive(&file).is_err() {
             eprintln!("lbctl: waiting for another lbctl ({})", path.display());
-            // SAFETY: as above; blocking variant.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            if let Err(e) = crate::sys::lock::lock_exclusive(&file) {
                 return Err(Error::Runtime(
-                    anyhow::Error::new(std::io::Error::last_os_error())
-                        .context(format!("locking {}", path.display())),
+                    anyhow::Error::new(e).context(format!("locking {}", path.display())),
                 ));
             }
         }

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::Env;
@@ -25,39 +24,26 @@ use crate::cli::CaptureArgs;
 use crate::error::{Error, Result};
 use crate::model::{parse_ip, parse_vip};
 use crate::sys::capture::{self, Capture, CaptureOpts, Filter, Packet, PcapWriter};
+use crate::sys::signals::{self, Restart, Signal};
 use crate::{usage, Ctx, Outcome};
 
-/// Set by the SIGINT/SIGTERM handler; polled by the capture loop at least every 200 ms.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// SIGINT and SIGTERM end the capture; the loop polls for them at least every 200 ms.
+const STOP: [Signal; 2] = [Signal::Int, Signal::Term];
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Installs the handler for the lifetime of the guard; restores the default on drop.
+/// Catches SIGINT/SIGTERM for the lifetime of the guard; restores the default on drop.
 struct SignalGuard;
 
 impl SignalGuard {
     fn install() -> SignalGuard {
-        INTERRUPTED.store(false, Ordering::SeqCst);
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-            unsafe {
-                libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-            }
-        }
+        signals::clear(&STOP);
+        signals::catch(&STOP, Restart::Yes);
         SignalGuard
     }
 }
 
 impl Drop for SignalGuard {
     fn drop(&mut self) {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: restoring the default disposition.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
+        signals::restore_default(&STOP);
     }
 }
 
@@ -224,7 +210,7 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
         };
         eprintln!("listening on {}{until}", cap.iface());
     }
-    cap.run(&opts, &|| INTERRUPTED.load(Ordering::SeqCst), &mut |p| {
+    cap.run(&opts, &|| signals::received(&STOP), &mut |p| {
         !select.wants(p) || sink.take(p)
     })?;
     sink.finish("captured")

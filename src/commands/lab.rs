@@ -15,150 +15,14 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::cli::lab::{
+    BreakArgs, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TrafficArgs, UpArgs,
+};
 use crate::error::{Error, Result};
 use crate::lab::{
-    self, signals, state, DownReport, Engine, Fault, Lab, LabSpec, LabStatus, Role, Traffic, VIP4,
-    VIP6,
+    self, signals, state, DownReport, Fault, Lab, LabSpec, LabStatus, Role, Traffic, VIP4, VIP6,
 };
 use crate::{usage, Ctx, Outcome};
-
-// =============================================================================================
-// command line
-// =============================================================================================
-
-/// Lab commands.
-#[derive(Debug, clap::Subcommand)]
-pub enum LabCmd {
-    /// Build a lab: a switch, a client, a balancer (`lbctl lb run`) and K backends configured
-    /// by lbctl, each serving a page that names it.
-    Up(UpArgs),
-    /// The whole story in a few seconds: up, requests through the VIP, where they went and
-    /// that replies bypassed the balancer, doctor on a backend, down. Ctrl-C cleans up too.
-    Demo(DemoArgs),
-    /// Send HTTP requests from the client to the VIP and show which backend answered and which
-    /// way the replies went.
-    Traffic(TrafficArgs),
-    /// Run a command inside a lab node's namespace (exit code passed through).
-    Exec(ExecArgs),
-    /// Show labs: nodes, namespaces, addresses, processes, injected faults (exit 1 if something
-    /// recorded is missing or dead).
-    Status(StatusArgs),
-    /// Remove a lab: stop its processes (by recorded PID), delete its namespaces.
-    Down(DownArgs),
-    /// Inject a classic DSR fault into a backend, then watch `lbctl doctor` find it.
-    Break(BreakArgs),
-    /// The lab's built-in HTTP server: answers `GET /` with its name (started by `lab up`).
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct NameArg {
-    /// The lab (namespaces are named lbl-NAME-NODE).
-    #[arg(long, default_value = lab::DEFAULT_NAME, value_name = "NAME")]
-    pub name: String,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct UpArgs {
-    #[command(flatten)]
-    pub name: NameArg,
-    /// Number of backends (1-9).
-    #[arg(long, default_value_t = 2, value_name = "K")]
-    pub backends: u8,
-    /// Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100.
-    #[arg(long)]
-    pub ipv6: bool,
-    /// Configure the backends with this profile instead of `arp suppress` + `vip add`;
-    /// placeholders {{vip}} {{rip}} {{node}} {{gateway}} {{port}} {{iface}} (and {{vip6}}
-    /// {{rip6}} {{gateway6}} with --ipv6) are filled in per backend.
-    #[arg(long, value_name = "PROFILE")]
-    pub profile: Option<PathBuf>,
-    /// The balancer's engine.
-    #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
-    /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
-    #[arg(long)]
-    pub no_balancer: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// The demo lab's name (removed again at the end).
-    #[arg(long, default_value = "demo", value_name = "NAME")]
-    pub name: String,
-    /// Requests to send (each on a new connection).
-    #[arg(long, default_value_t = 30, value_name = "N")]
-    pub requests: usize,
-    /// The balancer's engine.
-    #[arg(long, value_enum, default_value_t)]
-    pub engine: Engine,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct TrafficArgs {
-    #[command(flatten)]
-    pub name: NameArg,
-    /// Requests to send (each on a new connection).
-    #[arg(long, default_value_t = 30, value_name = "N")]
-    pub requests: usize,
-    /// Use the IPv6 VIP (the lab must be up with --ipv6).
-    #[arg(long)]
-    pub ipv6: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ExecArgs {
-    #[command(flatten)]
-    pub name: NameArg,
-    /// The node: sw, client, lb, be1, be2, …
-    pub node: String,
-    /// The command and its arguments (put `--` before a command with options).
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
-    pub cmd: Vec<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// Only this lab (default: every lab).
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DownArgs {
-    /// The lab to remove.
-    #[arg(long, value_name = "NAME", conflicts_with = "all")]
-    pub name: Option<String>,
-    /// Remove every recorded lab.
-    #[arg(long)]
-    pub all: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BreakArgs {
-    #[command(flatten)]
-    pub name: NameArg,
-    /// The backend: be1, be2, …
-    pub node: String,
-    /// The fault to inject.
-    #[arg(value_enum)]
-    pub fault: Fault,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// What `GET /` answers (the backend's name).
-    #[arg(long, value_name = "NAME")]
-    pub name: String,
-    /// TCP port, on every address (`[::]` dual-stack, or 0.0.0.0).
-    #[arg(long, default_value_t = lab::PORT, value_name = "PORT")]
-    pub port: u16,
-}
 
 // =============================================================================================
 // output helpers
@@ -231,8 +95,7 @@ impl Ui {
 }
 
 fn require_root(what: &str) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::process::is_root() {
         return Err(Error::Privilege(format!(
             "lbctl lab {what} needs root (network namespaces): run it with sudo; nothing was \
              changed"
@@ -292,7 +155,7 @@ fn up(ctx: &Ctx, a: UpArgs, run_dir: PathBuf) -> Result<Outcome> {
         backends: a.backends,
         ipv6: a.ipv6,
         profile: a.profile,
-        engine: a.engine,
+        engine: a.engine.into(),
         start_balancer: !a.no_balancer,
         lbctl_bin: lbctl_exe()?,
         run_dir,
@@ -494,44 +357,6 @@ fn print_traffic(ctx: &Ctx, ui: &Ui, t: &Traffic, backends: &[String]) {
     }
 }
 
-/// The DSR verdict on a traffic run: (ok, one line why).
-fn verdict(t: &Traffic, backends: &[String]) -> (bool, String) {
-    let silent: Vec<&String> = backends
-        .iter()
-        .filter(|b| !t.per_backend.contains_key(*b))
-        .collect();
-    let sw = |k: &str| t.switch.get(k).copied().unwrap_or_default();
-    if !t.failures.is_empty() {
-        return (false, format!("{} requests failed", t.failures.len()));
-    }
-    if sw("requests_to_lb").packets == 0 {
-        return (
-            false,
-            "no request reached the balancer: something else answers for the VIP (ARP flux?)"
-                .into(),
-        );
-    }
-    if !t.replies_bypassed_balancer() {
-        return (
-            false,
-            "replies passed through the balancer: this is not DSR".into(),
-        );
-    }
-    // Only with enough requests that a backend getting none is not just chance (< 1e-4).
-    if t.requests >= 10 * backends.len() && !silent.is_empty() {
-        let s: Vec<&str> = silent.iter().map(|s| s.as_str()).collect();
-        return (false, format!("{} answered nothing", s.join(", ")));
-    }
-    (
-        true,
-        format!(
-            "every request went through the balancer, and all {} reply packets went straight \
-             from the backends to the client",
-            sw("replies").packets
-        ),
-    )
-}
-
 fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     if a.requests == 0 || a.requests > 100_000 {
         return Err(usage!("--requests must be between 1 and 100000"));
@@ -552,7 +377,7 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     };
     let t = lab.traffic(a.requests, vip)?;
     let backends = lab.backends();
-    let (ok, mut why) = verdict(&t, &backends);
+    let (ok, mut why) = t.verdict(&backends);
     if !ok && !lab.state().balancer {
         why.push_str(" (this lab was created with --no-balancer: start one in the lb namespace)");
     }
@@ -601,7 +426,7 @@ fn demo(ctx: &Ctx, a: DemoArgs, run_dir: PathBuf) -> Result<Outcome> {
         return Err(usage!("--requests must be between 1 and 10000"));
     }
     let spec = LabSpec {
-        engine: a.engine,
+        engine: a.engine.into(),
         run_dir,
         ..LabSpec::new(&a.name, lbctl_exe()?)
     };
@@ -720,7 +545,7 @@ fn demo_steps(ctx: &Ctx, ui: &Ui, lab: &Lab, requests: usize) -> Result<DemoResu
     let t = lab.traffic(requests, IpAddr::V4(VIP4))?;
     let backends = lab.backends();
     print_traffic(ctx, ui, &t, &backends);
-    let (ok, why) = verdict(&t, &backends);
+    let (ok, why) = t.verdict(&backends);
     ui.line(ctx, "");
     ui.line(ctx, ui.bold("3. Did the replies bypass the balancer?"));
     ui.line(
@@ -903,6 +728,7 @@ fn down(ctx: &Ctx, a: DownArgs, run_dir: PathBuf) -> Result<Outcome> {
 }
 
 fn break_(ctx: &Ctx, a: BreakArgs, run_dir: PathBuf) -> Result<Outcome> {
+    let fault = Fault::from(a.fault);
     let lab = Lab::load(&run_dir, &a.name.name)?;
     if !lab.backends().contains(&a.node) {
         return Err(usage!(
@@ -911,27 +737,27 @@ fn break_(ctx: &Ctx, a: BreakArgs, run_dir: PathBuf) -> Result<Outcome> {
         ));
     }
     require_root("break")?;
-    lab.inject(&a.node, a.fault)?;
+    lab.inject(&a.node, fault)?;
     let doctor = lab.doctor_args(&a.node)?.join(" ");
     if ctx.global.json {
         ctx.emit_json(&json!({
             "lab": lab.name(),
             "node": a.node,
-            "fault": a.fault,
-            "check": a.fault.check_id(),
+            "fault": fault,
+            "check": fault.check_id(),
             "doctor": format!("lbctl {doctor}"),
         }));
     } else {
         let ui = Ui::new(ctx);
         ui.line(
             ctx,
-            format!("{} {}: {}", ui.yellow("broke"), a.node, a.fault.describe()),
+            format!("{} {}: {}", ui.yellow("broke"), a.node, fault.describe()),
         );
         ui.line(
             ctx,
             format!(
                 "now run:  lbctl {doctor}\n(expect ✗ {}; `lbctl lab traffic{}` shows the effect; `lbctl lab down{}` and `up` start afresh)",
-                a.fault.check_id(),
+                fault.check_id(),
                 name_flag(lab.name()),
                 name_flag(lab.name())
             ),

@@ -9,68 +9,50 @@ pub mod down;
 pub mod gen;
 pub mod lab;
 pub mod lb;
-pub mod lbrun;
 pub mod plan;
 pub mod route;
 pub mod rpfilter;
 pub mod status;
 pub mod vip;
 
-use crate::cli::Command;
+use crate::cli::{Command, GlobalArgs};
+pub use crate::context::Env;
+use crate::context::Global;
 use crate::error::Result;
 use crate::journal::{Journal, State, CLI_OWNER};
-use crate::model::{validate_ifname, Intent};
+use crate::model::Intent;
 use crate::sys::Sys;
-use crate::{usage, Ctx, Outcome};
-
-/// What commands that talk to the kernel get: the kernel handle and the journal.
-pub struct Env {
-    pub sys: Sys,
-    pub journal: Journal,
-}
-
-impl Env {
-    /// Every interface a profile names must exist now (checked before any change).
-    pub fn require_links(&self, names: &std::collections::BTreeSet<String>) -> Result<()> {
-        let links = self.sys.links()?;
-        let missing: Vec<&str> = names
-            .iter()
-            .filter(|n| !links.iter().any(|l| &l.name == *n))
-            .map(String::as_str)
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(usage!("unknown interface(s): {}", missing.join(", ")))
-        }
-    }
-
-    /// Warn when systemd-networkd would delete lbctl's policy rules.
-    pub fn warn_networkd(&self, ctx: &Ctx, rules: bool) {
-        if rules {
-            if let Some(w) = crate::sys::networkd_foreign_rules_warning() {
-                ctx.warn(w);
-            }
-        }
-    }
-
-    /// An interface name that must exist now.
-    pub fn require_link(&self, name: &str) -> Result<()> {
-        validate_ifname(name)?;
-        if self.sys.links()?.iter().any(|l| l.name == name) {
-            Ok(())
-        } else {
-            Err(usage!("unknown interface '{name}'"))
-        }
-    }
-}
+use crate::{Ctx, Outcome};
 
 /// The intent owned by one-shot commands.
 pub fn cli_intent(state: &mut State) -> &mut Intent {
     state.intents.entry(CLI_OWNER.to_string()).or_default()
 }
 
-pub fn dispatch(ctx: &Ctx, cmd: Command) -> Result<Outcome> {
+impl From<GlobalArgs> for Global {
+    fn from(g: GlobalArgs) -> Global {
+        let GlobalArgs {
+            json,
+            verbose,
+            quiet,
+            netns,
+            dry_run,
+        } = g;
+        Global {
+            json,
+            verbose,
+            quiet,
+            netns,
+            dry_run,
+        }
+    }
+}
+
+/// Run one parsed command line.
+pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
+    let ctx = &Ctx {
+        global: global.into(),
+    };
     if let Command::Gen(g) = cmd {
         return gen::run(ctx, g);
     }

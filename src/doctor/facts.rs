@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-use crate::commands::Env;
+use crate::context::Env;
 use crate::error::Result;
 use crate::journal::State;
 use crate::model::SysctlKey;

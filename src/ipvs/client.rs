@@ -32,6 +32,7 @@ use super::wire::{
     IpvsMessage, IPVS_CMD_NEW_DEST, IPVS_CMD_NEW_SERVICE, IPVS_CMD_SET_CONFIG, IPVS_CMD_SET_INFO,
     IPVS_GENL_NAME,
 };
+use crate::sys::abi;
 
 /// What [`Client::drain_dest`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,36 +53,13 @@ pub struct Client {
 
 fn io_err(op: Op) -> impl FnOnce(io::Error) -> Error {
     move |source| match source.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission { op },
+        Some(abi::EPERM) | Some(abi::EACCES) => Error::Permission { op },
         _ => Error::Io { op, source },
     }
 }
 
 /// How long to wait for the kernel's answer before giving up.
-const RECV_TIMEOUT_SECS: i64 = 10;
-
-fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let tv = libc::timeval {
-        tv_sec: secs as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd, pointer and length of a timeval
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
+const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One netlink message of a reply: header fields we need + the whole message bytes.
 struct Reply {
@@ -99,7 +77,9 @@ impl Client {
         let mut sock = Socket::new(NETLINK_GENERIC).map_err(io_err(op))?;
         sock.bind_auto().map_err(io_err(op))?;
         sock.connect(&SocketAddr::new(0, 0)).map_err(io_err(op))?;
-        set_recv_timeout(&sock, RECV_TIMEOUT_SECS).map_err(io_err(op))?;
+        socket2::SockRef::from(&sock)
+            .set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(io_err(op))?;
         let mut c = Client {
             sock,
             family_id: 0,
@@ -140,8 +120,7 @@ impl Client {
         nl.serialize(&mut buf);
         let replies = match self.exchange(op, &buf, seq, false) {
             Err(Error::Kernel {
-                errno: libc::ENOENT,
-                ..
+                errno: abi::ENOENT, ..
             }) => return Err(Error::NoIpvs),
             r => r?,
         };
@@ -219,7 +198,7 @@ impl Client {
                         if code < 0 {
                             let errno = -code;
                             return Err(match errno {
-                                libc::EPERM | libc::EACCES => Error::Permission { op },
+                                abi::EPERM | abi::EACCES => Error::Permission { op },
                                 _ => Error::Kernel {
                                     op,
                                     errno,
@@ -232,7 +211,7 @@ impl Client {
                             if interrupted {
                                 return Err(Error::Kernel {
                                     op,
-                                    errno: libc::EINTR,
+                                    errno: abi::EINTR,
                                     what: "(dump interrupted by a concurrent change)".into(),
                                     scheduler: None,
                                 });
@@ -542,7 +521,7 @@ impl Client {
         else {
             return Err(Error::Kernel {
                 op: Op::EditDest,
-                errno: libc::ENOENT,
+                errno: abi::ENOENT,
                 what: format!("-e {key} -r {}", text::addr_port(&addr, port)),
                 scheduler: None,
             });

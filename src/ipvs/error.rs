@@ -6,6 +6,7 @@ use std::io;
 use super::convert::ConvertError;
 use super::model::ValidationError;
 use super::text::ParseError;
+use crate::sys::abi;
 
 /// What the client was doing when the kernel answered with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +87,8 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Kernel { errno, .. } => Some(*errno),
-            Error::Permission { .. } => Some(libc::EPERM),
-            Error::NoIpvs => Some(libc::ENOENT),
+            Error::Permission { .. } => Some(abi::EPERM),
+            Error::NoIpvs => Some(abi::ENOENT),
             _ => None,
         }
     }
@@ -96,22 +97,22 @@ impl Error {
     pub fn kernel_message(op: Op, errno: i32) -> String {
         use Op::*;
         let m = match (op, errno) {
-            (AddService, libc::EEXIST) => "service already exists",
-            (AddService | EditService, libc::ENOENT) => "scheduler or persistence engine not found",
-            (EditService | DelService | GetService | Zero, libc::ESRCH) => "no such service",
-            (AddDest | EditDest | DelDest | ListDests, libc::ESRCH) => "service not defined",
-            (AddDest, libc::EEXIST) => "destination already exists",
-            (EditDest | DelDest, libc::ENOENT) => "no such destination",
-            (_, libc::EPERM) | (_, libc::EACCES) => "permission denied (you must be root)",
-            (_, libc::EINVAL) => {
+            (AddService, abi::EEXIST) => "service already exists",
+            (AddService | EditService, abi::ENOENT) => "scheduler or persistence engine not found",
+            (EditService | DelService | GetService | Zero, abi::ESRCH) => "no such service",
+            (AddDest | EditDest | DelDest | ListDests, abi::ESRCH) => "service not defined",
+            (AddDest, abi::EEXIST) => "destination already exists",
+            (EditDest | DelDest, abi::ENOENT) => "no such destination",
+            (_, abi::EPERM) | (_, abi::EACCES) => "permission denied (you must be root)",
+            (_, abi::EINVAL) => {
                 "invalid operation; possibly wrong module version, address not unicast, ..."
             }
-            (_, libc::ERANGE) => "numerical result out of range",
-            (_, libc::ENOPROTOOPT) => "protocol not available",
-            (_, libc::ENOMEM) => "memory allocation problem",
-            (_, libc::EOPNOTSUPP) => "operation not supported with IPv6",
-            (_, libc::EAFNOSUPPORT) => "operation not supported with specified address family",
-            (_, libc::EMSGSIZE) => "module is wrong version",
+            (_, abi::ERANGE) => "numerical result out of range",
+            (_, abi::ENOPROTOOPT) => "protocol not available",
+            (_, abi::ENOMEM) => "memory allocation problem",
+            (_, abi::EOPNOTSUPP) => "operation not supported with IPv6",
+            (_, abi::EAFNOSUPPORT) => "operation not supported with specified address family",
+            (_, abi::EMSGSIZE) => "module is wrong version",
             _ => return io::Error::from_raw_os_error(errno).to_string(),
         };
         m.to_string()
@@ -131,7 +132,7 @@ impl Error {
                     .into(),
             ),
             Error::Kernel { op, errno, scheduler, .. } => match (*op, *errno) {
-                (Op::AddService | Op::EditService, libc::ENOENT) => {
+                (Op::AddService | Op::EditService, abi::ENOENT) => {
                     Some(match scheduler {
                         Some(s) => format!(
                             "the kernel has no scheduler '{s}': try `modprobe ip_vs_{s}` (or check --pe)"
@@ -139,18 +140,18 @@ impl Error {
                         None => "the scheduler module is missing: try `modprobe ip_vs_<name>`".into(),
                     })
                 }
-                (Op::AddService, libc::EEXIST) => Some("use edit to change an existing service".into()),
-                (Op::AddDest, libc::EEXIST) => Some("use edit to change weight or thresholds".into()),
-                (Op::AddDest | Op::EditDest, libc::EINVAL) => Some(
+                (Op::AddService, abi::EEXIST) => Some("use edit to change an existing service".into()),
+                (Op::AddDest, abi::EEXIST) => Some("use edit to change weight or thresholds".into()),
+                (Op::AddDest | Op::EditDest, abi::EINVAL) => Some(
                     "the real-server address must be unicast; in a fresh host or namespace, bring \
                      `lo` up first (IPVS looks the address up in the local routing table)"
                         .into(),
                 ),
-                (Op::AddDest | Op::EditDest, libc::ERANGE) => {
+                (Op::AddDest | Op::EditDest, abi::ERANGE) => {
                     Some("weight must be 0..=2147483647 and the lower threshold ≤ the upper".into())
                 }
-                (_, libc::ESRCH) => Some("list services with `ipvsadm -Ln`".into()),
-                (_, libc::EAFNOSUPPORT) => {
+                (_, abi::ESRCH) => Some("list services with `ipvsadm -Ln`".into()),
+                (_, abi::EAFNOSUPPORT) => {
                     Some("only tunnel (TUN) real servers may differ in address family".into())
                 }
                 _ => None,

@@ -24,8 +24,8 @@
 pub mod client;
 pub mod convert;
 pub mod error;
-#[doc(hidden)]
-pub mod golden;
+#[cfg(test)]
+mod golden;
 pub mod model;
 pub mod plan;
 pub mod spec;

@@ -13,10 +13,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::IpAddr;
 
-use crate::ipvs::text::Rule;
+use crate::ipvs::spec::key_name;
+use crate::ipvs::text::{addr_port, Rule};
 use crate::ipvs::{
-    Client, Destination, Error, Forward, Netmask, Service, ServiceEntry, ServiceKey, Tunnel,
+    Client, Destination, Error, Forward, Netmask, Scheduler, Service, ServiceEntry, ServiceFlags,
+    ServiceKey, Tunnel,
 };
 use crate::txn::{self, Executor, Step, TxnError};
 
@@ -514,10 +517,120 @@ pub fn execute(
     })
 }
 
+// =============================================================================================
+// one command's plan
+// =============================================================================================
+
+/// What one `lb` command wants to change, with what to say about it.
+#[derive(Debug)]
+pub struct Planned {
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+    /// Said before the changes (e.g. "turning mh-fallback on").
+    pub notes: Vec<String>,
+    /// Said when there is nothing to do.
+    pub unchanged: String,
+}
+
+impl Planned {
+    /// Nothing to do, and why.
+    pub fn none(why: impl Into<String>) -> Self {
+        Planned {
+            changes: Vec::new(),
+            notes: Vec::new(),
+            unchanged: why.into(),
+        }
+    }
+
+    /// Exactly one change.
+    pub fn one(c: Change) -> Self {
+        Planned {
+            changes: vec![c],
+            notes: Vec::new(),
+            unchanged: String::new(),
+        }
+    }
+}
+
+/// Drain a real server (weight 0; turning mh/sh fallback on first where the scheduler needs
+/// it): the plan for draining the real server at `addr` (`port`: None = the only one at that
+/// address) of the service `e`.
+pub fn drain(e: &Entry, addr: IpAddr, port: Option<u16>) -> Result<Planned, String> {
+    let key = e.service.key;
+    let matches: Vec<&Destination> = e
+        .dests
+        .iter()
+        .filter(|d| d.addr == addr && port.is_none_or(|p| d.port == p))
+        .collect();
+    let d = match matches.as_slice() {
+        [d] => *d,
+        [] => {
+            return Err(format!(
+                "no real server {} in service {}",
+                port.map(|p| addr_port(&addr, p))
+                    .unwrap_or_else(|| addr.to_string()),
+                key_name(&key)
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{addr} is a real server of {} on several ports; say which: {}",
+                key_name(&key),
+                matches
+                    .iter()
+                    .map(|d| addr_port(&d.addr, d.port))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    };
+    let mut p = Planned::none(format!(
+        "real server {} of {} is already drained (weight 0)",
+        addr_port(&d.addr, d.port),
+        key_name(&key)
+    ));
+    let s = &e.service;
+    if matches!(s.scheduler, Scheduler::Mh | Scheduler::Sh)
+        && !s.flags.contains(ServiceFlags::SCHED1)
+    {
+        let flag = format!("{}-fallback", s.scheduler);
+        p.notes.push(format!(
+            "{} without {flag} refuses new connections that hash to a weight-0 server; turning \
+             {flag} on for {} (other flows keep their server)",
+            s.scheduler,
+            key_name(&key)
+        ));
+        let mut to = s.clone();
+        to.flags.insert(ServiceFlags::SCHED1);
+        p.changes.push(Change::EditService {
+            from: s.clone(),
+            to,
+        });
+    }
+    if d.weight != 0 {
+        p.changes.push(Change::EditDest {
+            key,
+            from: d.clone(),
+            to: d.clone().weight(0),
+        });
+        if s.is_persistent() {
+            p.notes.push(format!(
+                "{} is persistent: clients with a persistence template keep reaching {} until it \
+                 expires ({} s) unless net.ipv4.vs.expire_quiescent_template=1",
+                key_name(&key),
+                d.addr,
+                s.timeout
+            ));
+        }
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ipvs::{DestEntry, ServiceFlags, Stats};
+    use crate::sys::abi;
 
     fn svc(s: &str, sched: &str) -> Service {
         Service::new(ServiceKey::tcp(s.parse().unwrap()), sched)
@@ -580,7 +693,7 @@ mod tests {
             if self.fail_on.as_ref().is_some_and(|f| line.contains(f)) {
                 return Err(Error::Kernel {
                     op: crate::ipvs::Op::AddDest,
-                    errno: libc::EINVAL,
+                    errno: abi::EINVAL,
                     what: line,
                     scheduler: None,
                 });
@@ -590,7 +703,7 @@ mod tests {
             }
             self.table.apply(c).map_err(|msg| Error::Kernel {
                 op: crate::ipvs::Op::Raw,
-                errno: libc::EEXIST,
+                errno: abi::EEXIST,
                 what: msg,
                 scheduler: None,
             })
@@ -859,5 +972,58 @@ mod tests {
         assert!(changes_of_rules(&start, &bad)
             .unwrap_err()
             .contains("service not defined"));
+    }
+
+    fn entry(sched: &str, flags: ServiceFlags, dests: &[(&str, u32)]) -> Entry {
+        let key = ServiceKey::tcp("198.18.0.100:80".parse().unwrap());
+        Entry {
+            service: Service::new(key, sched).flags(flags),
+            dests: dests
+                .iter()
+                .map(|(a, w)| Destination::dr(a.parse().unwrap()).weight(*w))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn drain_turns_on_mh_fallback_first() {
+        let e = entry(
+            "mh",
+            ServiceFlags::MH_PORT,
+            &[("198.18.0.11:80", 1), ("198.18.0.12:80", 1)],
+        );
+        let p = drain(&e, "198.18.0.11".parse().unwrap(), None).unwrap();
+        let lines: Vec<String> = p.changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "ipvsadm -E -t 198.18.0.100:80 -s mh -b mh-fallback,mh-port",
+                "ipvsadm -e -t 198.18.0.100:80 -r 198.18.0.11:80 -g -w 0",
+            ]
+        );
+        assert!(
+            p.notes[0].contains("turning mh-fallback on"),
+            "{:?}",
+            p.notes
+        );
+
+        let e = entry("sh", ServiceFlags::empty(), &[("198.18.0.11:80", 1)]);
+        let p = drain(&e, "198.18.0.11".parse().unwrap(), Some(80)).unwrap();
+        assert!(p.notes[0].contains("sh-fallback"), "{:?}", p.notes);
+
+        let e = entry("rr", ServiceFlags::empty(), &[("198.18.0.11:80", 1)]);
+        let p = drain(&e, "198.18.0.11".parse().unwrap(), None).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert!(p.notes.is_empty());
+
+        // already drained: nothing to do
+        let e = entry("mh", ServiceFlags::MH_FALLBACK, &[("198.18.0.11:80", 0)]);
+        let p = drain(&e, "198.18.0.11".parse().unwrap(), None).unwrap();
+        assert!(p.changes.is_empty());
+        assert!(p.unchanged.contains("already drained"));
+
+        let e = entry("rr", ServiceFlags::empty(), &[("198.18.0.11:80", 1)]);
+        let err = drain(&e, "198.18.0.99".parse().unwrap(), None).unwrap_err();
+        assert!(err.contains("no real server 198.18.0.99"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::convert::inet_addr16;
 use super::model::*;
+use crate::sys::abi;
 
 // =====================================================================================
 // command lines
@@ -659,8 +660,8 @@ fn addr_cmp(a: &IpAddr, b: &IpAddr, as_v6: bool) -> i32 {
 
 fn family_num(f: Family) -> i32 {
     match f {
-        Family::Inet => libc::AF_INET,
-        Family::Inet6 => libc::AF_INET6,
+        Family::Inet => abi::AF_INET,
+        Family::Inet6 => abi::AF_INET6,
     }
 }
 

@@ -24,6 +24,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
+use crate::sys::abi;
+
 /// Generic-netlink family name registered by ip_vs.
 pub const IPVS_GENL_NAME: &str = "IPVS";
 /// `IPVS_GENL_VERSION`.
@@ -131,11 +133,11 @@ pub const IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM: u16 = 1 << 1;
 pub const IP_VS_SCHEDNAME_MAXLEN: usize = 16;
 pub const IP_VS_PENAME_MAXLEN: usize = 16;
 
-pub const AF_INET: u16 = libc::AF_INET as u16;
-pub const AF_INET6: u16 = libc::AF_INET6 as u16;
-pub const IPPROTO_TCP: u16 = libc::IPPROTO_TCP as u16;
-pub const IPPROTO_UDP: u16 = libc::IPPROTO_UDP as u16;
-pub const IPPROTO_SCTP: u16 = libc::IPPROTO_SCTP as u16;
+pub const AF_INET: u16 = abi::AF_INET as u16;
+pub const AF_INET6: u16 = abi::AF_INET6 as u16;
+pub const IPPROTO_TCP: u16 = abi::IPPROTO_TCP as u16;
+pub const IPPROTO_UDP: u16 = abi::IPPROTO_UDP as u16;
+pub const IPPROTO_SCTP: u16 = abi::IPPROTO_SCTP as u16;
 
 // ======================================================================================
 // statistics

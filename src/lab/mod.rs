@@ -31,7 +31,6 @@
 mod build;
 pub mod faults;
 pub mod http;
-pub mod process;
 pub mod signals;
 pub mod state;
 mod status;
@@ -48,6 +47,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::sys::process;
 pub use build::balancer_ready;
 use build::{lbctl_cmd, teardown};
 pub use faults::Fault;
@@ -129,8 +129,7 @@ impl LabSpec {
 
 /// Refuse early (exit 77) without root, and with a clear message when a tool is missing.
 pub fn preflight(lbctl_bin: &Path) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::process::is_root() {
         return Err(Error::Privilege(
             "lbctl lab needs root (it creates network namespaces): run it with sudo; nothing was \
              changed"

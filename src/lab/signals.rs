@@ -5,11 +5,8 @@
 //! built. The library never installs the handler by itself: a program embedding it (a test) keeps
 //! its own signal behaviour.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::error::{Error, Result};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+use crate::sys::{self, signals::Restart, signals::Signal};
 
 /// The error a step returns when it noticed an interrupt.
 #[derive(Debug)]
@@ -23,28 +20,18 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
+/// The signals that interrupt the lab.
+const SIGNALS: [Signal; 3] = [Signal::Int, Signal::Term, Signal::Hup];
 
 /// Turn SIGINT, SIGTERM and SIGHUP into the flag.
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic; no SA_RESTART,
-        // so blocking waits return early with EINTR where the caller checks.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    // No SA_RESTART: blocking waits return early with EINTR where the caller checks.
+    sys::signals::catch(&SIGNALS, Restart::No);
 }
 
 /// Has an interrupt arrived?
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    sys::signals::received(&SIGNALS)
 }
 
 /// `Err(Interrupted)` once an interrupt has arrived.

@@ -12,7 +12,6 @@
 
 use std::fs::{self, File};
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::topology::{Engine, Node};
 use crate::error::{Error, Result};
+use crate::sys::abi;
 use crate::usage;
 
 /// Format version of `state.json`.
@@ -164,11 +164,9 @@ fn read_file(path: &Path) -> Result<Option<LabState>> {
 }
 
 fn flock(file: &File, path: &Path) -> Result<()> {
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    if let Err(e) = crate::sys::lock::lock_exclusive(file) {
         return Err(Error::Runtime(
-            anyhow::Error::new(std::io::Error::last_os_error())
-                .context(format!("locking {}", path.display())),
+            anyhow::Error::new(e).context(format!("locking {}", path.display())),
         ));
     }
     Ok(())
@@ -204,7 +202,7 @@ impl StateDir {
         if let Err(e) = fs::rename(&tmp, &dir) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(match e.raw_os_error() {
-                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => exists_error(&state.name, run_dir),
+                Some(abi::ENOTEMPTY) | Some(abi::EEXIST) => exists_error(&state.name, run_dir),
                 _ => Error::Runtime(
                     anyhow::Error::new(e).context(format!("renaming to {}", dir.display())),
                 ),

@@ -54,7 +54,7 @@ pub const HOST_IF: &str = "eth0";
 pub const SWITCH_TABLE: &str = "lbctl_lab";
 
 /// How the balancer forwards (the `engine` key of the LB file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// IPVS when the kernel has it, else nftables.

@@ -80,6 +80,44 @@ impl Traffic {
                 .get("replies_via_lb")
                 .is_some_and(|c| c.packets == 0)
     }
+
+    /// The DSR verdict on this run over the lab's `backends`: (ok, one line why).
+    pub fn verdict(&self, backends: &[String]) -> (bool, String) {
+        let silent: Vec<&String> = backends
+            .iter()
+            .filter(|b| !self.per_backend.contains_key(*b))
+            .collect();
+        let sw = |k: &str| self.switch.get(k).copied().unwrap_or_default();
+        if !self.failures.is_empty() {
+            return (false, format!("{} requests failed", self.failures.len()));
+        }
+        if sw("requests_to_lb").packets == 0 {
+            return (
+                false,
+                "no request reached the balancer: something else answers for the VIP (ARP flux?)"
+                    .into(),
+            );
+        }
+        if !self.replies_bypassed_balancer() {
+            return (
+                false,
+                "replies passed through the balancer: this is not DSR".into(),
+            );
+        }
+        // Only with enough requests that a backend getting none is not just chance (< 1e-4).
+        if self.requests >= 10 * backends.len() && !silent.is_empty() {
+            let s: Vec<&str> = silent.iter().map(|s| s.as_str()).collect();
+            return (false, format!("{} answered nothing", s.join(", ")));
+        }
+        (
+            true,
+            format!(
+                "every request went through the balancer, and all {} reply packets went straight \
+                 from the backends to the client",
+                sw("replies").packets
+            ),
+        )
+    }
 }
 
 /// `/proc/net/dev` of the calling thread's namespace, one interface.
@@ -266,5 +304,34 @@ mod tests {
             },
         );
         assert!(!t.replies_bypassed_balancer());
+    }
+
+    #[test]
+    fn dsr_verdict_says_why() {
+        let count = |packets| Count {
+            packets,
+            bytes: packets * 100,
+        };
+        let backends = ["be1".to_string(), "be2".to_string()];
+        let mut t = Traffic {
+            requests: 20,
+            ..Default::default()
+        };
+        t.switch.insert("requests_to_lb".into(), count(20));
+        t.switch.insert("replies".into(), count(90));
+        t.switch.insert("replies_via_lb".into(), count(0));
+        t.per_backend.insert("be1".into(), 10);
+        t.per_backend.insert("be2".into(), 10);
+        let (ok, why) = t.verdict(&backends);
+        assert!(ok, "{why}");
+        assert!(why.contains("all 90 reply packets"), "{why}");
+        t.per_backend.remove("be2");
+        assert_eq!(t.verdict(&backends), (false, "be2 answered nothing".into()));
+        t.switch.insert("replies_via_lb".into(), count(1));
+        assert!(t.verdict(&backends).1.contains("not DSR"));
+        t.switch.insert("requests_to_lb".into(), count(0));
+        assert!(t.verdict(&backends).1.contains("ARP flux"));
+        t.failures.push("timeout".into());
+        assert_eq!(t.verdict(&backends), (false, "1 requests failed".into()));
     }
 }

@@ -11,15 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::net::{IpAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use crate::commands::Env;
+use crate::context::Env;
 use crate::engine::converge;
 use crate::error::{Error, Result};
 use crate::ipvs::plan::Entry;
@@ -35,33 +33,17 @@ use crate::model::{host_prefix, Vip};
 use crate::sys::capture::fmt_mac;
 use crate::sys::capture::rfc3339;
 use crate::sys::rawpkt::{self, DsrProbe};
+use crate::sys::signals::{self, Restart, Signal};
 use crate::{usage, Ctx, Outcome};
 
 /// Size of each service's pinned-flow map (nft engine).
 const FLOW_MAP_SIZE: u32 = 262_144;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static HUP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-extern "C" fn on_hup(_: libc::c_int) {
-    HUP.store(true, Ordering::SeqCst);
-}
+/// SIGTERM and SIGINT stop the daemon; SIGHUP reloads its file.
+const STOP: [Signal; 2] = [Signal::Term, Signal::Int];
 
 fn install_signals() {
-    // SAFETY: the handlers only store to atomics (async-signal-safe).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_hup as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
-    }
+    signals::catch(&[Signal::Term, Signal::Int, Signal::Hup], Restart::No);
 }
 
 /// `lb run` options.
@@ -229,8 +211,7 @@ fn lock(journal_dir: &Path, name: &str) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if crate::sys::lock::try_lock_exclusive(&f).is_err() {
         let who = status::read(&status::path(journal_dir, name))
             .ok()
             .flatten()
@@ -554,8 +535,8 @@ impl Daemon<'_> {
         let mut last_status = Instant::now() - Duration::from_secs(10);
         let mut last_neigh = Instant::now() - Duration::from_secs(10);
         let mut last_reconcile = Instant::now();
-        while !STOP.load(Ordering::SeqCst) {
-            if HUP.swap(false, Ordering::SeqCst) {
+        while !signals::received(&STOP) {
+            if signals::take(Signal::Hup) {
                 self.reload();
             }
             let unresolved = self

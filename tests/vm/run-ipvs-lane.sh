@@ -1,7 +1,8 @@
 #!/bin/bash
 # vm/run-ipvs-lane.sh — the real-kernel IPVS lane.
 #
-# Builds the static scenario binary (src/bin/lbvm-ipvs-test.rs) and a static lbctl, the VM image
+# Builds the static scenario binary (tests/vm/lbvm-ipvs-test, a workspace member) and a
+# static lbctl, the VM image
 # (vm/build-image.sh, cached), boots QEMU with pure emulation (TCG, -M pc),
 # and turns the serial-console markers into an exit status:
 #   0   pass: "LBVM: RESULT pass", no failed CHECK, /lbvm-test exited 0
@@ -79,7 +80,8 @@ if [ -z "$BIN" ]; then
   t0=$(now)
   # the explicit --target keeps crt-static away from proc-macros and build scripts
   (cd "$CRATE" && RUSTFLAGS='-C target-feature=+crt-static' \
-     cargo build --release -j "${CARGO_JOBS:-1}" --target "$TARGET" --bin lbvm-ipvs-test --bin lbctl) ||
+     cargo build --release -j "${CARGO_JOBS:-1}" --target "$TARGET" \
+       -p lbvm-ipvs-test --bin lbvm-ipvs-test -p lbctl --bin lbctl) ||
     { say "FAIL: cargo build of the static binaries failed"; exit 1; }
   BIN=$CRATE/target/$TARGET/release/lbvm-ipvs-test
   LBCTL_BIN=${LBCTL_BIN:-$CRATE/target/$TARGET/release/lbctl}

@@ -1,48 +1,15 @@
 //! `lbctl lb run`, `lb status` and `lb maglev`: the balancer daemon, what it is doing, and the
 //! Maglev table-size calculator.
 
-use std::path::PathBuf;
-
 use serde_json::{json, Value};
 
 use super::Env;
+use crate::cli::lb::{MaglevArgs, RunArgs, StatusArgs};
 use crate::error::Result;
 use crate::lb::daemon::{self, RunOpts};
 use crate::lb::status::{self, RunStatus};
 use crate::maglev;
 use crate::{usage, Ctx, Outcome};
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The LB file: services and backends as for `lb apply`, plus `[balancer]` and
-    /// `[service.check]` (see profiles/lb-run-example.toml).
-    #[arg(short = 'c', long = "config", value_name = "LB.toml")]
-    pub config: PathBuf,
-    /// On SIGTERM/SIGINT remove the data path and the VIPs (default: leave them serving).
-    #[arg(long)]
-    pub cleanup: bool,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// Only this daemon (its LB file `name`); default: every one in this namespace.
-    pub name: Option<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct MaglevArgs {
-    /// Backends as NAME[=WEIGHT], comma-separated or repeated (e.g. 198.18.0.11,198.18.0.12=2).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        required = true,
-        value_name = "NAME[=WEIGHT]"
-    )]
-    pub backends: Vec<String>,
-    /// Table size M (must be prime; guidance: M > 100 × backends).
-    #[arg(long, default_value_t = 4099, value_name = "M")]
-    pub size: usize,
-}
 
 pub fn run(ctx: &Ctx, env: &Env, a: &RunArgs) -> Result<Outcome> {
     daemon::run(

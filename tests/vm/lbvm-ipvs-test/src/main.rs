@@ -2,6 +2,11 @@
 //! VM built by vm/build-image.sh (real Debian kernel, ip_vs + schedulers
 //! loaded by /init, lo up, ipvsadm 1.31 available at /sbin/ipvsadm).
 //!
+//! A test program in its own crate (not part of lbctl): it uses `libc` and
+//! `unsafe` directly to drop privileges for the unprivileged probe, and shares
+//! the hand-assembled netlink messages with lbctl's unit tests by including
+//! `src/ipvs/golden.rs` (which lbctl itself only compiles for its tests).
+//!
 //! The last part (`cli.*` checks) runs the real `lbctl lb` command line, a static `lbctl`
 //! that the lane appends as /bin/lbctl, and compares what it does with ipvsadm's view.
 //!
@@ -17,10 +22,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lbctl::ipvs::{
-    convert, golden, text, Client, DestEntry, Destination, Error, Family, Forward, ListKind,
-    ListOptions, Netmask, Rule, SaveDialect, Scheduler, Service, ServiceEntry, ServiceFlags,
-    ServiceKey, Timeouts, Tunnel, TunnelType, ValidationError,
+    convert, text, Client, DestEntry, Destination, Error, Family, Forward, ListKind, ListOptions,
+    Netmask, Rule, SaveDialect, Scheduler, Service, ServiceEntry, ServiceFlags, ServiceKey,
+    Timeouts, Tunnel, TunnelType, ValidationError,
 };
+
+/// The hand-assembled messages lbctl's wire unit tests also use.
+#[path = "../../../../src/ipvs/golden.rs"]
+#[allow(dead_code)]
+mod golden;
 
 const IPVSADM: &str = "/sbin/ipvsadm";
 /// The schedulers /init loads (Debian 6.1 cloud kernel; `twos` is 6.2+).

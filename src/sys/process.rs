@@ -1,5 +1,6 @@
-//! The lab's background processes: started detached with their PID recorded *before* they run,
-//! and stopped only by that recorded PID after checking it is still the same process.
+//! Background processes (the lab's servers and balancer): started detached with their PID
+//! recorded *before* they run, and stopped only by that recorded PID after checking it is still
+//! the same process. Also whether this process runs as root.
 //!
 //! Why it looks like this:
 //! - **Write-ahead PIDs.** [`spawn_detached`] forks, and the child waits on a pipe before it
@@ -33,6 +34,12 @@ use anyhow::Context as _;
 use crate::error::{Error, Result};
 
 pub use crate::sys::proc::{is_alive, start_time};
+
+/// Is the effective user root?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)

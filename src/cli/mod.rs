@@ -3,6 +3,9 @@
 //! Man pages and shell completions are generated from these definitions (`lbctl gen`), so every
 //! help string here is user documentation.
 
+pub mod lab;
+pub mod lb;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -69,7 +72,7 @@ pub enum Command {
     Down(DownArgs),
     /// The balancer: kernel IPVS in direct-routing mode.
     #[command(subcommand)]
-    Lb(crate::commands::lb::LbCmd),
+    Lb(lb::LbCmd),
     /// Check this host's DSR set-up and say what is wrong and how to fix it.
     Doctor(DoctorArgs),
     /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.
@@ -77,7 +80,7 @@ pub enum Command {
     /// A DSR sandbox in network namespaces: switch, client, balancer and backends, built with
     /// lbctl itself (`lbctl lab demo` shows it all in a few seconds).
     #[command(subcommand)]
-    Lab(crate::commands::lab::LabCmd),
+    Lab(lab::LabCmd),
     /// Generate shell completions or man pages from this command line definition.
     #[command(subcommand)]
     Gen(GenCmd),

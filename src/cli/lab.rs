@@ -1,0 +1,212 @@
+//! `lbctl lab`: the DSR sandbox's command line, and its value enums (the balancer's engine, the
+//! faults `lab break` injects) with their conversions to the lab's own types.
+
+use std::path::PathBuf;
+
+use crate::lab::{self, Engine, Fault};
+
+/// Lab commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCmd {
+    /// Build a lab: a switch, a client, a balancer (`lbctl lb run`) and K backends configured
+    /// by lbctl, each serving a page that names it.
+    Up(UpArgs),
+    /// The whole story in a few seconds: up, requests through the VIP, where they went and
+    /// that replies bypassed the balancer, doctor on a backend, down. Ctrl-C cleans up too.
+    Demo(DemoArgs),
+    /// Send HTTP requests from the client to the VIP and show which backend answered and which
+    /// way the replies went.
+    Traffic(TrafficArgs),
+    /// Run a command inside a lab node's namespace (exit code passed through).
+    Exec(ExecArgs),
+    /// Show labs: nodes, namespaces, addresses, processes, injected faults (exit 1 if something
+    /// recorded is missing or dead).
+    Status(StatusArgs),
+    /// Remove a lab: stop its processes (by recorded PID), delete its namespaces.
+    Down(DownArgs),
+    /// Inject a classic DSR fault into a backend, then watch `lbctl doctor` find it.
+    Break(BreakArgs),
+    /// The lab's built-in HTTP server: answers `GET /` with its name (started by `lab up`).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArg {
+    /// The lab (namespaces are named lbl-NAME-NODE).
+    #[arg(long, default_value = lab::DEFAULT_NAME, value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Number of backends (1-9).
+    #[arg(long, default_value_t = 2, value_name = "K")]
+    pub backends: u8,
+    /// Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Configure the backends with this profile instead of `arp suppress` + `vip add`;
+    /// placeholders {{vip}} {{rip}} {{node}} {{gateway}} {{port}} {{iface}} (and {{vip6}}
+    /// {{rip6}} {{gateway6}} with --ipv6) are filled in per backend.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// The balancer's engine.
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: EngineArg,
+    /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
+    #[arg(long)]
+    pub no_balancer: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The demo lab's name (removed again at the end).
+    #[arg(long, default_value = "demo", value_name = "NAME")]
+    pub name: String,
+    /// Requests to send (each on a new connection).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub requests: usize,
+    /// The balancer's engine.
+    #[arg(long, value_enum, default_value_t)]
+    pub engine: EngineArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrafficArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Requests to send (each on a new connection).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub requests: usize,
+    /// Use the IPv6 VIP (the lab must be up with --ipv6).
+    #[arg(long)]
+    pub ipv6: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// The node: sw, client, lb, be1, be2, …
+    pub node: String,
+    /// The command and its arguments (put `--` before a command with options).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this lab (default: every lab).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// The lab to remove.
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Remove every recorded lab.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BreakArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// The backend: be1, be2, …
+    pub node: String,
+    /// The fault to inject.
+    #[arg(value_enum)]
+    pub fault: FaultArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// What `GET /` answers (the backend's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// TCP port, on every address (`[::]` dual-stack, or 0.0.0.0).
+    #[arg(long, default_value_t = lab::PORT, value_name = "PORT")]
+    pub port: u16,
+}
+
+/// How the balancer forwards (`lab::Engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EngineArg {
+    /// IPVS when the kernel has it, else nftables.
+    #[default]
+    Auto,
+    /// Kernel IPVS in direct-routing mode.
+    Ipvs,
+    /// An nftables netdev ingress chain rewriting MACs.
+    Nft,
+}
+
+impl From<EngineArg> for Engine {
+    fn from(e: EngineArg) -> Engine {
+        match e {
+            EngineArg::Auto => Engine::Auto,
+            EngineArg::Ipvs => Engine::Ipvs,
+            EngineArg::Nft => Engine::Nft,
+        }
+    }
+}
+
+/// A fault `lab break` can inject (`lab::Fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultArg {
+    /// Undo ARP suppression: the backend answers ARP for the VIP and can steal the traffic.
+    ArpFlux,
+    /// Strict rp_filter plus a policy route that makes replies from the VIP leave by a second
+    /// link: the kernel drops the balancer's requests.
+    RpFilter,
+    /// Remove the VIP from lo: the backend drops what the balancer forwards to it.
+    NoVip,
+    /// Stop the backend's HTTP server (by its recorded PID).
+    NoListener,
+    /// `ip rule from VIP lookup 200` whose table has a default route but no link route: even
+    /// on-link replies go to a gateway that does not exist.
+    PolicyTableWithoutLinkRoute,
+}
+
+impl From<FaultArg> for Fault {
+    fn from(f: FaultArg) -> Fault {
+        match f {
+            FaultArg::ArpFlux => Fault::ArpFlux,
+            FaultArg::RpFilter => Fault::RpFilter,
+            FaultArg::NoVip => Fault::NoVip,
+            FaultArg::NoListener => Fault::NoListener,
+            FaultArg::PolicyTableWithoutLinkRoute => Fault::PolicyTableWithoutLinkRoute,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn fault_and_engine_names_match_the_lab() {
+        for a in FaultArg::value_variants() {
+            let f = Fault::from(*a);
+            assert_eq!(a.to_possible_value().unwrap().get_name(), f.name());
+        }
+        assert_eq!(FaultArg::value_variants().len(), Fault::ALL.len());
+        for a in EngineArg::value_variants() {
+            let e = Engine::from(*a);
+            assert_eq!(a.to_possible_value().unwrap().get_name(), e.as_str());
+        }
+        assert_eq!(Engine::from(EngineArg::default()), Engine::default());
+    }
+}
