@@ -58,6 +58,9 @@ _lbctl() {
             lbctl,vip)
                 cmd="lbctl__subcmd__vip"
                 ;;
+            lbctl,watch)
+                cmd="lbctl__subcmd__watch"
+                ;;
             lbctl__subcmd__arp,help)
                 cmd="lbctl__subcmd__arp__subcmd__help"
                 ;;
@@ -141,6 +144,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help,vip)
                 cmd="lbctl__subcmd__help__subcmd__vip"
+                ;;
+            lbctl__subcmd__help,watch)
+                cmd="lbctl__subcmd__help__subcmd__watch"
                 ;;
             lbctl__subcmd__help__subcmd__arp,restore)
                 cmd="lbctl__subcmd__help__subcmd__arp__subcmd__restore"
@@ -521,7 +527,7 @@ _lbctl() {
 
     case "${cmd}" in
         lbctl)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version vip arp route rpfilter plan apply status down lb doctor capture lab gen help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version vip arp route rpfilter plan apply status watch down lb doctor capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -983,7 +989,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help)
-            opts="vip arp route rpfilter plan apply status down lb doctor capture lab gen help"
+            opts="vip arp route rpfilter plan apply status watch down lb doctor capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1713,6 +1719,20 @@ _lbctl() {
         lbctl__subcmd__help__subcmd__vip__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3507,6 +3527,36 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__watch)
+            opts="-f -v -q -n -h -V --file --interval --json --verbose --quiet --netns --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --netns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

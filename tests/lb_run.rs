@@ -1045,3 +1045,65 @@ fn three_restarts_under_load_lose_no_request() {
     assert!(results.len() >= 40, "too few requests: {t:?}");
     assert_eq!(t.get("FAILED"), None, "{t:?}");
 }
+
+/// MACs that answered `arping` for `ip` from the client.
+fn arp_macs(lab: &Lab, ip: &str) -> std::collections::BTreeSet<String> {
+    let out = lab
+        .client
+        .exec(&["arping", "-c", "2", "-w", "3", "-i", "eth0", ip]);
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(" bytes from ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Issue 13: `nft flush ruleset` on a backend (Debian's nftables.service reload) removes
+/// `table arp lbctl`, and the backend would answer ARP for the VIP (ARP flux). `lbctl watch`
+/// puts it back within a couple of seconds: `arping` from the client then gets exactly one
+/// MAC, the balancer's, and traffic flows.
+#[test]
+fn watch_restores_arp_suppression_after_a_ruleset_flush() {
+    require_root!();
+    require_tool!("arping");
+    let mut lab = lab(2);
+    lab.start(&[]);
+    let be1 = &lab.be_run[0];
+    let run_dir = be1.run_dir().to_string_lossy().into_owned();
+    let log = std::fs::File::create(lab.cfg_dir.path().join("watch.log")).unwrap();
+    let watch = Bg(Command::new(LBCTL)
+        .args(["--netns", lab.be[0].name(), "watch", "--interval", "200"])
+        .env("LBCTL_RUN_DIR", &run_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn lbctl watch"));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.be[0].exec_ok(&["nft", "flush", "ruleset"]);
+    let start = Instant::now();
+    while !lab.be[0].nft_table_exists("arp", "lbctl") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not repaired: {}",
+            std::fs::read_to_string(lab.cfg_dir.path().join("watch.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("arp table back after {:?}", start.elapsed());
+    assert_eq!(
+        arp_macs(&lab, VIP),
+        std::collections::BTreeSet::from(["02:00:00:00:00:02".to_string()]),
+        "exactly the balancer answers ARP for the VIP"
+    );
+    let t = tally(&requests(&lab, 10));
+    assert!(!t.contains_key("FAILED"), "{t:?}");
+    be1.ok(&["status"]);
+    drop(watch);
+    let log = std::fs::read_to_string(lab.cfg_dir.path().join("watch.log")).unwrap();
+    assert!(
+        log.contains("repaired drift: nft add table arp lbctl"),
+        "{log}"
+    );
+}

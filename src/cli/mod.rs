@@ -68,6 +68,9 @@ pub enum Command {
     Apply(ProfileArgs),
     /// Show what lbctl manages and any drift (exit 1 on drift).
     Status(StatusArgs),
+    /// Keep what lbctl owns converged: re-apply drift (a flushed nft ruleset, a deleted VIP,
+    /// a reset sysctl) within a second, logging each repair. Runs until SIGTERM/SIGINT.
+    Watch(WatchArgs),
     /// Remove what lbctl added (for one profile, or everything) and restore recorded sysctls.
     Down(DownArgs),
     /// The balancer: kernel IPVS in direct-routing mode.
@@ -147,6 +150,18 @@ pub struct ProfileArgs {
     /// The profile (TOML; see profiles/ for commented examples).
     #[arg(short = 'f', long = "file", value_name = "PROFILE")]
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Apply this profile first (and again on SIGHUP), then keep it — and everything else
+    /// lbctl owns here — converged.
+    #[arg(short = 'f', long = "file", value_name = "PROFILE")]
+    pub file: Option<PathBuf>,
+    /// How often to compare the kernel with the journal, in milliseconds (100–60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=60000))]
+    pub interval: u64,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod route;
 pub mod rpfilter;
 pub mod status;
 pub mod vip;
+pub mod watch;
 
 use crate::cli::{Command, GlobalArgs};
 pub use crate::context::Env;
@@ -80,6 +81,7 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
         Command::Plan(_) => plan::run(ctx, &env, profile.expect("loaded above")),
         Command::Apply(_) => apply::run(ctx, &env, profile.expect("loaded above")),
         Command::Status(a) => status::run(ctx, &env, a),
+        Command::Watch(a) => watch::run(ctx, &env, a),
         Command::Down(a) => down::run(ctx, &env, a),
         Command::Doctor(a) => doctor::run(ctx, &env, a),
         Command::Lb(c) => lb::run(ctx, &env, c),
