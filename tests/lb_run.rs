@@ -1072,15 +1072,32 @@ fn watch_restores_arp_suppression_after_a_ruleset_flush() {
     let be1 = &lab.be_run[0];
     let run_dir = be1.run_dir().to_string_lossy().into_owned();
     let log = std::fs::File::create(lab.cfg_dir.path().join("watch.log")).unwrap();
+    // The README's example: the shipped profile (eth0 198.18.0.11 is be1's address).
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/backend-nft.toml");
     let watch = Bg(Command::new(LBCTL)
-        .args(["--netns", lab.be[0].name(), "watch", "--interval", "200"])
+        .args([
+            "--netns",
+            lab.be[0].name(),
+            "watch",
+            "--interval",
+            "200",
+            "-f",
+            profile,
+        ])
         .env("LBCTL_RUN_DIR", &run_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn lbctl watch"));
-    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    while !be1.run(&["status", "-f", profile]).success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the profile was not applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     lab.be[0].exec_ok(&["nft", "flush", "ruleset"]);
     let start = Instant::now();
     while !lab.be[0].nft_table_exists("arp", "lbctl") {
