@@ -860,3 +860,43 @@ fn own_balancer_in_a_lab_without_one_is_stopped_by_down() {
     assert!(!lab::process::is_alive(rec.pid, rec.start_time));
     assert_gone(&run, &name);
 }
+
+/// Issue 13: `lab status` is degraded (exit 1) when the balancer has a backend down, and names
+/// it; healthy again once the backend is back.
+#[test]
+fn lab_status_is_degraded_while_the_balancer_has_a_backend_down() {
+    require_root!();
+    let run = Run::new();
+    let name = lab_name("deg");
+    run.lbctl(&["lab", "up", "--name", &name]).expect_ok();
+    let lab = Lab::load(&run.dir, &name).unwrap().guard();
+    let st = run.lbctl(&["--json", "lab", "status", "--name", &name]);
+    st.expect_ok();
+    let v = st.json();
+    assert_eq!(v["labs"][0]["healthy"], true, "{v:#}");
+    let seen = v["labs"][0]["balancer_backends"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|b| b["state"] == "up"),
+        "{v:#}"
+    );
+    run.lbctl(&["lab", "break", "--name", &name, "be1", "no-listener"])
+        .expect_ok();
+    let start = std::time::Instant::now();
+    loop {
+        let st = run.lbctl(&["lab", "status", "--name", &name]);
+        if st.code == 1 && st.stdout.contains("the balancer has backend 198.18.0.11") {
+            assert!(st.stdout.contains("degraded"), "{st}");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "lab status never degraded\n{st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    lab.down().unwrap();
+    assert_gone(&run, &name);
+}

@@ -378,8 +378,16 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     let t = lab.traffic(a.requests, vip)?;
     let backends = lab.backends();
     let (ok, mut why) = t.verdict(&backends);
-    if !ok && !lab.state().balancer {
-        why.push_str(" (this lab was created with --no-balancer: start one in the lb namespace)");
+    if !ok {
+        if lab.balancer_running() {
+            why.push_str(" (a balancer runs: `lbctl lab status` and `lbctl lab exec lb lbctl doctor --role lb` say more)");
+        } else if !lab.state().balancer {
+            why.push_str(
+                " (this lab was created with --no-balancer: start one in the lb namespace)",
+            );
+        } else {
+            why.push_str(" (the lab's balancer is not running: see `lbctl lab status`)");
+        }
     }
     if ctx.global.json {
         ctx.emit_json(&json!({"traffic": t, "dsr": ok, "verdict": why}));
@@ -653,6 +661,9 @@ fn status(ctx: &Ctx, a: StatusArgs, run_dir: PathBuf) -> Result<Outcome> {
                 ),
             );
             print_nodes(ctx, &ui, st);
+            for p in &st.problems {
+                ui.line(ctx, ui.red(&format!("  ! {p}")));
+            }
             for f in &st.faults {
                 ui.line(
                     ctx,

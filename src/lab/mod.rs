@@ -429,6 +429,15 @@ impl Lab {
         status::status(&self.run_dir, &self.state)
     }
 
+    /// Does an `lb run` daemon run in the balancer's namespace now (the lab's own, or one a
+    /// user started there)?
+    pub fn balancer_running(&self) -> bool {
+        self.ns("lb")
+            .ok()
+            .and_then(|ns| crate::lb::status::read_all(&self.run_dir.join("netns").join(ns)).ok())
+            .is_some_and(|ds| ds.iter().any(|d| d.alive()))
+    }
+
     /// `lbctl lb status --json` in the balancer namespace.
     pub fn balancer_status(&self) -> Result<Value> {
         let out = lbctl_cmd(&self.state, &self.ns("lb")?, &["--json", "lb", "status"])

@@ -48,8 +48,22 @@ pub struct LabStatus {
     pub nodes: Vec<NodeStatus>,
     pub processes: Vec<ProcStatus>,
     pub faults: Vec<state::FaultRecord>,
-    /// Every namespace exists and every process not stopped on purpose is alive.
+    /// Each backend as the balancer sees it (`lb run`'s status), when the lab has one.
+    pub balancer_backends: Vec<BalancerBackend>,
+    /// Why the lab is not healthy (empty when it is).
+    pub problems: Vec<String>,
+    /// Every namespace exists, every recorded process is alive (also those a fault stopped:
+    /// the lab is degraded then), and the balancer has every backend up.
     pub healthy: bool,
+}
+
+/// One backend as the balancer sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalancerBackend {
+    pub service: String,
+    pub backend: String,
+    pub state: String,
+    pub in_service: bool,
 }
 
 pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
@@ -86,9 +100,68 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
     if st.ipv6 {
         vip.push(topology::vip_port(IpAddr::V6(VIP6)));
     }
-    let healthy = st.phase == Phase::Up
-        && nodes.iter().all(|n| n.exists)
-        && processes.iter().all(|p| p.alive || p.stopped);
+    let mut problems = Vec::new();
+    if st.phase != Phase::Up {
+        problems.push("the lab is incomplete (`lbctl lab down` removes it)".to_string());
+    }
+    for n in nodes.iter().filter(|n| !n.exists) {
+        problems.push(format!(
+            "node {}: namespace {} is gone",
+            n.node, n.namespace
+        ));
+    }
+    for p in processes.iter().filter(|p| !p.alive) {
+        problems.push(format!(
+            "node {}: {} (PID {}) is {}",
+            p.node,
+            p.role,
+            p.pid,
+            if p.stopped {
+                "stopped by a fault"
+            } else {
+                "dead"
+            }
+        ));
+    }
+    let mut balancer_backends = Vec::new();
+    if st.balancer {
+        let lb_ns = st
+            .nodes
+            .iter()
+            .find(|n| n.role == Role::Balancer)
+            .map(|n| n.ns.clone());
+        let daemons = lb_ns
+            .map(|ns| crate::lb::status::read_all(&run_dir.join("netns").join(ns)))
+            .transpose();
+        match daemons {
+            Ok(Some(ds)) if !ds.is_empty() => {
+                for d in &ds {
+                    if !d.alive() {
+                        problems.push(format!("the balancer `lb run` {} is not running", d.name));
+                    }
+                    for svc in &d.services {
+                        for b in &svc.backends {
+                            if b.state != "up" {
+                                problems.push(format!(
+                                    "the balancer has backend {} of {} {}",
+                                    b.rip, svc.service, b.state
+                                ));
+                            }
+                            balancer_backends.push(BalancerBackend {
+                                service: svc.service.clone(),
+                                backend: b.rip.clone(),
+                                state: b.state.clone(),
+                                in_service: b.in_service,
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(_) => problems.push("the balancer has written no status yet".to_string()),
+            Err(e) => problems.push(format!("could not read the balancer's status: {e}")),
+        }
+    }
+    let healthy = problems.is_empty();
     LabStatus {
         name: st.name.clone(),
         phase: st.phase,
@@ -101,6 +174,8 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         nodes,
         processes,
         faults: st.faults.clone(),
+        balancer_backends,
+        problems,
         healthy,
     }
 }
