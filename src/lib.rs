@@ -10,6 +10,7 @@ pub mod commands;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod firewall;
 pub mod ipvs;
 pub mod journal;
 pub mod lab;
