@@ -149,7 +149,7 @@ pub fn stmt(v: &Value) -> String {
         "accept" | "drop" | "return" | "continue" => k.clone(),
         "jump" | "goto" => format!("{k} {}", x["target"].as_str().unwrap_or("?")),
         "reject" => match x.get("type").and_then(Value::as_str) {
-            Some(t) if t == "tcp reset" => "reject with tcp reset".into(),
+            Some("tcp reset") => "reject with tcp reset".into(),
             Some(t) => match x.get("expr").and_then(Value::as_str) {
                 Some(e) => format!("reject with {t} {e}"),
                 None => format!("reject with {t}"),

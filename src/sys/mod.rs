@@ -2,6 +2,7 @@
 //! network namespaces. Everything above this layer is pure and works on the types in `model`.
 
 pub mod capture;
+pub mod iptables;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -1,0 +1,179 @@
+//! `lbctl firewall check`: would this host's firewall pass a DSR flow? The question `ip route
+//! get` answers for routing, asked of nftables (iptables-nft included) for the client's SYN to
+//! VIP:PORT and the SYN-ACK back.
+//!
+//! This verb only gathers: one `nft -j list ruleset`, two route lookups, the legacy-iptables
+//! table list. The verdict is `crate::firewall`'s (pure, unit-tested). Exit 0 when both
+//! directions accept, 1 when one drops or could not be checked — never a ✓ it cannot back.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::doctor::parse_target;
+use super::Env;
+use crate::error::Result;
+use crate::firewall::{self, Check, PathVerdict, Proto, Query, Ruleset, Verdict};
+use crate::model::{parse_ip, same_family};
+use crate::sys::{iptables, nft};
+use crate::{usage, Ctx, Outcome};
+
+#[derive(Debug, Subcommand)]
+pub enum FirewallCmd {
+    /// The nftables verdict (iptables-nft rules included) for a client's first packet to VIP:PORT
+    /// (hooks prerouting and input, ct state new) and for the reply from the VIP (output and
+    /// postrouting, ct state established): accept, drop (naming the rule, with a fix), or
+    /// unknown (naming the rules lbctl could not evaluate). Exit 0 only when both accept.
+    Check(FirewallCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FirewallCheckArgs {
+    /// The service: `198.18.0.100:80` or `[2001:db8::100]:80`.
+    #[arg(long, value_name = "VIP:PORT")]
+    pub vip: String,
+    /// The client address the packet comes from.
+    #[arg(long, value_name = "IP")]
+    pub client: String,
+    /// Interface the client's packets arrive on (default: the route towards the client).
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Transport protocol of the service.
+    #[arg(long, value_enum, default_value_t)]
+    pub proto: Proto,
+}
+
+pub fn run(ctx: &Ctx, env: &Env, cmd: FirewallCmd) -> Result<Outcome> {
+    match cmd {
+        FirewallCmd::Check(a) => check(ctx, env, a),
+    }
+}
+
+/// The routing answers the evaluator needs, looked up the way the kernel's fib expression does
+/// (`ip route get CLIENT from VIP`, policy rules included).
+pub fn query(
+    env: &Env,
+    vip: std::net::IpAddr,
+    port: u16,
+    client: std::net::IpAddr,
+    iface: Option<String>,
+    proto: Proto,
+) -> Query {
+    let iif = iface.or_else(|| {
+        env.sys
+            .route_get(client, None, None)
+            .ok()
+            .and_then(|l| l.dev)
+    });
+    let reply = env.sys.route_get(client, Some(vip), None).ok();
+    let unicast = reply.as_ref().filter(|l| l.kind == "unicast");
+    let oif = unicast.and_then(|l| l.dev.clone());
+    Query {
+        vip,
+        port,
+        client,
+        client_port: None,
+        proto,
+        route_back_via_iif: match (&reply, &iif) {
+            (Some(_), Some(i)) => Some(oif.as_deref() == Some(i.as_str())),
+            _ => None,
+        },
+        route_back: reply.as_ref().map(|_| unicast.is_some()),
+        iif,
+        oif,
+    }
+}
+
+fn check(ctx: &Ctx, env: &Env, a: FirewallCheckArgs) -> Result<Outcome> {
+    let (vip, port) = parse_target(&a.vip)?;
+    let port = port.ok_or_else(|| usage!("--vip needs a port: VIP:PORT or [V6]:PORT"))?;
+    let client = parse_ip(&a.client, "client")?;
+    same_family(vip, client, "firewall check")?;
+    if let Some(i) = &a.iface {
+        env.require_link(i)?;
+    }
+    let doc = nft::list_json(&["ruleset"])?.unwrap_or_else(|| json!({"nftables": []}));
+    let rs = Ruleset::parse(&doc);
+    let q = query(env, vip, port, client, a.iface.clone(), a.proto);
+    let c = firewall::check(&rs, &q);
+    let legacy = iptables::legacy_tables();
+    let netns = ctx.global.netns.as_deref();
+    if !legacy.is_empty() {
+        ctx.warn(format!(
+            "legacy iptables tables are loaded here ({}) and were not evaluated: see iptables-legacy-save",
+            legacy.join(", ")
+        ));
+    }
+    let overall = overall(&c);
+    if ctx.global.json {
+        ctx.emit_json(&json!({
+            "vip": vip.to_string(),
+            "port": port,
+            "proto": a.proto.name(),
+            "client": client.to_string(),
+            "iif": q.iif,
+            "oif": q.oif,
+            "route_back_via_iif": q.route_back_via_iif,
+            "verdict": overall,
+            "ok": overall == "accept",
+            "request": c.request.to_json(&rs, &q, netns),
+            "reply": c.reply.to_json(&rs, &q, netns),
+            "legacy_iptables": legacy,
+        }));
+    } else {
+        for p in [&c.request, &c.reply] {
+            for line in human(&rs, &q, p, netns) {
+                ctx.say(line);
+            }
+        }
+        let unseen = if legacy.is_empty() {
+            ""
+        } else {
+            " (legacy iptables not evaluated)"
+        };
+        ctx.say(match overall {
+            "accept" => format!("both directions accepted{unseen}"),
+            "drop" => "the firewall drops this flow".to_string(),
+            _ => "could not check: rules above could not be evaluated".to_string(),
+        });
+    }
+    Ok(if overall == "accept" {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
+}
+
+/// `drop` if either direction drops, else `unknown` if either is unknown, else `accept`.
+pub fn overall(c: &Check) -> &'static str {
+    let words = [c.request.word(), c.reply.word()];
+    if words.contains(&"drop") {
+        "drop"
+    } else if words.contains(&"unknown") {
+        "unknown"
+    } else {
+        "accept"
+    }
+}
+
+/// The checklist lines for one direction; "could not check" is never marked ✓ or ✗.
+fn human(rs: &Ruleset, q: &Query, p: &PathVerdict, netns: Option<&str>) -> Vec<String> {
+    let what = match p.direction {
+        firewall::Direction::Request => "request",
+        firewall::Direction::Reply => "reply",
+    };
+    let (mark, word) = match p.verdict {
+        Verdict::Accept => ("✓", "accepted"),
+        Verdict::Drop { .. } => ("✗", "dropped"),
+        Verdict::Unknown { .. } => ("?", "could not check"),
+    };
+    let mut out = vec![format!("{mark} {what}: {}: {word}", p.describe(q))];
+    out.extend(p.evidence().into_iter().map(|e| format!("    {e}")));
+    if let Verdict::Drop { by, .. } = &p.verdict {
+        let f = firewall::fix(rs, q, p.direction, by, netns);
+        out.push(format!("    fix: {}", f.insert));
+        if let Some(d) = f.delete {
+            out.push(format!("    or remove the rule: {d}"));
+        }
+    }
+    out
+}
