@@ -6,6 +6,8 @@
 //! table list. The verdict is `crate::firewall`'s (pure, unit-tested). Exit 0 when both
 //! directions accept, 1 when one drops or could not be checked — never a ✓ it cannot back.
 
+use std::net::IpAddr;
+
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -50,11 +52,11 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: FirewallCmd) -> Result<Outcome> {
 
 /// The routing answers the evaluator needs, looked up the way the kernel's fib expression does
 /// (`ip route get CLIENT from VIP`, policy rules included).
-pub fn query(
+fn query(
     env: &Env,
-    vip: std::net::IpAddr,
+    vip: IpAddr,
     port: u16,
-    client: std::net::IpAddr,
+    client: IpAddr,
     iface: Option<String>,
     proto: Proto,
 ) -> Query {
@@ -65,22 +67,7 @@ pub fn query(
             .and_then(|l| l.dev)
     });
     let reply = env.sys.route_get(client, Some(vip), None).ok();
-    let unicast = reply.as_ref().filter(|l| l.kind == "unicast");
-    let oif = unicast.and_then(|l| l.dev.clone());
-    Query {
-        vip,
-        port,
-        client,
-        client_port: None,
-        proto,
-        route_back_via_iif: match (&reply, &iif) {
-            (Some(_), Some(i)) => Some(oif.as_deref() == Some(i.as_str())),
-            _ => None,
-        },
-        route_back: reply.as_ref().map(|_| unicast.is_some()),
-        iif,
-        oif,
-    }
+    Query::new(vip, port, client, proto, iif, reply.as_ref())
 }
 
 fn check(ctx: &Ctx, env: &Env, a: FirewallCheckArgs) -> Result<Outcome> {

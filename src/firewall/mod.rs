@@ -66,6 +66,37 @@ pub struct Query {
     pub route_back: Option<bool>,
 }
 
+impl Query {
+    /// A query for a new flow from `client` (any ephemeral port), given the interface its
+    /// packets arrive on and `ip route get CLIENT from VIP` (how the kernel's `fib saddr`
+    /// expression sees the way back; `None` when the lookup failed: fib matches are unknown).
+    pub fn new(
+        vip: IpAddr,
+        port: u16,
+        client: IpAddr,
+        proto: Proto,
+        iif: Option<String>,
+        reply: Option<&crate::sys::netlink::Lookup>,
+    ) -> Query {
+        let unicast = reply.filter(|l| l.kind == "unicast");
+        let oif = unicast.and_then(|l| l.dev.clone());
+        Query {
+            vip,
+            port,
+            client,
+            client_port: None,
+            proto,
+            route_back_via_iif: match (reply, &iif) {
+                (Some(_), Some(i)) => Some(oif.as_deref() == Some(i.as_str())),
+                _ => None,
+            },
+            route_back: reply.map(|_| unicast.is_some()),
+            iif,
+            oif,
+        }
+    }
+}
+
 /// What decided a drop: a rule, or (rule `None`) the base chain's policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decider {
