@@ -45,13 +45,22 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
             continue;
         };
         let path = f.paths.get(vip);
+        // Requests reach a DSR backend from the balancer's segment: its interface is the
+        // arrival interface; without --balancer, the route towards the client is the guess.
+        let arrival = f
+            .balancer_path
+            .as_ref()
+            .and_then(|b| b.as_ref().ok())
+            .filter(|l| l.kind == "unicast" && l.via.is_none())
+            .and_then(|l| l.dev.clone())
+            .or_else(|| path.and_then(|p| p.arrival.clone()));
         for port in ports {
             let q = Query::new(
                 *vip,
                 *port,
                 client,
                 Proto::Tcp,
-                path.and_then(|p| p.arrival.clone()),
+                arrival.clone(),
                 path.and_then(|p| p.reply.as_ref().ok()),
             );
             let c = firewall::check(rs, &q);
