@@ -21,10 +21,19 @@ use crate::{usage, Ctx, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum FirewallCmd {
-    /// The nftables verdict (iptables-nft rules included) for a client's first packet to VIP:PORT
-    /// (hooks prerouting and input, ct state new) and for the reply from the VIP (output and
-    /// postrouting, ct state established): accept, drop (naming the rule, with a fix), or
-    /// unknown (naming the rules lbctl could not evaluate). Exit 0 only when both accept.
+    /// The verdict for one flow: the client's SYN to VIP:PORT, and the SYN-ACK back.
+    ///
+    /// Walks the nftables base chains (iptables-nft rules included) in priority order: hooks
+    /// prerouting and input for the client's first packet (ct state new), output and postrouting
+    /// for the reply from the VIP (ct state established), following jumps, gotos, sets and verdict
+    /// maps; `fib saddr . iif oif missing` is judged with `ip route get CLIENT from VIP`. Each
+    /// direction is accepted, dropped (naming table, chain, handle and rule, with a fix to paste),
+    /// or "could not check" (naming the rules lbctl cannot evaluate: marks, limits, xt matches…).
+    /// Legacy (x_tables) iptables is not evaluated; a warning says when it is loaded.
+    ///
+    /// Exit codes: 0 both directions accepted; 1 a direction is dropped or could not be checked.
+    ///
+    /// Example: lbctl --netns be1 firewall check --vip 198.18.0.100:80 --client 198.18.0.10
     Check(FirewallCheckArgs),
 }
 
