@@ -80,6 +80,34 @@ enum Val {
     /// A fib lookup's result: the device, or none (`missing`, `0`).
     Fib(Option<String>),
     Tuple(Vec<Val>),
+    /// A bitmask as its set flags (`tcp flags`, `ct status`); `masked` after `&`.
+    Flags {
+        set: Vec<String>,
+        masked: bool,
+    },
+}
+
+fn flags(names: &[&str]) -> Val {
+    Val::Flags {
+        set: names.iter().map(|s| s.to_string()).collect(),
+        masked: false,
+    }
+}
+
+/// Flag names on the right of a match: `syn`, `["fin", "syn"]`, `{"|": ["syn", "ack"]}`.
+fn flag_names(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => {
+            let mut out = Vec::new();
+            for x in a {
+                out.extend(flag_names(x)?);
+            }
+            Some(out)
+        }
+        Value::Object(o) => o.get("|").and_then(flag_names),
+        _ => None,
+    }
 }
 
 /// The left side of a match, evaluated.
@@ -252,6 +280,11 @@ impl Walker<'_> {
                     _ => Left::Unknown,
                 },
                 "tcp" | "udp" if proto != l4 => Left::Absent,
+                "tcp" if field == "flags" => Left::Any(vec![if v.inbound() {
+                    flags(&["syn"])
+                } else {
+                    flags(&["syn", "ack"])
+                }]),
                 "tcp" | "udp" | "th" => v.port(field),
                 p if OTHER_L4.contains(&p) => Left::Absent,
                 _ => Left::Unknown,
@@ -286,6 +319,11 @@ impl Walker<'_> {
             }
             return match c["key"].as_str().unwrap_or_default() {
                 "state" => Left::Any(vec![Val::Sym(v.ct_state().into())]),
+                // A new flow has no status bit before it is confirmed; its reply has been seen.
+                "status" if matches!(v.ct_state(), "new") => Left::Any(vec![flags(&[])]),
+                "status" if matches!(v.ct_state(), "established") => {
+                    Left::Any(vec![flags(&["confirmed", "seen-reply"])])
+                }
                 "direction" if !matches!(v.ct_state(), "invalid" | "untracked") => {
                     Left::Any(vec![Val::Sym(
                         if v.inbound() { "original" } else { "reply" }.into(),
@@ -327,6 +365,23 @@ impl Walker<'_> {
             return match dev {
                 Some(d) => Left::Any(vec![Val::Fib(d)]),
                 None => Left::Unknown,
+            };
+        }
+        if let Some([inner, mask]) = l.get("&").and_then(Value::as_array).map(Vec::as_slice) {
+            return match (self.left(inner, v), flag_names(mask)) {
+                (Left::Absent, _) => Left::Absent,
+                (Left::Any(vals), Some(mask)) => Left::Any(
+                    vals.into_iter()
+                        .map(|val| match val {
+                            Val::Flags { set, .. } => Val::Flags {
+                                set: set.into_iter().filter(|f| mask.contains(f)).collect(),
+                                masked: true,
+                            },
+                            _ => Val::Tuple(Vec::new()),
+                        })
+                        .collect(),
+                ),
+                _ => Left::Unknown,
             };
         }
         if let Some(parts) = l.get("concat").and_then(Value::as_array) {
@@ -434,6 +489,7 @@ impl Walker<'_> {
         let right = &m["right"];
         let op = m["op"].as_str().unwrap_or("==");
         let one = |val: &Val| match op {
+            _ if matches!(val, Val::Flags { .. }) => flags_match(val, op, right),
             "==" | "in" => self.elem(val, right, chain),
             "!=" => self.elem(val, right, chain).not(),
             "<" | ">" | "<=" | ">=" => match (val, right.as_u64()) {
@@ -644,6 +700,47 @@ impl Walker<'_> {
                 Step::Opaque(why) => return End::Opaque(self.rs.rule_ref(cur, idx), why),
             }
         }
+    }
+}
+
+/// A bitmask against flags: `==` compares exactly, `in` tests any flag (what `tcp flags syn`
+/// means); `!=` is answered only where both readings agree.
+fn flags_match(val: &Val, op: &str, right: &Value) -> Tri {
+    let Val::Flags { set, masked } = val else {
+        return Tri::Unknown;
+    };
+    let same = |r: &[String]| {
+        let mut a: Vec<&String> = set.iter().collect();
+        let mut b: Vec<&String> = r.iter().collect();
+        a.sort();
+        a.dedup();
+        b.sort();
+        b.dedup();
+        a == b
+    };
+    if let Some(elems) = right.get("set").and_then(Value::as_array) {
+        let hits: Option<Vec<bool>> = elems
+            .iter()
+            .map(|e| flag_names(e).map(|r| same(&r)))
+            .collect();
+        return match (op, hits) {
+            ("==" | "in", Some(h)) => Tri::from(h.contains(&true)),
+            ("!=", Some(h)) => Tri::from(!h.contains(&true)),
+            _ => Tri::Unknown,
+        };
+    }
+    let Some(r) = flag_names(right) else {
+        return Tri::Unknown;
+    };
+    let eq = same(&r);
+    let any = r.iter().any(|f| set.contains(f));
+    match op {
+        "==" => Tri::from(eq),
+        "in" if !masked => Tri::from(any),
+        _ if eq != any => Tri::Unknown,
+        "in" => Tri::from(eq),
+        "!=" => Tri::from(!eq),
+        _ => Tri::Unknown,
     }
 }
 

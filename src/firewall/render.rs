@@ -144,6 +144,17 @@ pub fn stmt(v: &Value) -> String {
                 "==" | "in" => String::new(),
                 other => format!("{other} "),
             };
+            // `tcp flags syn / fin,syn,rst,ack`: a flag mask compared for equality.
+            if let Some([inner, mask @ Value::Array(_)]) =
+                l.get("&").and_then(Value::as_array).map(Vec::as_slice)
+            {
+                return format!(
+                    "{} {op}{} / {}",
+                    left(inner),
+                    right(r, false),
+                    right(mask, false)
+                );
+            }
             format!("{} {op}{}", left(l), right(r, quoted_key(l)))
         }
         "accept" | "drop" | "return" | "continue" => k.clone(),

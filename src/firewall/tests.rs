@@ -282,3 +282,61 @@ fn raw_priority_sees_no_conntrack_yet() {
         Verdict::Accept
     );
 }
+
+#[test]
+fn tcp_flags_and_ct_status() {
+    // Captured from nft 1.0.6: `ct status dnat accept`, `tcp flags syn / fin,syn,rst,ack`
+    // (iptables --syn), `tcp flags syn`, firewalld's `reject with icmpx admin-prohibited`.
+    let rule = |h: u64, expr: serde_json::Value| serde_json::json!({"rule": {"family": "inet", "table": "t", "chain": "c", "handle": h, "expr": expr}});
+    let doc = |rules: Vec<serde_json::Value>, hook: &str| {
+        let mut objs = vec![
+            serde_json::json!({"chain": {"family": "inet", "table": "t", "name": "c", "handle": 1, "type": "filter", "hook": hook, "prio": 0, "policy": "accept"}}),
+        ];
+        objs.extend(rules);
+        Ruleset::parse(&serde_json::json!({ "nftables": objs }))
+    };
+    let syn_only = serde_json::json!({"match": {"op": "==", "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]}, "right": "syn"}});
+    let reject = serde_json::json!({"reject": {"type": "icmpx", "expr": "admin-prohibited"}});
+    // SYN without ACK to port 80 accepted before a reject-all: the request passes.
+    let r = doc(
+        vec![
+            rule(
+                2,
+                serde_json::json!([syn_only, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}, {"accept": null}]),
+            ),
+            rule(
+                3,
+                serde_json::json!([{"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"accept": null}]),
+            ),
+            rule(4, serde_json::json!([reject])),
+        ],
+        "input",
+    );
+    let c = check(&r, &q(VIP, 80, C));
+    assert_eq!(c.request.verdict, Verdict::Accept);
+    // Port 81: not DNATed, so the reject drops it.
+    assert_eq!(
+        dropped_by(&check(&r, &q(VIP, 81, C)).request.verdict).1,
+        Some(4)
+    );
+    assert_eq!(
+        render::rule(&r.chains[0].rules[0].expr),
+        "tcp flags syn / fin,syn,rst,ack tcp dport 80 accept"
+    );
+    // On output, the SYN-ACK has syn and ack: `tcp flags syn` (any) matches, the exact
+    // syn-only test does not.
+    let r = doc(
+        vec![
+            rule(2, serde_json::json!([syn_only, {"drop": null}])),
+            rule(
+                3,
+                serde_json::json!([{"match": {"op": "in", "left": {"payload": {"protocol": "tcp", "field": "flags"}}, "right": "syn"}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "seen-reply"}}, {"drop": null}]),
+            ),
+        ],
+        "output",
+    );
+    assert_eq!(
+        dropped_by(&check(&r, &q(VIP, 80, C)).reply.verdict).1,
+        Some(3)
+    );
+}
