@@ -480,13 +480,59 @@ impl Walker<'_> {
         }
     }
 
+    /// Numbers anywhere in a right-hand side (named sets included).
+    fn numbers(&self, e: &Value, chain: &Chain, out: &mut Vec<u64>) {
+        match e {
+            Value::Number(n) => out.extend(n.as_u64()),
+            Value::String(s) if s.starts_with('@') => {
+                if let Some(set) = self.rs.set(&chain.family, &chain.table, &s[1..]) {
+                    for x in &set.elems {
+                        self.numbers(x, chain, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.numbers(x, chain, out)),
+            Value::Object(o) => o.values().for_each(|x| self.numbers(x, chain, out)),
+            _ => {}
+        }
+    }
+
+    /// A large range of candidate ports cut down to one value on each side of every number the
+    /// right-hand side mentions (plus the ends): between those the answer cannot change.
+    fn sample(&self, vals: Vec<Val>, right: &Value, chain: &Chain) -> Vec<Val> {
+        let nums: Option<Vec<u64>> = vals
+            .iter()
+            .map(|v| match v {
+                Val::Num(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let Some(nums) = nums.filter(|n| n.len() > 64) else {
+            return vals;
+        };
+        let (lo, hi) = (nums[0], nums[nums.len() - 1]);
+        let mut marks = Vec::new();
+        self.numbers(right, chain, &mut marks);
+        let mut out = vec![lo, hi];
+        for m in marks {
+            for x in [m.saturating_sub(1), m, m.saturating_add(1)] {
+                if lo <= x && x <= hi {
+                    out.push(x);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out.into_iter().map(Val::Num).collect()
+    }
+
     fn matches(&self, m: &Value, chain: &Chain, v: &View) -> Tri {
+        let right = &m["right"];
         let vals = match self.left(&m["left"], v) {
             Left::Absent => return Tri::False,
             Left::Unknown => return Tri::Unknown,
-            Left::Any(vals) => vals,
+            Left::Any(vals) => self.sample(vals, right, chain),
         };
-        let right = &m["right"];
         let op = m["op"].as_str().unwrap_or("==");
         let one = |val: &Val| match op {
             _ if matches!(val, Val::Flags { .. }) => flags_match(val, op, right),
@@ -537,7 +583,7 @@ impl Walker<'_> {
         let vals = match self.left(&x["key"], v) {
             Left::Absent => return Step::Next,
             Left::Unknown => return Step::Opaque("a verdict map whose key is not known".into()),
-            Left::Any(vals) => vals,
+            Left::Any(vals) => self.sample(vals, &x["data"], chain),
         };
         let data = &x["data"];
         let pairs: Vec<Value> = match data {

@@ -70,8 +70,8 @@ impl Ruleset {
     /// Index `nft -j list ruleset` output. Unknown object kinds are ignored.
     pub fn parse(doc: &Value) -> Ruleset {
         let mut rs = Ruleset::default();
-        let objs = doc["nftables"].as_array().cloned().unwrap_or_default();
-        for o in &objs {
+        let objs: &[Value] = doc["nftables"].as_array().map_or(&[], Vec::as_slice);
+        for o in objs {
             if let Some(c) = o.get("chain") {
                 rs.chains.push(Chain {
                     family: s(&c["family"]),
@@ -95,19 +95,32 @@ impl Ruleset {
                 );
             }
         }
-        for o in &objs {
+        let index: BTreeMap<(&str, &str, &str), usize> = rs
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.family.as_str(), c.table.as_str(), c.name.as_str()), i))
+            .collect();
+        let mut rules: Vec<(usize, Rule)> = Vec::new();
+        for o in objs {
             let Some(r) = o.get("rule") else { continue };
-            let (fam, table, chain) = (s(&r["family"]), s(&r["table"]), s(&r["chain"]));
-            if let Some(c) = rs
-                .chains
-                .iter_mut()
-                .find(|c| c.family == fam && c.table == table && c.name == chain)
-            {
-                c.rules.push(Rule {
-                    handle: r["handle"].as_u64().unwrap_or(0),
-                    expr: r["expr"].as_array().cloned().unwrap_or_default(),
-                });
+            let key = (
+                r["family"].as_str().unwrap_or_default(),
+                r["table"].as_str().unwrap_or_default(),
+                r["chain"].as_str().unwrap_or_default(),
+            );
+            if let Some(&i) = index.get(&key) {
+                rules.push((
+                    i,
+                    Rule {
+                        handle: r["handle"].as_u64().unwrap_or(0),
+                        expr: r["expr"].as_array().cloned().unwrap_or_default(),
+                    },
+                ));
             }
+        }
+        for (i, rule) in rules {
+            rs.chains[i].rules.push(rule);
         }
         rs
     }
