@@ -24,8 +24,8 @@ pub enum FirewallCmd {
     /// The verdict for one flow: the client's SYN to VIP:PORT, and the SYN-ACK back.
     ///
     /// Walks the nftables base chains (iptables-nft rules included) in priority order: hooks
-    /// prerouting and input for the client's first packet (ct state new), output and postrouting
-    /// for the reply from the VIP (ct state established), following jumps, gotos, sets and verdict
+    /// ingress, prerouting and input for the client's first packet (ct state new); output,
+    /// postrouting and egress for the reply from the VIP (ct state established), following jumps, gotos, sets and verdict
     /// maps; `fib saddr . iif oif missing` is judged with `ip route get CLIENT from VIP`. Each
     /// direction is accepted, dropped (naming table, chain, handle and rule, with a fix to paste),
     /// or "could not check" (naming the rules lbctl cannot evaluate: marks, limits, xt matches…).

@@ -6,7 +6,9 @@
 //! the packet; `jump` pushes, `goto` replaces, `return` or the end of a regular chain pops, and
 //! the end of a base chain applies its policy. A `tcp dport` match on a UDP packet (or `ip saddr`
 //! on IPv6) is false, not unknown: nft adds that protocol dependency itself. Before conntrack
-//! (priority < -200 on prerouting/output) `ct state` is `invalid`.
+//! (ingress, and priority < -200 on prerouting/output) `ct state` is `invalid`. Ingress and
+//! egress chains count only on their device; nft 1.0.6's JSON omits it, so whether such a
+//! chain sees the packet is itself undecidable.
 //!
 //! A match the evaluator cannot decide (marks, limits, xt matches, raw payload…) is a fork: the
 //! walk is repeated with it assumed false and true. Only when every assumption ends in the same
@@ -165,7 +167,9 @@ impl View<'_> {
     fn ct_state(&self) -> &'static str {
         if self.notrack {
             "untracked"
-        } else if matches!(self.hook.as_str(), "prerouting" | "output") && self.prio < -200 {
+        } else if self.hook == "ingress"
+            || (matches!(self.hook.as_str(), "prerouting" | "output") && self.prio < -200)
+        {
             "invalid"
         } else if self.inbound() {
             "new"
@@ -831,41 +835,65 @@ fn scalar_eq(val: &Val, e: &Value) -> Tri {
 /// Evaluate one direction of the flow.
 pub fn path(rs: &Ruleset, q: &Query, dir: Direction) -> PathVerdict {
     let hooks: &[&str] = match dir {
-        Direction::Request => &["prerouting", "input"],
-        Direction::Reply => &["output", "postrouting"],
+        Direction::Request => &["ingress", "prerouting", "input"],
+        Direction::Reply => &["output", "postrouting", "egress"],
     };
     let fam = if q.vip.is_ipv4() { "ip" } else { "ip6" };
-    let mut bases: Vec<&Chain> = Vec::new();
-    let mut notes = Vec::new();
+    // Each base chain with whether it sees this packet (None: cannot tell, a fork).
+    let mut bases: Vec<(&Chain, Option<bool>)> = Vec::new();
     for hook in hooks {
+        let device_hook = matches!(*hook, "ingress" | "egress");
         let mut on: Vec<&Chain> = rs
             .chains
             .iter()
             .filter(|c| c.hook.as_deref() == Some(*hook))
-            .filter(|c| c.family == fam || c.family == "inet")
+            .filter(|c| c.family == "inet" || c.family == if device_hook { "netdev" } else { fam })
             // Only a flow's first packet traverses nat chains; the reply is not one.
             .filter(|c| dir == Direction::Request || c.kind.as_deref() != Some("nat"))
             .collect();
         on.sort_by_key(|c| c.prio);
-        bases.extend(on);
-    }
-    for c in &rs.chains {
-        if c.hook.as_deref() == Some("ingress") && dir == Direction::Request {
-            notes.push(format!(
-                "ingress chain {} {} {} not evaluated",
-                c.family, c.table, c.name
-            ));
-        }
+        let dev = match dir {
+            Direction::Request => q.iif.as_deref(),
+            Direction::Reply => q.oif.as_deref(),
+        };
+        bases.extend(on.into_iter().map(|c| {
+            let gate = if !device_hook {
+                Some(true)
+            } else {
+                match (&c.devices, dev) {
+                    (Some(list), Some(d)) => Some(list.iter().any(|x| x == d)),
+                    _ => None,
+                }
+            };
+            (c, gate)
+        }));
     }
     let mut oracle = Oracle::default();
     let walker = Walker { rs };
     let mut ends: Vec<(End, Vec<RuleRef>)> = Vec::new();
-    let mut exhausted = true;
+    let mut gave_up = true;
     for _ in 0..MAX_RUNS {
         oracle.pos = 0;
         oracle.seen.clear();
         let mut end = End::Accept;
-        for base in &bases {
+        for (base, gate) in &bases {
+            let applies = match gate {
+                Some(g) => *g,
+                None => oracle.decide(RuleRef {
+                    family: base.family.clone(),
+                    table: base.table.clone(),
+                    chain: base.name.clone(),
+                    handle: 0,
+                    position: 0,
+                    text: format!(
+                        "(the whole chain: hook {} on a device nft's JSON does not name)",
+                        base.hook.as_deref().unwrap_or("?")
+                    ),
+                }),
+            };
+            if !applies {
+                continue;
+            }
             let mut view = View {
                 q,
                 dir,
@@ -880,15 +908,14 @@ pub fn path(rs: &Ruleset, q: &Query, dir: Direction) -> PathVerdict {
         }
         ends.push((end, oracle.seen.clone()));
         if !oracle.advance() {
-            exhausted = false;
+            gave_up = false;
             break;
         }
     }
-    let verdict = combine(ends, exhausted);
+    let verdict = combine(ends, gave_up);
     PathVerdict {
         direction: dir,
         verdict,
-        notes,
     }
 }
 

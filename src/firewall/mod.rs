@@ -142,8 +142,6 @@ pub enum Verdict {
 pub struct PathVerdict {
     pub direction: Direction,
     pub verdict: Verdict,
-    /// What was deliberately not looked at (ingress chains…).
-    pub notes: Vec<String>,
 }
 
 /// Both directions.
@@ -302,7 +300,6 @@ impl PathVerdict {
                 out.extend(reasons.iter().cloned());
             }
         }
-        out.extend(self.notes.iter().cloned());
         out
     }
 
@@ -311,7 +308,6 @@ impl PathVerdict {
         let mut v = json!({
             "verdict": self.word(),
             "packet": self.describe(q),
-            "notes": self.notes,
         });
         match &self.verdict {
             Verdict::Accept => {}

@@ -39,6 +39,9 @@ pub struct Chain {
     /// `filter`, `nat` or `route`.
     pub kind: Option<String>,
     pub prio: i64,
+    /// Devices of a netdev/ingress/egress chain, when the listing names them (nft 1.0.6's
+    /// JSON does not: then `None`).
+    pub devices: Option<Vec<String>>,
     pub policy: Option<String>,
     pub rules: Vec<Rule>,
 }
@@ -81,6 +84,16 @@ impl Ruleset {
                     kind: c["type"].as_str().map(str::to_string),
                     prio: c["prio"].as_i64().unwrap_or(0),
                     policy: c["policy"].as_str().map(str::to_string),
+                    devices: match c.get("dev").or_else(|| c.get("devices")) {
+                        Some(Value::String(d)) => Some(vec![d.clone()]),
+                        Some(Value::Array(a)) => Some(
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect(),
+                        ),
+                        _ => None,
+                    },
                     rules: Vec::new(),
                 });
             } else if let Some(x) = o.get("set").or_else(|| o.get("map")) {

@@ -14,6 +14,7 @@ fn rs(name: &str) -> Ruleset {
         "sets" => include_str!("testdata/sets.json"),
         "policy_drop" => include_str!("testdata/policy_drop.json"),
         "unknown" => include_str!("testdata/unknown.json"),
+        "netdev" => include_str!("testdata/netdev.json"),
         other => panic!("no fixture {other}"),
     };
     Ruleset::parse(&serde_json::from_str(text).unwrap())
@@ -339,4 +340,43 @@ fn tcp_flags_and_ct_status() {
         dropped_by(&check(&r, &q(VIP, 80, C)).reply.verdict).1,
         Some(3)
     );
+}
+
+#[test]
+fn netdev_ingress_and_egress_chains() {
+    // nft 1.0.6's JSON does not name a netdev chain's device: whether the chain sees the packet
+    // is unknown, so its drop makes the verdict unknown rather than ✓.
+    let r = rs("netdev");
+    let c = check(&r, &q(VIP, 80, C));
+    for p in [&c.request, &c.reply] {
+        match &p.verdict {
+            Verdict::Unknown { rules, .. } => {
+                assert!(rules.iter().any(|r| r.handle == 0), "{rules:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Another client is accepted either way.
+    assert_eq!(
+        check(&r, &q(VIP, 80, "198.18.0.20")).request.verdict,
+        Verdict::Accept
+    );
+    // With the device known (newer nft prints "dev"), the chain applies to eth0 only.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("testdata/netdev.json")).unwrap();
+    for o in doc["nftables"].as_array_mut().unwrap() {
+        if let Some(c) = o.get_mut("chain") {
+            c["dev"] = "eth0".into();
+        }
+    }
+    let r = Ruleset::parse(&doc);
+    let c = check(&r, &q(VIP, 80, C));
+    assert_eq!(dropped_by(&c.request.verdict), ("in".into(), Some(3)));
+    assert_eq!(dropped_by(&c.reply.verdict), ("out".into(), Some(4)));
+    let mut other = q(VIP, 80, C);
+    other.iif = Some("eth1".into());
+    other.oif = Some("eth1".into());
+    let c = check(&r, &other);
+    assert_eq!(c.request.verdict, Verdict::Accept);
+    assert_eq!(c.reply.verdict, Verdict::Accept);
 }
