@@ -76,7 +76,13 @@ fn query(
             .and_then(|l| l.dev)
     });
     let reply = env.sys.route_get(client, Some(vip), None).ok();
-    Query::new(vip, port, client, proto, iif, reply.as_ref())
+    let mut q = Query::new(vip, port, client, proto, iif, reply.as_ref());
+    q.vip_local = env
+        .sys
+        .addresses()
+        .ok()
+        .map(|a| a.iter().any(|x| x.obj.addr == vip));
+    q
 }
 
 fn check(ctx: &Ctx, env: &Env, a: FirewallCheckArgs) -> Result<Outcome> {

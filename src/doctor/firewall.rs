@@ -55,7 +55,7 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
             .and_then(|l| l.dev.clone())
             .or_else(|| path.and_then(|p| p.arrival.clone()));
         for port in ports {
-            let q = Query::new(
+            let mut q = Query::new(
                 *vip,
                 *port,
                 client,
@@ -63,6 +63,7 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
                 arrival.clone(),
                 path.and_then(|p| p.reply.as_ref().ok()),
             );
+            q.vip_local = Some(f.addrs.iter().any(|a| a.obj.addr == *vip));
             let c = firewall::check(rs, &q);
             for p in [&c.request, &c.reply] {
                 let t = title(p.direction, Some(*port), &client.to_string());

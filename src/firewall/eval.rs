@@ -344,6 +344,18 @@ impl Walker<'_> {
                 .filter_map(Value::as_str)
                 .collect();
             let result = f["result"].as_str().unwrap_or_default();
+            // `fib daddr type local`: the VIP is (or is not) an address of this host.
+            if v.inbound()
+                && result == "type"
+                && flags.iter().all(|f| matches!(*f, "daddr" | "iif"))
+                && flags.contains(&"daddr")
+            {
+                return match v.q.vip_local {
+                    Some(true) => Left::Any(vec![Val::Sym("local".into())]),
+                    Some(false) => Left::Any(vec![Val::Sym("unicast".into())]),
+                    None => Left::Unknown,
+                };
+            }
             // Only the reverse-path form, on the way in, without marks.
             if !v.inbound()
                 || !flags.contains(&"saddr")

@@ -64,6 +64,8 @@ pub struct Query {
     pub route_back_via_iif: Option<bool>,
     /// `fib saddr oif` (loose): is there any route back to the client?
     pub route_back: Option<bool>,
+    /// `fib daddr type local`: is the VIP an address of this host?
+    pub vip_local: Option<bool>,
 }
 
 impl Query {
@@ -91,6 +93,7 @@ impl Query {
                 _ => None,
             },
             route_back: reply.map(|_| unicast.is_some()),
+            vip_local: None,
             iif,
             oif,
         }

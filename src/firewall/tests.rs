@@ -31,6 +31,7 @@ fn q(vip: &str, port: u16, client: &str) -> Query {
         oif: Some("eth0".into()),
         route_back_via_iif: Some(true),
         route_back: Some(true),
+        vip_local: Some(true),
     }
 }
 
@@ -379,4 +380,30 @@ fn netdev_ingress_and_egress_chains() {
     let c = check(&r, &other);
     assert_eq!(c.request.verdict, Verdict::Accept);
     assert_eq!(c.reply.verdict, Verdict::Accept);
+}
+
+#[test]
+fn fib_daddr_type_local() {
+    // kube-proxy (nft mode) and hand-made rules: `fib daddr type local … accept`, then drop.
+    let doc = serde_json::json!({"nftables": [
+        {"chain": {"family": "inet", "table": "t", "name": "in", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+        {"rule": {"family": "inet", "table": "t", "chain": "in", "handle": 2, "expr": [
+            {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}},
+            {"accept": null}]}}
+    ]});
+    let r = Ruleset::parse(&doc);
+    assert_eq!(
+        render::rule(&r.chains[0].rules[0].expr),
+        "fib daddr type local tcp dport 80 accept"
+    );
+    assert_eq!(check(&r, &q(VIP, 80, C)).request.verdict, Verdict::Accept);
+    let mut remote = q(VIP, 80, C);
+    remote.vip_local = Some(false);
+    assert!(dropped_by(&check(&r, &remote).request.verdict).1.is_none());
+    remote.vip_local = None;
+    assert!(matches!(
+        check(&r, &remote).request.verdict,
+        Verdict::Unknown { .. }
+    ));
 }
