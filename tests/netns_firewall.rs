@@ -141,6 +141,7 @@ fn no_rules_accept_and_connect() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["verdict"], "accept");
     assert_eq!(v["iif"], "eth0");
+    assert_eq!(v["iif_from"], "route towards the client");
     assert_eq!(v["route_back_via_iif"], true);
     assert!(lab.connects(VIP));
     assert_eq!(lab.doctor("firewall.request")["status"], "pass");

@@ -96,6 +96,12 @@ fn check(ctx: &Ctx, env: &Env, a: FirewallCheckArgs) -> Result<Outcome> {
     let doc = nft::list_json(&["ruleset"])?.unwrap_or_else(|| json!({"nftables": []}));
     let rs = Ruleset::parse(&doc);
     let q = query(env, vip, port, client, a.iface.clone(), a.proto);
+    if a.iface.is_none() {
+        ctx.detail(format!(
+            "iif {}: the route towards {client} (requests that arrive elsewhere: --iface)",
+            q.iif.as_deref().unwrap_or("unknown")
+        ));
+    }
     let c = firewall::check(&rs, &q);
     let legacy = iptables::legacy_tables();
     let netns = ctx.global.netns.as_deref();
@@ -113,6 +119,7 @@ fn check(ctx: &Ctx, env: &Env, a: FirewallCheckArgs) -> Result<Outcome> {
             "proto": a.proto.name(),
             "client": client.to_string(),
             "iif": q.iif,
+            "iif_from": if a.iface.is_some() { "--iface" } else { "route towards the client" },
             "oif": q.oif,
             "route_back_via_iif": q.route_back_via_iif,
             "verdict": overall,
