@@ -12,7 +12,14 @@ use common::{run_ok, TempDir, LBCTL};
 use lbctl::lab::{Fault, LabGuard, LabSpec};
 use serde_json::Value;
 
-fn lab(tag: &str) -> (LabGuard, TempDir) {
+/// A lab and its run dir. Field order = drop order: the lab is torn down (which needs its
+/// state in the run dir) before the run dir is removed.
+struct TestLab {
+    lab: LabGuard,
+    _run: TempDir,
+}
+
+fn lab(tag: &str) -> TestLab {
     static N: AtomicUsize = AtomicUsize::new(0);
     let run = TempDir::new("fwlab");
     let name = format!(
@@ -27,7 +34,7 @@ fn lab(tag: &str) -> (LabGuard, TempDir) {
     let lab = lbctl::lab::Lab::up(&spec)
         .unwrap_or_else(|e| panic!("lab up: {e}"))
         .guard();
-    (lab, run)
+    TestLab { lab, _run: run }
 }
 
 fn failed(v: &Value) -> Vec<String> {
@@ -72,8 +79,9 @@ fn until_both_serve(lab: &LabGuard) {
 
 /// Break be1, check doctor's single ✗ and its fix, paste it, check doctor and traffic.
 fn fault_round_trip(fault: Fault, traffic_fails: bool) {
-    let (lab, _run) = lab(&fault.name()[..3]);
-    until_both_serve(&lab);
+    let t = lab(&fault.name()[..3]);
+    let lab = &t.lab;
+    until_both_serve(lab);
     lab.inject("be1", fault).unwrap();
     let (code, v) = lab.doctor("be1").unwrap();
     assert_eq!(code, 1, "{v:#}");
@@ -96,13 +104,13 @@ fn fault_round_trip(fault: Fault, traffic_fails: bool) {
     assert_eq!(code, 0, "be2 is untouched: {v:#}");
     if traffic_fails {
         // The balancer still sends be1 its share, which the firewall drops.
-        let (_, failures) = traffic(&lab, 12);
+        let (_, failures) = traffic(lab, 12);
         assert!(failures > 0, "the fault must break real requests");
     }
     run_ok(&["sh", "-c", &fix]);
     let (code, v) = lab.doctor("be1").unwrap();
     assert_eq!(code, 0, "after pasting {fix}: {v:#}");
-    until_both_serve(&lab);
+    until_both_serve(lab);
 }
 
 #[test]
