@@ -31,6 +31,9 @@ _lbctl() {
             lbctl,down)
                 cmd="lbctl__subcmd__down"
                 ;;
+            lbctl,firewall)
+                cmd="lbctl__subcmd__firewall"
+                ;;
             lbctl,gen)
                 cmd="lbctl__subcmd__gen"
                 ;;
@@ -85,6 +88,18 @@ _lbctl() {
             lbctl__subcmd__arp__subcmd__help,suppress)
                 cmd="lbctl__subcmd__arp__subcmd__help__subcmd__suppress"
                 ;;
+            lbctl__subcmd__firewall,check)
+                cmd="lbctl__subcmd__firewall__subcmd__check"
+                ;;
+            lbctl__subcmd__firewall,help)
+                cmd="lbctl__subcmd__firewall__subcmd__help"
+                ;;
+            lbctl__subcmd__firewall__subcmd__help,check)
+                cmd="lbctl__subcmd__firewall__subcmd__help__subcmd__check"
+                ;;
+            lbctl__subcmd__firewall__subcmd__help,help)
+                cmd="lbctl__subcmd__firewall__subcmd__help__subcmd__help"
+                ;;
             lbctl__subcmd__gen,completions)
                 cmd="lbctl__subcmd__gen__subcmd__completions"
                 ;;
@@ -117,6 +132,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help,down)
                 cmd="lbctl__subcmd__help__subcmd__down"
+                ;;
+            lbctl__subcmd__help,firewall)
+                cmd="lbctl__subcmd__help__subcmd__firewall"
                 ;;
             lbctl__subcmd__help,gen)
                 cmd="lbctl__subcmd__help__subcmd__gen"
@@ -156,6 +174,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help__subcmd__arp,suppress)
                 cmd="lbctl__subcmd__help__subcmd__arp__subcmd__suppress"
+                ;;
+            lbctl__subcmd__help__subcmd__firewall,check)
+                cmd="lbctl__subcmd__help__subcmd__firewall__subcmd__check"
                 ;;
             lbctl__subcmd__help__subcmd__gen,completions)
                 cmd="lbctl__subcmd__help__subcmd__gen__subcmd__completions"
@@ -527,7 +548,7 @@ _lbctl() {
 
     case "${cmd}" in
         lbctl)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version vip arp route rpfilter plan apply status watch down lb doctor capture lab gen help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -878,6 +899,100 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__firewall)
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__firewall__subcmd__check)
+            opts="-v -q -n -h -V --vip --client --iface --proto --json --verbose --quiet --netns --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --vip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__firewall__subcmd__help)
+            opts="check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__firewall__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__firewall__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__gen)
             opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -989,7 +1104,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help)
-            opts="vip arp route rpfilter plan apply status watch down lb doctor capture lab gen help"
+            opts="vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1103,6 +1218,34 @@ _lbctl() {
         lbctl__subcmd__help__subcmd__down)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__firewall)
+            opts="check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__firewall__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

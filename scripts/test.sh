@@ -28,7 +28,7 @@ set -euo pipefail
 exec </dev/null
 
 # Keep in sync with .ci/run.
-PACKAGES=(nftables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
+PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
           ipvsadm cpio util-linux strace)
 
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -13,6 +13,7 @@ pub mod context;
 pub mod doctor;
 pub mod engine;
 pub mod error;
+pub mod firewall;
 pub mod ipvs;
 pub mod journal;
 pub mod lab;

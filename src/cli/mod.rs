@@ -78,6 +78,10 @@ pub enum Command {
     Lb(lb::LbCmd),
     /// Check this host's DSR set-up and say what is wrong and how to fix it.
     Doctor(DoctorArgs),
+    /// Would the firewall pass a DSR flow? The nftables verdict (iptables-nft included) for a
+    /// client's SYN to VIP:PORT and the SYN-ACK back, with the dropping rule and a fix.
+    #[command(subcommand)]
+    Firewall(crate::commands::firewall::FirewallCmd),
     /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.
     Capture(CaptureArgs),
     /// A DSR sandbox in network namespaces: switch, client, balancer and backends, built with

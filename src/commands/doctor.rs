@@ -93,6 +93,7 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
     }
 
     let mut f = facts::gather(env, targets, client, balancer, a.role == Role::Lb)?;
+    f.netns = ctx.global.netns.clone();
     if let Some(secs) = a.capture {
         let vips: Vec<IpAddr> = f.targets.iter().map(|(v, _)| *v).collect();
         f.capture = Some((facts::capture(ctx, &vips, secs)?, secs));

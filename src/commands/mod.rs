@@ -6,6 +6,7 @@ pub mod arp;
 pub mod capture;
 pub mod doctor;
 pub mod down;
+pub mod firewall;
 pub mod gen;
 pub mod lab;
 pub mod lb;
@@ -86,6 +87,7 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
         Command::Doctor(a) => doctor::run(ctx, &env, a),
         Command::Lb(c) => lb::run(ctx, &env, c),
         Command::Capture(a) => capture::run(ctx, &env, a),
+        Command::Firewall(c) => firewall::run(ctx, &env, c),
         Command::Gen(_) | Command::Lab(_) => unreachable!("handled above"),
     }
 }

@@ -55,6 +55,7 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
     out.push(proxy_arp(f));
     out.push(balancer_adjacent(f));
     out.extend(firewall(f));
+    out.extend(super::firewall::checks(f));
     out.push(networkd(f));
     out.push(mtu(f));
     out.push(drift(f));

@@ -46,6 +46,10 @@ pub struct Facts {
     pub arp_intact: bool,
     pub listeners: Vec<Listener>,
     pub ruleset: Option<Value>,
+    /// Legacy (x_tables) iptables tables loaded here: not visible in `ruleset`.
+    pub legacy_iptables: Vec<String>,
+    /// `--netns NAME`, so fixes can be pasted from outside the namespace.
+    pub netns: Option<String>,
     pub paths: BTreeMap<IpAddr, Paths>,
     pub networkd_warning: Option<String>,
     pub state: State,
@@ -126,6 +130,7 @@ pub fn gather(
         neigh: sys.neighbours()?,
         listeners: procnet::listeners(),
         ruleset: nft::ruleset_json(),
+        legacy_iptables: crate::sys::iptables::legacy_tables(),
         networkd_warning: crate::sys::networkd_foreign_rules_warning(),
         state: env.journal.load()?,
         ipvs_available: std::path::Path::new("/proc/net/ip_vs").exists(),

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod evidence;
 pub mod facts;
+pub mod firewall;
 pub mod lb;
 
 use serde::Serialize;

@@ -32,16 +32,25 @@ pub enum Fault {
     /// `ip rule from VIP lookup 200` whose table has a default route but no link route: even
     /// on-link replies go to a gateway that does not exist.
     PolicyTableWithoutLinkRoute,
+    /// An nftables input rule `ip daddr VIP tcp dport 80 drop`: the SYNs the balancer forwards
+    /// are dropped (the real IP still answers, so only the DSR probe notices).
+    FirewallDrop,
+    /// A reverse-path filter in nftables (`fib saddr . iif oif missing drop`, as firewalld
+    /// writes it) while replies from the VIP leave by a second port on the switch (`eth1`):
+    /// replies would work, but the filter drops the requests.
+    FibRpfilter,
 }
 
 impl Fault {
     /// Every fault, in help order.
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 7] = [
         Fault::ArpFlux,
         Fault::RpFilter,
         Fault::NoVip,
         Fault::NoListener,
         Fault::PolicyTableWithoutLinkRoute,
+        Fault::FirewallDrop,
+        Fault::FibRpfilter,
     ];
 
     /// The command-line name (`arp-flux`, …).
@@ -52,6 +61,8 @@ impl Fault {
             Fault::NoVip => "no-vip",
             Fault::NoListener => "no-listener",
             Fault::PolicyTableWithoutLinkRoute => "policy-table-without-link-route",
+            Fault::FirewallDrop => "firewall-drop",
+            Fault::FibRpfilter => "fib-rpfilter",
         }
     }
 
@@ -68,6 +79,7 @@ impl Fault {
             Fault::NoVip => "vip.present",
             Fault::NoListener => "listener",
             Fault::PolicyTableWithoutLinkRoute => "return.policy_table",
+            Fault::FirewallDrop | Fault::FibRpfilter => "firewall.request",
         }
     }
 
@@ -83,6 +95,13 @@ impl Fault {
             Fault::PolicyTableWithoutLinkRoute => {
                 "rule `from VIP lookup 200`; table 200 has a default route but no link route"
             }
+            Fault::FirewallDrop => {
+                "nft rule `ip daddr VIP tcp dport 80 drop` in table inet filter, hook input"
+            }
+            Fault::FibRpfilter => {
+                "nft `fib saddr . iif oif missing drop` (hook prerouting) and replies from the VIP \
+                 routed out of a second switch port (eth1)"
+            }
         }
     }
 }
@@ -91,6 +110,24 @@ impl Fault {
 pub const RP_TABLE: &str = "300";
 /// Routing table of the policy-table fault.
 pub const POLICY_TABLE: &str = "200";
+
+/// Routing table of the fib-rpfilter fault (its second switch port).
+pub const FIB_TABLE: &str = "310";
+/// The backend's second switch port in the fib-rpfilter fault.
+pub const SECOND_IF: &str = "eth1";
+
+/// The fault's nft script (the table names are a sysadmin's, not lbctl's).
+pub fn nft_script(fault: Fault) -> Option<&'static str> {
+    match fault {
+        Fault::FirewallDrop => Some(
+            "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy accept;\n    ip daddr 198.18.0.100 tcp dport 80 drop\n  }\n}\n",
+        ),
+        Fault::FibRpfilter => Some(
+            "table inet rpfilter {\n  chain prerouting {\n    type filter hook prerouting priority raw; policy accept;\n    fib saddr . iif oif missing drop\n  }\n}\n",
+        ),
+        _ => None,
+    }
+}
 
 /// Inject `fault` into backend `n` (the caller holds the lab's lock and records the fault).
 pub(super) fn inject(dir: &StateDir, st: &mut LabState, n: &Node, fault: Fault) -> Result<()> {
@@ -194,6 +231,76 @@ pub(super) fn inject(dir: &StateDir, st: &mut LabState, n: &Node, fault: Fault) 
                 return Err(usage!("{} runs no HTTP server to stop", n.node));
             }
         }
+        Fault::FirewallDrop => {
+            crate::sys::netns::run_in(&n.ns, move || {
+                crate::sys::nft::run_script(
+                    "lab fault firewall-drop",
+                    nft_script(fault).unwrap_or_default(),
+                )
+            })??;
+        }
+        Fault::FibRpfilter => {
+            // A second port on the switch; the client (on-link) is routed out of it for replies
+            // from the VIP. ARP for the client goes out there too and is answered: replies work.
+            let sw = ns_of(st, "sw");
+            let port = format!("{}-2", n.port());
+            netns::ip_in(
+                &sw,
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", SECOND_IF, "netns", &n.ns,
+                ],
+            )?;
+            netns::ip_in(
+                &sw,
+                &["link", "set", &port, "master", topology::BRIDGE, "up"],
+            )?;
+            ip(&["link", "set", SECOND_IF, "up"])?;
+            let client = st
+                .node("client")
+                .and_then(|c| c.ipv4)
+                .map(|a| a.to_string())
+                .ok_or_else(|| usage!("the lab has no IPv4 client"))?;
+            ip(&[
+                "route",
+                "add",
+                &format!("{client}/32"),
+                "dev",
+                SECOND_IF,
+                "table",
+                FIB_TABLE,
+            ])?;
+            // A complete policy table (what `lbctl route add` builds), so only the firewall
+            // is at fault: the segment and the default route stay on eth0.
+            ip(&[
+                "route",
+                "add",
+                "198.18.0.0/24",
+                "dev",
+                topology::HOST_IF,
+                "table",
+                FIB_TABLE,
+            ])?;
+            ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &topology::GATEWAY4.to_string(),
+                "dev",
+                topology::HOST_IF,
+                "table",
+                FIB_TABLE,
+            ])?;
+            ip(&[
+                "rule", "add", "from", &vip, "lookup", FIB_TABLE, "priority", "55",
+            ])?;
+            crate::sys::netns::run_in(&n.ns, move || {
+                crate::sys::nft::run_script(
+                    "lab fault fib-rpfilter",
+                    nft_script(fault).unwrap_or_default(),
+                )
+            })??;
+        }
         Fault::PolicyTableWithoutLinkRoute => {
             ip(&[
                 "rule",
@@ -237,5 +344,7 @@ mod tests {
         }
         assert_eq!(Fault::from_name("nope"), None);
         assert_eq!(Fault::NoVip.check_id(), "vip.present");
+        let script = nft_script(Fault::FirewallDrop).unwrap();
+        assert!(script.contains(&format!("ip daddr {VIP4} tcp dport 80 drop")));
     }
 }

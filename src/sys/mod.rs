@@ -4,6 +4,7 @@
 
 pub mod abi;
 pub mod capture;
+pub mod iptables;
 pub mod lock;
 pub mod netlink;
 pub mod netns;
