@@ -393,3 +393,65 @@ fn bad_doctor_input_is_a_usage_error() {
         out.expect_code(2);
     }
 }
+
+/// Issue 13: doctor without CAP_NET_ADMIN cannot read `table arp lbctl`; it must say "could not
+/// check" for ARP suppression (status `unknown`), never a false ✗ "ARP not suppressed".
+#[test]
+fn unprivileged_doctor_says_could_not_check_instead_of_a_false_failure() {
+    require_root!();
+    require_tool!("setpriv");
+    if !common::run_cmd(&["getent", "passwd", "65534"], &[], None).success() {
+        common::skip_or_panic(test_name!(), "needs a uid 65534 account");
+        return;
+    }
+    let lab = lab();
+    let (code, v) = doctor(&lab, 0);
+    assert_eq!(code, 0, "as root the backend is healthy\n{v:#}");
+    let out = lab.be[0].exec(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        LBCTL,
+        "--json",
+        "doctor",
+        "--vip",
+        &format!("{VIP}:80"),
+        "--client",
+        "198.18.0.10",
+    ]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let arp = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "arp.suppressed")
+        .cloned()
+        .unwrap_or_else(|| panic!("no arp.suppressed check\n{v:#}"));
+    assert_eq!(arp["status"], "unknown", "{arp:#}");
+    assert!(
+        arp["evidence"].to_string().contains("could not check"),
+        "{arp:#}"
+    );
+    let human = lab.be[0].exec(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        LBCTL,
+        "doctor",
+        "--vip",
+        &format!("{VIP}:80"),
+        "--client",
+        "198.18.0.10",
+    ]);
+    assert!(
+        human
+            .stdout
+            .contains("? 198.18.0.100: ARP for the VIP suppressed"),
+        "{human}"
+    );
+    assert!(!human.stdout.contains("✗ 198.18.0.100: ARP"), "{human}");
+}

@@ -183,6 +183,16 @@ fn arp_suppressed(f: &Facts, vip: IpAddr) -> Finding {
         }
         return x;
     }
+    if let Some(why) = &f.arp_table_error {
+        // The sysctls do not suppress, but nft might: without reading the table, no verdict.
+        let mut x = Finding::unknown(
+            "arp.suppressed",
+            title,
+            format!("table arp lbctl cannot be read ({why}); run doctor as root"),
+        );
+        x.evidence.extend(ev);
+        return x;
+    }
     let mut x = Finding::fail("arp.suppressed", title).fix(format!(
         "lbctl arp suppress {vip} --real-ip {}",
         suggest_rip(f, vip)

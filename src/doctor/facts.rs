@@ -43,6 +43,8 @@ pub struct Facts {
     /// (iface, key) → value for `all` and every interface.
     pub conf: BTreeMap<(String, String), i64>,
     pub arp_table: Option<ArpMap>,
+    /// Why `table arp lbctl` could not be read (no CAP_NET_ADMIN, nft missing), if so.
+    pub arp_table_error: Option<String>,
     pub arp_intact: bool,
     pub listeners: Vec<Listener>,
     pub ruleset: Option<Value>,
@@ -154,7 +156,10 @@ pub fn gather(
             f.arp_table = o.map;
             f.arp_intact = o.intact;
         }
-        Err(_) => f.arp_intact = false,
+        Err(e) => {
+            f.arp_intact = false;
+            f.arp_table_error = Some(e.to_string());
+        }
     }
     if let Ok((plan, _, _)) = crate::engine::plan_for(sys, &f.state) {
         f.drift = plan.commands();

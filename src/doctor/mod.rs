@@ -22,6 +22,9 @@ pub enum Status {
     Fail,
     Warn,
     Skip,
+    /// The check could not run (no privilege to read the state, a tool missing): neither a
+    /// pass nor a failure, and said so.
+    Unknown,
 }
 
 impl Status {
@@ -31,6 +34,7 @@ impl Status {
             Status::Fail => "✗",
             Status::Warn => "!",
             Status::Skip => "–",
+            Status::Unknown => "?",
         }
     }
 }
@@ -67,6 +71,12 @@ impl Finding {
     }
     pub fn warn(id: &'static str, title: impl Into<String>) -> Self {
         Self::new(id, title, Status::Warn)
+    }
+    /// A check that could not run: `why` says what was missing.
+    pub fn unknown(id: &'static str, title: impl Into<String>, why: impl Into<String>) -> Self {
+        let mut f = Self::new(id, title, Status::Unknown);
+        f.evidence.push(format!("could not check: {}", why.into()));
+        f
     }
     pub fn skip(id: &'static str, title: impl Into<String>, why: impl Into<String>) -> Self {
         let mut f = Self::new(id, title, Status::Skip);
@@ -108,6 +118,7 @@ impl Report {
                 "fail": self.count(Status::Fail),
                 "warn": self.count(Status::Warn),
                 "skip": self.count(Status::Skip),
+                "unknown": self.count(Status::Unknown),
             },
             "checks": self.findings,
         })
@@ -131,12 +142,16 @@ impl Report {
             }
         }
         out.push_str(&format!(
-            "\n{} passed, {} failed, {} warnings, {} skipped\n",
+            "\n{} passed, {} failed, {} warnings, {} skipped",
             self.count(Status::Pass),
             self.count(Status::Fail),
             self.count(Status::Warn),
             self.count(Status::Skip)
         ));
+        match self.count(Status::Unknown) {
+            0 => out.push('\n'),
+            n => out.push_str(&format!(", {n} could not be checked\n")),
+        }
         out
     }
 }
