@@ -1906,7 +1906,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

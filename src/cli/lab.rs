@@ -176,6 +176,13 @@ pub enum FaultArg {
     /// `ip rule from VIP lookup 200` whose table has a default route but no link route: even
     /// on-link replies go to a gateway that does not exist.
     PolicyTableWithoutLinkRoute,
+    /// An nftables input rule `ip daddr VIP tcp dport 80 drop`: the SYNs the balancer forwards
+    /// are dropped (the real IP still answers, so only the DSR probe notices).
+    FirewallDrop,
+    /// A reverse-path filter in nftables (`fib saddr . iif oif missing drop`, as firewalld
+    /// writes it) while replies from the VIP leave by a second port on the switch (`eth1`):
+    /// replies would work, but the filter drops the requests.
+    FibRpfilter,
 }
 
 impl From<FaultArg> for Fault {
@@ -186,6 +193,8 @@ impl From<FaultArg> for Fault {
             FaultArg::NoVip => Fault::NoVip,
             FaultArg::NoListener => Fault::NoListener,
             FaultArg::PolicyTableWithoutLinkRoute => Fault::PolicyTableWithoutLinkRoute,
+            FaultArg::FirewallDrop => Fault::FirewallDrop,
+            FaultArg::FibRpfilter => Fault::FibRpfilter,
         }
     }
 }
