@@ -8,8 +8,9 @@
 #   sudo scripts/demo.sh            # extra arguments go to `lbctl lab demo` (e.g. --requests 100)
 #
 # Works on a fresh Debian 12/13 machine:
-#   1. as root: apt-get installs what is missing of nftables, iproute2 (runtime) and, only when
-#      a build is needed, gcc + libc6-dev (the linker rustc uses), curl + ca-certificates;
+#   1. as root: apt-get installs what is missing of nftables, iproute2 (runtime), gcc +
+#      libc6-dev (the linker rustc uses), ca-certificates (cargo fetches crates over HTTPS) and,
+#      only for rustup, curl;
 #   2. a Rust toolchain: cargo from PATH or ~/.cargo/bin of the user who owns this checkout
 #      (normally the one who ran sudo); when it is missing or older than Cargo.toml's
 #      rust-version (Debian 12's own cargo is 0.66 / Rust 1.63), rustup installs the stable
@@ -94,8 +95,11 @@ if ! cargo_ok; then
     fi
     cargo_ok || { say "still no cargo >= $want after rustup"; exit 2; }
 fi
-# rustc links with cc.
-command -v cc >/dev/null 2>&1 || apt_install gcc libc6-dev
+# rustc links with cc; cargo fetches crates over HTTPS.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+apt_install "${need[@]}"
 
 say "building lbctl as $user ($(as_user env PATH="$user_path" cargo --version))"
 as_user env PATH="$user_path" cargo build --quiet --bin lbctl
