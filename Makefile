@@ -13,13 +13,13 @@ install: all
 	install -D -m 0644 completions/lbctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lbctl
 	install -D -m 0644 completions/_lbctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_lbctl
 	install -D -m 0644 completions/lbctl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/lbctl.fish
-	# the ifupdown hook: one script, linked into the four hook directories (as the .deb does)
+	@# the ifupdown hook: one script, linked into the four hook directories (as the .deb does)
 	install -D -m 0755 contrib/ifupdown/lbctl $(DESTDIR)$(PREFIX)/libexec/lbctl/ifupdown-hook
 	for d in if-pre-up.d if-up.d if-down.d if-post-down.d; do \
 		install -d $(DESTDIR)/etc/network/$$d; \
 		ln -sf $(PREFIX)/libexec/lbctl/ifupdown-hook $(DESTDIR)/etc/network/$$d/lbctl; \
 	done
-	# units name /usr/sbin/lbctl (the .deb's path); point them at this PREFIX
+	@# units name /usr/sbin/lbctl (the .deb's path); point them at this PREFIX
 	for u in lbctl@.service lbctl-lb@.service; do \
 		install -d $(DESTDIR)/etc/systemd/system; \
 		sed 's|/usr/sbin/lbctl|$(PREFIX)/sbin/lbctl|g' contrib/systemd/$$u > $(DESTDIR)/etc/systemd/system/$$u; \

@@ -91,7 +91,8 @@ if ! cargo_ok; then
         # RUSTUP_INIT_SKIP_PATH_CHECK: Debian's own /usr/bin/cargo may exist; ours comes first.
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
             | as_user env RUSTUP_INIT_SKIP_PATH_CHECK=yes sh -s -- -y --profile minimal \
-                --default-toolchain stable --no-modify-path
+                --default-toolchain stable \
+            || { say "rustup failed (is https://sh.rustup.rs reachable?)"; exit 2; }
     fi
     cargo_ok || { say "still no cargo >= $want after rustup"; exit 2; }
 fi
