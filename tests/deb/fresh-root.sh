@@ -111,7 +111,7 @@ echo "  purged: no lbctl, no hook links left"
 
 echo "--- B. sudo scripts/demo.sh as the user demo"
 in_root env SUDO_USER=demo bash /home/demo/lbctl/scripts/demo.sh --requests 10 | tail -n 3
-owner=$(stat -c %U "$fresh/home/demo/lbctl/target/debug/lbctl")
+owner=$(chroot "$fresh" stat -c %U /home/demo/lbctl/target/debug/lbctl)   # the chroot's user names
 echo "  target/debug/lbctl is owned by: $owner"
 [ "$owner" = demo ]
 EOS
