@@ -60,7 +60,7 @@ chroot "$fresh" chown -R demo:demo /home/demo/lbctl
 if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
   mkdir -p "$fresh/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$fresh/usr/local/share/ca-certificates/"
-  echo "fresh-root: copied this host's local CAs into the root: $(ls /usr/local/share/ca-certificates)"
+  echo "fresh-root: copied this host's local CAs into the root:" /usr/local/share/ca-certificates/*.crt
 fi
 
 toolchain=
