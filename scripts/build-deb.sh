@@ -54,7 +54,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps \
 target_dir=${target_dir:-$root/target}
 out=${out:-$target_dir/debian}
 
-upstream=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+upstream=$(sed -n '/^version = /{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)
 version="$upstream-1"
 arch=$(dpkg --print-architecture)
 maintainer="${DEBFULLNAME:-lbctl maintainers} <${DEBEMAIL:-lbctl@example.org}>"
@@ -116,7 +116,7 @@ lbctl ($version) unstable; urgency=medium
  -- $maintainer  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
 EOF
 gzip -9n < "$work/changelog.Debian" > "$doc/changelog.Debian.gz"
-first_year=$(git log --reverse --format=%cd --date=format:%Y 2>/dev/null | head -n 1)
+first_year=$(git log --format=%cd --date=format:%Y 2>/dev/null | tail -n 1)   # oldest commit (no early-closing pipe under pipefail)
 last_year=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y)
 years=${first_year:-$last_year}
 [ "$years" = "$last_year" ] || years="$years-$last_year"

@@ -66,14 +66,14 @@ as_user() {
     fi
 }
 
-want=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+want=$(sed -n '/^rust-version = /{s/^rust-version = "\(.*\)"/\1/p;q}' Cargo.toml)
 want=${want:-1.85}
 user_path="$home/.cargo/bin:$PATH"
 cargo_ok() { # cargo_ok: is the user's cargo there and new enough?
     local v
     v=$(as_user env PATH="$user_path" cargo --version 2>/dev/null | awk '{ print $2 }') || return 1
     [ -n "$v" ] || return 1
-    [ "$(printf '%s\n%s\n' "$want" "$v" | sort -V | head -n 1)" = "$want" ]
+    [ "$(printf '%s\n%s\n' "$want" "$v" | sort -V | sed -n 1p)" = "$want" ]
 }
 
 if ! cargo_ok; then

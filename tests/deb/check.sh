@@ -102,7 +102,7 @@ dest="$tmp/root"
 dpkg -x "$deb" "$dest"
 lbctl="$dest/usr/sbin/lbctl"
 version=$("$lbctl" --version 2>&1 || true)
-if [ "$version" = "lbctl $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" ]; then
+if [ "$version" = "lbctl $(sed -n '/^version = /{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)" ]; then
   ok "lbctl --version from the package: $version"
 else
   bad "lbctl --version: '$version'"

@@ -35,7 +35,7 @@ cleanup() { [ "$keep" = 1 ] || rm -rf --one-file-system "$fresh"; }
 trap cleanup EXIT
 
 if [ ! -x "$fresh/usr/bin/apt-get" ]; then
-  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
+  mirror=$(sed -n '/^URIs: */{s///p;q}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   echo "=== fresh-root: debootstrap --variant=minbase bookworm $fresh $mirror"
   debootstrap --variant=minbase bookworm "$fresh" "$mirror" >"$fresh.debootstrap.log" 2>&1 \
