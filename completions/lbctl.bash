@@ -3715,7 +3715,47 @@ _lbctl() {
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _lbctl -o nosort -o bashdefault -o default lbctl
+    complete -F _lbctl_dynamic -o nosort -o bashdefault -o default lbctl
 else
-    complete -F _lbctl -o bashdefault -o default lbctl
+    complete -F _lbctl_dynamic -o bashdefault -o default lbctl
 fi
+
+# Added by `lbctl gen completions bash`: values clap cannot know. Namespaces for --netns,
+# interfaces for --dev/--iface/-i, *.toml files (and directories) for -f/--file, lb run's
+# -c/--config and lab up's --profile; everything else goes to _lbctl above.
+_lbctl_dynamic() {
+    local cur=${COMP_WORDS[COMP_CWORD]} opt=
+    (( COMP_CWORD > 0 )) && opt=${COMP_WORDS[COMP_CWORD-1]}
+    if [[ $cur == "=" ]]; then
+        cur=
+    elif [[ $opt == "=" ]] && (( COMP_CWORD > 1 )); then
+        opt=${COMP_WORDS[COMP_CWORD-2]}
+    fi
+    case $opt in
+        --netns)
+            COMPREPLY=($(compgen -W "$(ip netns list 2>/dev/null | cut -d' ' -f1)" -- "$cur"))
+            return 0
+            ;;
+        --dev|--iface|-i)
+            COMPREPLY=($(compgen -W "$(ls /sys/class/net 2>/dev/null)" -- "$cur"))
+            return 0
+            ;;
+        -c)
+            # capture -c N is a count; only lb run's -c is a file
+            if [[ " ${COMP_WORDS[*]} " != *" capture "* ]]; then
+                _lbctl_profiles
+                return 0
+            fi
+            ;;
+        -f|--file|--config|--profile)
+            _lbctl_profiles
+            return 0
+            ;;
+    esac
+    _lbctl "$@"
+}
+
+_lbctl_profiles() {
+    compopt -o filenames 2>/dev/null
+    COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur"))
+}

@@ -14,6 +14,10 @@
 #                                              cannot run here at all: a loud SKIP, not a pass)
 #   8. tests/vm/dr-e2e.sh                     (IPVS-DR end to end: that VM as the director on a
 #                                              lab bridge, lbctl on both sides)
+#   9. tests/deb/check.sh                     (the .deb from the debug binary: lintian, contents,
+#                                              `dpkg -x` + --version/man/ifupdown hook in a
+#                                              namespace; systemd-analyze security/verify of the
+#                                              units, exposure scores printed)
 #
 #   sudo scripts/test.sh                  the whole list above (what .ci/run runs)
 #   sudo scripts/test.sh ARGS…            only step 1 and `cargo test ARGS…` (with
@@ -29,7 +33,8 @@ exec </dev/null
 
 # Keep in sync with .ci/run.
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
-          ipvsadm cpio util-linux strace)
+          ipvsadm cpio util-linux strace
+          dpkg-dev binutils lintian man-db systemd zsh fish)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -162,6 +167,11 @@ if [ "${LBCTL_SKIP_VM_LANE:-0}" = 1 ]; then
 else
   vm_step "IPVS VM lane"       tests/vm/run-ipvs-lane.sh
   vm_step "IPVS DR end to end" tests/vm/dr-e2e.sh
+fi
+if is_root; then
+  step "debian package + units" tests/deb/check.sh
+else
+  summary+=("SKIP  debian package + units  (needs root)")
 fi
 
 echo
