@@ -73,8 +73,10 @@ impl Change {
             }
         }
         match self {
+            // lbctl marks the address proto 76 through netlink (IFA_PROTO); the printed line
+            // leaves it out because iproute2 < 6.3 (Debian 12 has 6.1) rejects `proto` here.
             Change::AddrAdd(a) => vec![format!(
-                "ip {}addr add {}/{} dev {}{} proto {LBCTL_PROTO}",
+                "ip {}addr add {}/{} dev {}{}",
                 v6(&a.addr),
                 a.addr,
                 a.prefix,
@@ -282,8 +284,15 @@ pub fn diff(desired: &Desired, observed: &Observed, owned: &Owned) -> Plan {
     // Addresses.
     for a in &owned.addrs {
         if !desired.addrs.contains(a) {
-            if observed.addrs.contains_key(a) {
-                removals.push(Change::AddrDel(a.clone()));
+            match observed.addrs.get(a) {
+                Some(true) => removals.push(Change::AddrDel(a.clone())),
+                // Deleted and re-created without lbctl's mark (by hand, by another tool):
+                // it is not lbctl's any more. RTM_DELADDR cannot match on the protocol the
+                // way rule and route deletions do, so the check is made here.
+                Some(false) => plan.notes.push(format!(
+                    "{a} was re-created without lbctl's mark (proto 76): left alone"
+                )),
+                None => {}
             }
             plan.owned_after.addrs.remove(a);
         }

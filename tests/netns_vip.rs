@@ -233,3 +233,49 @@ fn vip_add_del_several_vips_independently() {
     lb.ok(&["vip", "del", "198.18.0.101"]);
     assert_same(&before, &snapshot(&ns), "deleting the first VIP");
 }
+
+/// Issue 12 (findings 9 and 13): the `ip` lines lbctl prints run verbatim on Debian 12's
+/// iproute2 (6.1 rejects `proto` on `ip addr add`), and an address lbctl added, then deleted
+/// and re-created by hand (without lbctl's proto 76 mark), is no longer lbctl's: `down --all`
+/// leaves it.
+#[test]
+fn printed_lines_run_verbatim_and_a_hand_made_copy_survives_down() {
+    require_root!();
+    let ns = backend("verbatim");
+    let lb = Lbctl::new(&ns);
+    for vip in [VIP, VIP6] {
+        let out = lb.run(&["--dry-run", "vip", "add", vip]);
+        let lines: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("ip "))
+            .collect();
+        assert!(!lines.is_empty(), "{out}");
+        for l in lines {
+            let r = ns.exec(&["sh", "-c", l]);
+            assert!(r.success(), "`{l}` does not run verbatim:\n{r}");
+        }
+        assert!(ns.addrs("lo").iter().any(|a| a.starts_with(vip)), "{vip}");
+        ns.ip(&[
+            "addr",
+            "del",
+            &format!("{vip}/{}", if vip.contains(':') { 128 } else { 32 }),
+            "dev",
+            "lo",
+        ]);
+    }
+
+    lb.ok(&["vip", "add", VIP]);
+    ns.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"]);
+    ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+    let out = lb.run(&["down", "--all"]);
+    out.expect_ok();
+    assert!(
+        out.stderr.contains("re-created without lbctl's mark"),
+        "{out}"
+    );
+    assert!(
+        ns.addrs("lo").iter().any(|a| a.starts_with(VIP)),
+        "the hand-made address was deleted"
+    );
+}

@@ -374,7 +374,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("sudo lbctl --netns blue vip list", "The same commands inside a network namespace."),
         ],
         "lbctl-vip-add" => &[
-            ("lbctl vip add 198.18.0.100", "ip addr add 198.18.0.100/32 dev lo proto 76 (unchanged if lbctl already added it)."),
+            ("lbctl vip add 198.18.0.100", "ip addr add 198.18.0.100/32 dev lo, marked proto 76 (unchanged if lbctl already added it)."),
             ("lbctl vip add 2001:db8::100", "An IPv6 VIP: /128, nodad."),
             ("lbctl vip add 198.18.0.100 --dev eth1", "On another device."),
         ],
