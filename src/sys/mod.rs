@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod capture;
 pub mod lock;
+pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

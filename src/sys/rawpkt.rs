@@ -24,7 +24,7 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
-pub type Mac = [u8; 6];
+pub use crate::sys::mac::Mac;
 
 fn sum16(data: &[u8], mut acc: u32) -> u32 {
     for c in data.chunks(2) {
