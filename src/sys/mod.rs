@@ -9,6 +9,7 @@ pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod packet;
 pub mod probe;
 pub mod proc;
 pub mod process;

@@ -2,9 +2,9 @@
 //! PACKET_AUXDATA, kernel timestamps, poll in slices.
 
 use super::*;
+use crate::sys::packet::{self, PacketSocket};
 
-pub(super) fn os_err(what: &str) -> Error {
-    let e = io::Error::last_os_error();
+pub(super) fn os_err(e: io::Error, what: &str) -> Error {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => {
             Error::Privilege("capture needs CAP_NET_RAW: run as root".into())
@@ -13,39 +13,9 @@ pub(super) fn os_err(what: &str) -> Error {
     }
 }
 
-pub(super) fn setsockopt_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    val: libc::c_int,
-) -> bool {
-    // SAFETY: passes a pointer to a live c_int and its exact size.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&val as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
-}
-
-pub(super) fn ifname_of(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer is IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
-}
-
 /// An open AF_PACKET socket, bound to one interface or to all of them.
 pub struct Capture {
-    fd: OwnedFd,
+    sock: PacketSocket,
     /// (ifindex, name) when bound to one interface.
     bound: Option<(u32, String)>,
     names: BTreeMap<u32, String>,
@@ -71,104 +41,50 @@ impl Capture {
         let iface = iface.filter(|i| *i != "any");
         let ifindex = match iface {
             None => 0,
+            Some(name) if name.contains('\0') => {
+                return Err(usage!("invalid interface name '{name}'"))
+            }
             Some(name) => {
-                let c = std::ffi::CString::new(name)
-                    .map_err(|_| usage!("invalid interface name '{name}'"))?;
-                // SAFETY: c is a valid NUL-terminated string.
-                let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-                if idx == 0 {
-                    return Err(usage!("unknown interface '{name}'"));
-                }
-                idx
+                packet::ifindex(name).ok_or_else(|| usage!("unknown interface '{name}'"))?
             }
         };
         // Protocol 0: nothing is queued until bind() picks the interface and ETH_P_ALL.
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(os_err("opening an AF_PACKET socket"));
-        }
-        // SAFETY: raw is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sock = PacketSocket::open(0).map_err(|e| os_err(e, "opening an AF_PACKET socket"))?;
 
         // Before bind, so no frame arrives without its auxdata and timestamp.
-        if !setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1) {
-            return Err(os_err("setsockopt PACKET_AUXDATA"));
-        }
-        if !setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
-            return Err(os_err("setsockopt SO_TIMESTAMPNS"));
-        }
+        sock.set_int_option(libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+            .map_err(|e| os_err(e, "setsockopt PACKET_AUXDATA"))?;
+        sock.set_int_option(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+            .map_err(|e| os_err(e, "setsockopt SO_TIMESTAMPNS"))?;
         // Best effort (capped by net.core.rmem_max): room for bursts between two reads.
-        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+        let _ = sock.set_int_option(libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
 
-        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: a pointer to a live sockaddr_ll and its exact size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = sock.bind(ifindex, packet::ETH_P_ALL) {
             if e.raw_os_error() == Some(libc::ENODEV) {
                 return Err(usage!("unknown interface '{}'", iface.unwrap_or("any")));
             }
-            return Err(os_err("binding the AF_PACKET socket"));
+            return Err(os_err(e, "binding the AF_PACKET socket"));
         }
 
         let bound = match iface {
             None => None,
             Some(name) => {
                 // getsockname reports the bound device's link type.
-                // SAFETY: as above; len tells the kernel the buffer size.
-                let mut got: libc::sockaddr_ll = unsafe { mem::zeroed() };
-                let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                let rc = unsafe {
-                    libc::getsockname(
-                        fd.as_raw_fd(),
-                        (&mut got as *mut libc::sockaddr_ll).cast(),
-                        &mut len,
-                    )
-                };
-                if rc == 0
-                    && got.sll_hatype != libc::ARPHRD_ETHER
-                    && got.sll_hatype != libc::ARPHRD_LOOPBACK
-                {
-                    return Err(usage!(
-                        "cannot capture on '{name}': link type {} is not Ethernet (capture \
-                         decodes Ethernet frames; use -i any or tcpdump)",
-                        got.sll_hatype
-                    ));
+                if let Ok(hatype) = sock.bound_hatype() {
+                    if hatype != libc::ARPHRD_ETHER && hatype != libc::ARPHRD_LOOPBACK {
+                        return Err(usage!(
+                            "cannot capture on '{name}': link type {hatype} is not Ethernet \
+                             (capture decodes Ethernet frames; use -i any or tcpdump)"
+                        ));
+                    }
                 }
-                // SAFETY: packet_mreq is plain data; all-zero is valid.
-                let mut mreq: libc::packet_mreq = unsafe { mem::zeroed() };
-                mreq.mr_ifindex = ifindex as i32;
-                mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-                // SAFETY: a pointer to a live packet_mreq and its exact size. The membership
-                // (and promiscuous mode) ends when the socket is closed.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        fd.as_raw_fd(),
-                        libc::SOL_PACKET,
-                        libc::PACKET_ADD_MEMBERSHIP,
-                        (&mreq as *const libc::packet_mreq).cast(),
-                        mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(os_err(&format!("promiscuous mode on {name}")));
-                }
+                sock.add_promisc_membership(ifindex)
+                    .map_err(|e| os_err(e, &format!("promiscuous mode on {name}")))?;
                 Some((ifindex, name.to_string()))
             }
         };
         Ok(Capture {
-            fd,
+            sock,
             bound,
             names: BTreeMap::new(),
             buf: vec![0; SNAPLEN],
@@ -194,22 +110,11 @@ impl Capture {
             if left.is_zero() {
                 return Ok(None);
             }
-            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one live pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if rc < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    return Ok(None);
-                }
-                return Err(os_err("poll on the capture socket"));
-            }
-            if rc == 0 {
-                return Ok(None);
+            match self.sock.poll_readable(left) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+                Err(e) => return Err(os_err(e, "poll on the capture socket")),
             }
         }
     }
@@ -234,7 +139,7 @@ impl Capture {
         // SAFETY: msg points at buffers that live for the whole call.
         let n = unsafe {
             libc::recvmsg(
-                self.fd.as_raw_fd(),
+                self.sock.as_raw_fd(),
                 &mut msg,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             )
@@ -307,7 +212,9 @@ impl Capture {
             None => self
                 .names
                 .entry(raw.ifindex)
-                .or_insert_with(|| ifname_of(raw.ifindex).unwrap_or(format!("if{}", raw.ifindex)))
+                .or_insert_with(|| {
+                    packet::ifname(raw.ifindex).unwrap_or(format!("if{}", raw.ifindex))
+                })
                 .clone(),
         };
         Packet::from_frame(
