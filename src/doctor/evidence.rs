@@ -13,7 +13,8 @@ use std::net::IpAddr;
 
 use super::facts::Facts;
 use super::Finding;
-use crate::sys::capture::{fmt_mac, Direction, Packet, L3, L4};
+use crate::sys::capture::{Direction, Packet, L3, L4};
+use crate::sys::mac::fmt_mac;
 
 fn ip_of(p: &Packet) -> Option<(IpAddr, IpAddr, &L4)> {
     match &p.l3 {

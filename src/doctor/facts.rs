@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::journal::State;
 use crate::model::SysctlKey;
 use crate::plan::ArpMap;
+use crate::sys::mac::Mac;
 use crate::sys::netlink::{AddrInfo, Link, Lookup, Neigh, RouteInfo, Rules};
 use crate::sys::procnet::Listener;
 use crate::sys::{nft, procnet, sysctl};
@@ -95,7 +96,7 @@ impl Facts {
     }
 
     /// This host's MAC on `iface`.
-    pub fn mac_of(&self, iface: &str) -> Option<[u8; 6]> {
+    pub fn mac_of(&self, iface: &str) -> Option<Mac> {
         let m = self.link(iface)?.mac.as_ref()?;
         m.as_slice().try_into().ok()
     }

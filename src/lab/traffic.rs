@@ -258,8 +258,11 @@ pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
             .neighbours()?
             .into_iter()
             .find(|x| x.ip == vip)
-            .and_then(|x| x.mac.and_then(|m| <[u8; 6]>::try_from(m.as_slice()).ok()))
-            .map(|m| crate::sys::capture::fmt_mac(&m)))
+            .and_then(|x| {
+                x.mac
+                    .and_then(|m| crate::sys::mac::Mac::try_from(m.as_slice()).ok())
+            })
+            .map(|m| crate::sys::mac::fmt_mac(&m)))
     })??;
     t.vip_mac_node = mac.as_ref().and_then(|m| {
         st.nodes

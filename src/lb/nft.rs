@@ -33,22 +33,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
-/// A MAC address.
-pub type Mac = [u8; 6];
-
-use crate::sys::capture::fmt_mac;
-
-pub fn parse_mac(s: &str) -> Option<Mac> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        m[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(m)
-}
+pub use crate::sys::mac::Mac;
+use crate::sys::mac::{fmt_mac, parse_mac};
 
 /// Transport protocols the nft engine balances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,14 +1,17 @@
 //! The only code with side effects: netlink (rtnetlink), nftables (`nft -j`), /proc/sys,
 //! network namespaces, packet sockets, file locks, signals and processes; the only code that
-//! names `libc` or needs `unsafe`. Everything above this layer is pure and works on the types in `model`.
+//! names `libc` or needs `unsafe`. Everything above this layer is pure and works on the types in
+//! `model`.
 
 pub mod abi;
 pub mod capture;
 pub mod iptables;
 pub mod lock;
+pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod packet;
 pub mod probe;
 pub mod proc;
 pub mod process;

@@ -9,13 +9,13 @@
 //! reads it from the packet socket and resets the half-open connection itself.
 //! The socket is not promiscuous: replies are addressed to the balancer.
 
-use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::sys::abi;
 use crate::sys::capture::{Packet, L3, L4};
+use crate::sys::packet::{self, PacketSocket};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
@@ -24,7 +24,7 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
-pub type Mac = [u8; 6];
+pub use crate::sys::mac::Mac;
 
 fn sum16(data: &[u8], mut acc: u32) -> u32 {
     for c in data.chunks(2) {
@@ -153,9 +153,8 @@ pub fn unsolicited_na_frame(mac: Mac, ip: Ipv6Addr) -> Vec<u8> {
     eth([0x33, 0x33, 0, 0, 0, 1], mac, et, &pkt)
 }
 
-fn os_err(what: &str) -> Error {
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EPERM) {
+fn os_err(e: std::io::Error, what: &str) -> Error {
+    if e.raw_os_error() == Some(abi::EPERM) {
         Error::Privilege(format!("{what}: {e} (needs CAP_NET_RAW)"))
     } else {
         Error::Runtime(anyhow::anyhow!("{what}: {e}"))
@@ -164,7 +163,7 @@ fn os_err(what: &str) -> Error {
 
 /// A non-promiscuous packet socket bound to one interface.
 pub struct RawSocket {
-    fd: OwnedFd,
+    sock: PacketSocket,
     ifindex: u32,
     iface: String,
     buf: Vec<u8>,
@@ -173,45 +172,17 @@ pub struct RawSocket {
 impl RawSocket {
     /// `proto`: the ethertype to receive (0: send only, nothing is queued).
     pub fn open(iface: &str, proto: u16) -> Result<RawSocket> {
-        let c = std::ffi::CString::new(iface)
-            .map_err(|_| Error::Usage(format!("invalid interface name '{iface}'")))?;
-        // SAFETY: c is a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-        if ifindex == 0 {
-            return Err(Error::Usage(format!("unknown interface '{iface}'")));
+        if iface.contains('\0') {
+            return Err(Error::Usage(format!("invalid interface name '{iface}'")));
         }
-        let proto = proto.to_be();
-        // SAFETY: plain socket(2); the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
-        };
-        if raw < 0 {
-            return Err(os_err("opening an AF_PACKET socket"));
-        }
-        // SAFETY: raw is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: a pointer to a live sockaddr_ll and its size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(os_err("binding the AF_PACKET socket"));
-        }
+        let ifindex = packet::ifindex(iface)
+            .ok_or_else(|| Error::Usage(format!("unknown interface '{iface}'")))?;
+        let sock =
+            PacketSocket::open(proto).map_err(|e| os_err(e, "opening an AF_PACKET socket"))?;
+        sock.bind(ifindex, proto)
+            .map_err(|e| os_err(e, "binding the AF_PACKET socket"))?;
         Ok(RawSocket {
-            fd,
+            sock,
             ifindex,
             iface: iface.to_string(),
             buf: vec![0; 2048],
@@ -219,12 +190,9 @@ impl RawSocket {
     }
 
     pub fn send(&self, frame: &[u8]) -> Result<()> {
-        // SAFETY: frame is a live slice; the socket is bound, so send(2) needs no address.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 {
-            return Err(os_err(&format!("sending on {}", self.iface)));
-        }
-        Ok(())
+        self.sock
+            .send(frame)
+            .map_err(|e| os_err(e, &format!("sending on {}", self.iface)))
     }
 
     /// The next frame received (not sent) on the interface before `deadline`, decoded.
@@ -234,49 +202,24 @@ impl RawSocket {
             if now >= deadline {
                 return Ok(None);
             }
-            let ms = (deadline - now).as_millis().clamp(1, i32::MAX as u128) as i32;
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one live pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if r < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(os_err("poll"));
+            match self.sock.poll_readable(deadline - now) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(os_err(e, "poll")),
             }
-            if r == 0 {
-                return Ok(None);
-            }
-            // SAFETY: sockaddr_ll is plain data.
-            let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-            let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buf and from are live and sized as passed.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
+            let Ok((n, pkttype)) = self.sock.recv_from(&mut self.buf) else {
+                continue;
             };
-            if n < 0 {
+            if pkttype == packet::PACKET_OUTGOING {
                 continue;
             }
-            if from.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            let frame = self.buf[..n as usize].to_vec();
+            let frame = self.buf[..n].to_vec();
             if let Some(p) = Packet::from_frame(
                 std::time::SystemTime::now(),
                 self.ifindex,
                 &self.iface,
-                crate::sys::capture::Direction::from_pkttype(from.sll_pkttype),
+                crate::sys::capture::Direction::from_pkttype(pkttype),
                 frame,
             ) {
                 return Ok(Some(p));
