@@ -548,13 +548,17 @@ _lbctl() {
 
     case "${cmd}" in
         lbctl)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -566,7 +570,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__apply)
-            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -584,6 +588,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -592,13 +600,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version suppress restore status help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version suppress restore status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -680,7 +692,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__restore)
-            opts="-v -q -n -h -V --real-ip --iface --mode --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --real-ip --iface --mode --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -699,6 +711,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -710,7 +726,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__status)
-            opts="-v -q -n -h -V --iface --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --iface --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -724,6 +740,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -732,7 +752,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__suppress)
-            opts="-v -q -n -h -V --real-ip --iface --mode --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --real-ip --iface --mode --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -754,6 +774,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -762,7 +786,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__capture)
-            opts="-i -c -w -r -v -q -n -h -V --iface --vip --host --count --seconds --write --read --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-i -c -w -r -v -q -n -h -V --iface --vip --host --count --seconds --write --read --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -816,6 +840,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -824,7 +852,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__doctor)
-            opts="-f -v -q -n -h -V --role --vip --file --client --balancer --capture --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --role --vip --file --client --balancer --capture --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -862,6 +890,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -870,7 +902,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__down)
-            opts="-f -v -q -n -h -V --file --all --owner --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --all --owner --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -892,6 +924,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -900,13 +936,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__firewall)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version check help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -918,7 +958,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__firewall__subcmd__check)
-            opts="-v -q -n -h -V --vip --client --iface --proto --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --vip --client --iface --proto --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -941,6 +981,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -994,13 +1038,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__gen)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version completions man help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1012,13 +1060,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__gen__subcmd__completions)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version bash elvish fish powershell zsh"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1086,13 +1138,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__gen__subcmd__man)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1888,13 +1944,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version up demo traffic exec status down break serve help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version up demo traffic exec status down break serve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1906,7 +1966,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1920,6 +1980,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1928,7 +1992,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__demo)
-            opts="-v -q -n -h -V --name --requests --engine --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --requests --engine --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1950,6 +2014,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1958,7 +2026,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__down)
-            opts="-v -q -n -h -V --name --all --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --all --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1969,6 +2037,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1980,7 +2052,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__exec)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1991,6 +2063,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2142,7 +2218,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__serve)
-            opts="-v -q -n -h -V --name --port --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --port --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2160,6 +2236,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2168,7 +2248,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__status)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2182,6 +2262,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2190,7 +2274,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__traffic)
-            opts="-v -q -n -h -V --name --requests --ipv6 --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --requests --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2208,6 +2292,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2216,7 +2304,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__up)
-            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2242,6 +2330,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2250,13 +2342,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version service backend drain list save restore apply run status maglev help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2268,7 +2364,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__apply)
-            opts="-f -v -q -n -h -V --file --prune --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --prune --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2286,6 +2382,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2294,13 +2394,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__backend)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version add edit del help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version add edit del help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2312,7 +2416,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__backend__subcmd__add)
-            opts="-w -x -y -v -q -n -h -V --proto --ipv6 --weight --method --u-threshold --l-threshold --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-w -x -y -v -q -n -h -V --proto --ipv6 --weight --method --u-threshold --l-threshold --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2351,6 +2455,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2362,7 +2470,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__backend__subcmd__del)
-            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2376,6 +2484,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2384,7 +2496,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__backend__subcmd__edit)
-            opts="-w -x -y -v -q -n -h -V --proto --ipv6 --weight --method --u-threshold --l-threshold --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-w -x -y -v -q -n -h -V --proto --ipv6 --weight --method --u-threshold --l-threshold --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2423,6 +2535,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2504,7 +2620,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__drain)
-            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2515,6 +2631,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2778,7 +2898,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__list)
-            opts="-v -q -n -h -V --proto --ipv6 --stats --rate --exact --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --proto --ipv6 --stats --rate --exact --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2792,6 +2912,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2800,7 +2924,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__maglev)
-            opts="-v -q -n -h -V --backends --size --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --backends --size --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2818,6 +2942,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2826,13 +2954,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__restore)
-            opts="-v -q -n -h -V --flush --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --flush --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2844,7 +2976,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__run)
-            opts="-c -v -q -n -h -V --config --cleanup --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-c -v -q -n -h -V --config --cleanup --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2862,6 +2994,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2870,13 +3006,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__save)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2888,13 +3028,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__service)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version add edit del help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version add edit del help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2906,7 +3050,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__service__subcmd__add)
-            opts="-s -b -p -M -v -q -n -h -V --proto --fwmark --ipv6 --scheduler --mh-port --mh-fallback --sched-flags --persistent --netmask --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-s -b -p -M -v -q -n -h -V --proto --fwmark --ipv6 --scheduler --mh-port --mh-fallback --sched-flags --persistent --netmask --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2961,6 +3105,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2972,7 +3120,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__service__subcmd__del)
-            opts="-v -q -n -h -V --proto --fwmark --ipv6 --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --proto --fwmark --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2990,6 +3138,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2998,7 +3150,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__service__subcmd__edit)
-            opts="-s -b -p -M -v -q -n -h -V --proto --fwmark --ipv6 --scheduler --mh-port --mh-fallback --sched-flags --persistent --netmask --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-s -b -p -M -v -q -n -h -V --proto --fwmark --ipv6 --scheduler --mh-port --mh-fallback --sched-flags --persistent --netmask --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3053,6 +3205,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3134,13 +3290,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__status)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3152,7 +3312,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__plan)
-            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3170,6 +3330,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3178,13 +3342,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__route)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version add del list help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version add del list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3196,7 +3364,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__route__subcmd__add)
-            opts="-v -q -n -h -V --table --via --dev --priority --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --table --via --dev --priority --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3222,6 +3390,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3230,7 +3402,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__route__subcmd__del)
-            opts="-v -q -n -h -V --table --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --table --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3241,6 +3413,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3322,13 +3498,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__route__subcmd__list)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3340,13 +3520,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__rpfilter)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version check fix restore help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version check fix restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3358,7 +3542,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__rpfilter__subcmd__check)
-            opts="-v -q -n -h -V --iface --vip --client --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --iface --vip --client --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3377,6 +3561,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3388,7 +3576,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__rpfilter__subcmd__fix)
-            opts="-v -q -n -h -V --iface --vip --client --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --iface --vip --client --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3407,6 +3595,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3488,13 +3680,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__rpfilter__subcmd__restore)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3506,7 +3702,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__status)
-            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3524,6 +3720,10 @@ _lbctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -3532,13 +3732,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__vip)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version add del list help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version add del list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3550,7 +3754,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__vip__subcmd__add)
-            opts="-v -q -n -h -V --dev --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --dev --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3561,6 +3765,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3572,7 +3780,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__vip__subcmd__del)
-            opts="-v -q -n -h -V --dev --force --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --dev --force --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3583,6 +3791,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3664,13 +3876,17 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__vip__subcmd__list)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3682,7 +3898,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__watch)
-            opts="-f -v -q -n -h -V --file --interval --json --verbose --quiet --netns --dry-run --help --version"
+            opts="-f -v -q -n -h -V --file --interval --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3701,6 +3917,10 @@ _lbctl() {
                     return 0
                     ;;
                 --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

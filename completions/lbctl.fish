@@ -14,7 +14,7 @@ complete -c lbctl -l netns -r -f -a '(__lbctl_netns)'
 
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_lbctl_global_optspecs
-    string join \n json v/verbose q/quiet netns= n/dry-run h/help V/version
+    string join \n json v/verbose q/quiet netns= n/dry-run wait= h/help V/version
 end
 
 function __fish_lbctl_needs_command
@@ -39,6 +39,7 @@ function __fish_lbctl_using_subcommand
 end
 
 complete -c lbctl -n "__fish_lbctl_needs_command" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_needs_command" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_needs_command" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_needs_command" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_needs_command" -s q -l quiet -d 'Only errors'
@@ -62,6 +63,7 @@ complete -c lbctl -n "__fish_lbctl_needs_command" -f -a "lab" -d 'A DSR sandbox 
 complete -c lbctl -n "__fish_lbctl_needs_command" -f -a "gen" -d 'Generate shell completions or man pages from this command line definition'
 complete -c lbctl -n "__fish_lbctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -s q -l quiet -d 'Only errors'
@@ -74,6 +76,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_sub
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and not __fish_seen_subcommand_from add del list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -l dev -d 'Device to put the VIP on' -r -f -a '(__fish_print_interfaces)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Only errors'
@@ -82,6 +85,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -l dev -d 'Device the VIP is on' -r -f -a '(__fish_print_interfaces)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -l force -d 'Delete the address even though lbctl did not add it'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -s v -l verbose -d 'More detail (repeat for more)'
@@ -90,6 +94,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from del" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from list" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from list" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors'
@@ -101,6 +106,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from help" -f -a "list" -d 'List host-prefix addresses on `lo` and every lbctl VIP, owned or foreign'
 complete -c lbctl -n "__fish_lbctl_using_subcommand vip; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and not __fish_seen_subcommand_from suppress restore status help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and not __fish_seen_subcommand_from suppress restore status help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and not __fish_seen_subcommand_from suppress restore status help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and not __fish_seen_subcommand_from suppress restore status help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and not __fish_seen_subcommand_from suppress restore status help" -s q -l quiet -d 'Only errors'
@@ -116,6 +122,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l mode -d 'How to suppress' -r -f -a "nft\t'An lbctl-owned `arp` family nftables table (drop requests for the VIP, rewrite it as sender)'
 sysctl\t'The arp_ignore=1 / arp_announce=2 sysctls on the ARP-facing interface'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s q -l quiet -d 'Only errors'
@@ -127,6 +134,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -l mode -d 'How to suppress' -r -f -a "nft\t'An lbctl-owned `arp` family nftables table (drop requests for the VIP, rewrite it as sender)'
 sysctl\t'The arp_ignore=1 / arp_announce=2 sysctls on the ARP-facing interface'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Only errors'
@@ -135,6 +143,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -l iface -d 'Only this interface\'s sysctls' -r -f -a '(__fish_print_interfaces)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors'
@@ -146,6 +155,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show the suppression lbctl manages and the effective ARP sysctls'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and not __fish_seen_subcommand_from add del list help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand route; and not __fish_seen_subcommand_from add del list help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and not __fish_seen_subcommand_from add del list help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and not __fish_seen_subcommand_from add del list help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and not __fish_seen_subcommand_from add del list help" -s q -l quiet -d 'Only errors'
@@ -161,6 +171,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subco
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -l dev -d 'Interface towards the gateway; its connected routes are copied into table T' -r -f -a '(__fish_print_interfaces)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -l priority -d 'Rule priority' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Only errors'
@@ -169,6 +180,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subco
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -l table -d 'Routing table id given to `route add`' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -s q -l quiet -d 'Only errors'
@@ -176,6 +188,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subco
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from del" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from list" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from list" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors'
@@ -187,6 +200,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subco
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from help" -f -a "list" -d 'Show the policy routing lbctl manages'
 complete -c lbctl -n "__fish_lbctl_using_subcommand route; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and not __fish_seen_subcommand_from check fix restore help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and not __fish_seen_subcommand_from check fix restore help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and not __fish_seen_subcommand_from check fix restore help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and not __fish_seen_subcommand_from check fix restore help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and not __fish_seen_subcommand_from check fix restore help" -s q -l quiet -d 'Only errors'
@@ -201,6 +215,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_su
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -l vip -d 'Simulate a request from --client to this VIP' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -l client -d 'Client address for the simulation' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Only errors'
@@ -211,6 +226,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_su
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -l vip -d 'Simulate a request from --client to this VIP' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -l client -d 'Client address for the simulation' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -s q -l quiet -d 'Only errors'
@@ -218,6 +234,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_su
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from fix" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from restore" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from restore" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from restore" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Only errors'
@@ -230,6 +247,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_su
 complete -c lbctl -n "__fish_lbctl_using_subcommand rpfilter; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -s f -l file -d 'The profile (TOML; see profiles/ for commented examples)' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -s q -l quiet -d 'Only errors'
@@ -238,6 +256,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -s h -l help -d 'Print
 complete -c lbctl -n "__fish_lbctl_using_subcommand plan" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -s f -l file -d 'The profile (TOML; see profiles/ for commented examples)' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -s q -l quiet -d 'Only errors'
@@ -246,6 +265,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -s h -l help -d 'Prin
 complete -c lbctl -n "__fish_lbctl_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s f -l file -d 'Only this profile (also reports changes in the file not yet applied)' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand status" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s q -l quiet -d 'Only errors'
@@ -255,6 +275,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand status" -s V -l version -d '
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -s f -l file -d 'Apply this profile first (and again on SIGHUP), then keep it — and everything else lbctl owns here — converged' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -l interval -d 'How often to compare the kernel with the journal, in milliseconds (100–60000)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -s q -l quiet -d 'Only errors'
@@ -264,6 +285,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand watch" -s V -l version -d 'P
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s f -l file -d 'Remove what this profile added' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l owner -d 'Remove what one owner added, as `lbctl status` names it (`cli`, `profile:NAME`, `lb:NAME`)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l all -d 'Remove everything lbctl added in this namespace: profiles, one-shot commands, and the balancers\' IPVS services, nft tables and VIPs'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s v -l verbose -d 'More detail (repeat for more)'
@@ -272,6 +294,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s n -l dry-run -d 'Pr
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand down" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -s q -l quiet -d 'Only errors'
@@ -290,6 +313,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subc
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -f -a "maglev" -d 'Maglev table balance, and the disruption of removing or adding a backend, for a table size M (to pick M)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and not __fish_seen_subcommand_from service backend drain list save restore apply run status maglev help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -s q -l quiet -d 'Only errors'
@@ -301,6 +325,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -f -a "del" -d 'Delete a service with its real servers (unchanged when it does not exist)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from service" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from backend" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from backend" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from backend" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from backend" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from backend" -s q -l quiet -d 'Only errors'
@@ -315,6 +340,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 udp\t''
 sctp\t''"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from drain" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from drain" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from drain" -l ipv6 -d 'The fwmark service is IPv6'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from drain" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from drain" -s v -l verbose -d 'More detail (repeat for more)'
@@ -326,6 +352,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 udp\t''
 sctp\t''"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -l ipv6 -d 'The fwmark service is IPv6'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -l stats -d 'Counters: connections, packets, bytes (ipvsadm --stats). In DR mode OutPkts stays 0'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -l rate -d 'Rates per second (ipvsadm --rate)'
@@ -337,6 +364,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -s q -l quiet -d 'Only errors'
@@ -344,6 +372,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from save" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -l flush -d 'Make the table exactly the file\'s (like `ipvsadm -C` first, but only what differs is changed and a failure restores the old table)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'More detail (repeat for more)'
@@ -353,6 +382,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -s f -l file -d 'The LB file (TOML; see profiles/lb-example.toml)' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -l prune -d 'Also delete every service the file does not list (by default only the ones this file created earlier)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -s v -l verbose -d 'More detail (repeat for more)'
@@ -362,6 +392,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from apply" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -s c -l config -d 'The LB file: services and backends as for `lb apply`, plus `[balancer]` and `[service.check]` (see profiles/lb-run-example.toml)' -r -f -a '(__lbctl_profiles)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -l cleanup -d 'On SIGTERM/SIGINT remove the data path and the VIPs (default: leave them serving)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -s v -l verbose -d 'More detail (repeat for more)'
@@ -370,6 +401,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from status" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from status" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors'
@@ -379,6 +411,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l backends -d 'Backends as NAME[=WEIGHT], comma-separated or repeated (e.g. 198.18.0.11,198.18.0.12=2)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l size -d 'Table size M (must be prime; guidance: M > 100 × backends)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -s q -l quiet -d 'Only errors'
@@ -404,6 +437,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l client -d 'A clie
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l balancer -d 'The balancer\'s address (checks L2 adjacency)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l capture -d 'Also capture traffic for the VIPs for SECS seconds and judge it' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s q -l quiet -d 'Only errors'
@@ -411,6 +445,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s n -l dry-run -d '
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lbctl -n "__fish_lbctl_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and not __fish_seen_subcommand_from check help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and not __fish_seen_subcommand_from check help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and not __fish_seen_subcommand_from check help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and not __fish_seen_subcommand_from check help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and not __fish_seen_subcommand_from check help" -s q -l quiet -d 'Only errors'
@@ -425,6 +460,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_su
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -l proto -d 'Transport protocol of the service' -r -f -a "tcp\t''
 udp\t''"
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand firewall; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Only errors'
@@ -441,6 +477,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l seconds -d 'Stop
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s w -l write -d 'Write packets to a pcap file (tcpdump/Wireshark can read it)' -r -F
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s r -l read -d 'Read packets from a pcap file instead of capturing' -r -F
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s q -l quiet -d 'Only errors'
@@ -448,6 +485,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s n -l dry-run -d 
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -s q -l quiet -d 'Only errors'
@@ -470,6 +508,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 ipvs\t'Kernel IPVS in direct-routing mode'
 nft\t'An nftables netdev ingress chain rewriting MACs'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l ipv6 -d 'Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l no-balancer -d 'Do not start `lbctl lb run` (bring your own balancer in the lb namespace)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l json -d 'Machine-readable JSON output on stdout'
@@ -484,6 +523,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 ipvs\t'Kernel IPVS in direct-routing mode'
 nft\t'An nftables netdev ingress chain rewriting MACs'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from demo" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from demo" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from demo" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from demo" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from demo" -s q -l quiet -d 'Only errors'
@@ -493,6 +533,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l name -d 'The lab (namespaces are named lbl-NAME-NODE)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l requests -d 'Requests to send (each on a new connection)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l ipv6 -d 'Use the IPv6 VIP (the lab must be up with --ipv6)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -s v -l verbose -d 'More detail (repeat for more)'
@@ -502,6 +543,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -l name -d 'The lab (namespaces are named lbl-NAME-NODE)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -s q -l quiet -d 'Only errors'
@@ -510,6 +552,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from exec" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -l name -d 'Only this lab (default: every lab)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors'
@@ -518,6 +561,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -l name -d 'The lab to remove' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -l all -d 'Remove every recorded lab'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -s v -l verbose -d 'More detail (repeat for more)'
@@ -527,6 +571,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -l name -d 'The lab (namespaces are named lbl-NAME-NODE)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from break" -s q -l quiet -d 'Only errors'
@@ -536,6 +581,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l name -d 'What `GET /` answers (the backend\'s name)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l port -d 'TCP port, on every address (`[::]` dual-stack, or 0.0.0.0)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from serve" -s q -l quiet -d 'Only errors'
@@ -552,6 +598,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "serve" -d 'The lab\'s built-in HTTP server: answers `GET /` with its name (started by `lab up`)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -s q -l quiet -d 'Only errors'
@@ -562,6 +609,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_sub
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -f -a "man" -d 'Write man pages (lbctl.1, lbctl-vip.1, …) into DIR'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and not __fish_seen_subcommand_from completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -s q -l quiet -d 'Only errors'
@@ -569,6 +617,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -s h -l help -d 'Print help'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from completions" -s V -l version -d 'Print version'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from man" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from man" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from man" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from man" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand gen; and __fish_seen_subcommand_from man" -s q -l quiet -d 'Only errors'

@@ -33,6 +33,8 @@ pub struct Global {
     pub netns: Option<String>,
     /// Print the plan and change nothing.
     pub dry_run: bool,
+    /// How long to wait for the journal lock (None: as long as it takes).
+    pub wait: Option<std::time::Duration>,
 }
 
 /// Per-invocation context handed to every command, daemon and check that reports.

@@ -25,6 +25,9 @@ pub enum Error {
     Privilege(String),
     /// Anything that went wrong while observing or changing the system.
     Runtime(anyhow::Error),
+    /// Stopped by SIGINT/SIGTERM; what was applied has been rolled back (the message says so,
+    /// or says what a second signal left undone). Exit 130/143.
+    Interrupted { code: u8, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,6 +37,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Runtime(_) => EXIT_ERROR,
             Error::Privilege(_) => EXIT_PRIVILEGE,
+            Error::Interrupted { code, .. } => *code,
         }
     }
 }
@@ -42,6 +46,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) | Error::Privilege(m) => f.write_str(m),
+            Error::Interrupted { message, .. } => f.write_str(message),
             Error::Runtime(e) => write!(f, "{e:#}"),
         }
     }

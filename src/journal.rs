@@ -10,6 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::sys::signals;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -89,6 +92,38 @@ impl State {
 pub struct Journal {
     dir: PathBuf,
     inode: Option<u64>,
+    /// How long [`Journal::lock`] waits (None: as long as it takes).
+    wait: Option<Duration>,
+}
+
+/// SIGINT and SIGTERM: a transaction stops and rolls back on either.
+pub const STOP_SIGNALS: [signals::Signal; 2] = [signals::Signal::Int, signals::Signal::Term];
+
+/// The error of a command stopped by SIGINT/SIGTERM, with its conventional exit code.
+pub fn interrupted(what: &str) -> Error {
+    let sig = if signals::count(&[signals::Signal::Term]) > 0 {
+        signals::Signal::Term
+    } else {
+        signals::Signal::Int
+    };
+    Error::Interrupted {
+        code: signals::exit_code(sig),
+        message: format!(
+            "interrupted by {} {what}",
+            if sig == signals::Signal::Term {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            }
+        ),
+    }
+}
+
+/// The lock file's content: who holds (or last held) it.
+fn holder(path: &Path) -> Option<String> {
+    let s = fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// Held while a mutating command runs; released on drop (also if the process dies).
@@ -117,7 +152,17 @@ impl Journal {
                 None => base.join(format!("ns-{}", inode.unwrap_or(0))),
             },
         };
-        Journal { dir, inode }
+        Journal {
+            dir,
+            inode,
+            wait: None,
+        }
+    }
+
+    /// Wait at most `wait` for the lock (None: as long as it takes).
+    pub fn with_wait(mut self, wait: Option<Duration>) -> Self {
+        self.wait = wait;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -128,26 +173,72 @@ impl Journal {
         self.dir.join("state.json")
     }
 
-    /// Take the exclusive lock, waiting for another lbctl if needed.
+    /// Take the exclusive lock, waiting for another lbctl if needed (as long as `--wait`
+    /// allows; a message after 2 s names the holder). From here on SIGINT/SIGTERM no longer
+    /// kill lbctl: they are recorded, and a transaction that sees one rolls back and exits
+    /// 130/143 — all or nothing, as promised. An interrupt while still waiting exits the same
+    /// way with nothing changed.
     pub fn lock(&self) -> Result<Lock> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        if crate::sys::lock::try_lock_exclusive(&file).is_err() {
-            eprintln!("lbctl: waiting for another lbctl ({})", path.display());
-            if let Err(e) = crate::sys::lock::lock_exclusive(&file) {
-                return Err(Error::Runtime(
-                    anyhow::Error::new(e).context(format!("locking {}", path.display())),
+        signals::catch(&STOP_SIGNALS, signals::Restart::Yes);
+        let stops = signals::count(&STOP_SIGNALS);
+        let start = Instant::now();
+        let mut said = false;
+        while crate::sys::lock::try_lock_exclusive(&file).is_err() {
+            if signals::count(&STOP_SIGNALS) > stops {
+                return Err(interrupted(
+                    "while waiting for the lock; nothing was changed",
                 ));
             }
+            let waited = start.elapsed();
+            if self.wait.is_some_and(|w| waited >= w) {
+                return Err(Error::Runtime(anyhow::anyhow!(
+                    "another lbctl is changing this namespace ({}) and --wait {} s passed; \
+                     nothing was changed",
+                    holder(&path).unwrap_or_else(|| "holder unknown".into()),
+                    self.wait.unwrap_or_default().as_secs()
+                )));
+            }
+            if !said && waited >= Duration::from_secs(2) {
+                eprintln!(
+                    "lbctl: waiting for another lbctl ({}; {}); --wait SECONDS limits the wait",
+                    holder(&path).unwrap_or_else(|| "holder unknown".into()),
+                    path.display()
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        // Say who holds it, for `status` and for a waiting lbctl.
+        let me = format!(
+            "PID {} `{}`",
+            std::process::id(),
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        );
+        let _ = file.set_len(0);
+        let _ = file.write_all(me.chars().take(300).collect::<String>().as_bytes());
+        // A temporary file a killed run left behind.
+        let _ = fs::remove_file(self.dir.join("state.json.tmp"));
         Ok(Lock { _file: file })
+    }
+
+    /// Who holds the lock now (`PID 123 `apply -f web.toml``), or None when nobody does.
+    pub fn lock_holder(&self) -> Option<String> {
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        if crate::sys::lock::try_lock_exclusive(&file).is_ok() {
+            return None;
+        }
+        Some(holder(&path).unwrap_or_else(|| "holder unknown".into()))
     }
 
     /// Load the state; a missing file is an empty state. State from a namespace that has since

@@ -228,6 +228,9 @@ pub struct Owned {
     /// Sysctl values as they were before lbctl first changed them.
     #[serde(default)]
     pub sysctl_prior: BTreeMap<SysctlKey, String>,
+    /// Addresses to delete although they lack lbctl's mark (`vip del --force`); never stored.
+    #[serde(skip)]
+    pub force_delete: BTreeSet<AddrObj>,
 }
 
 /// The kernel state relevant to lbctl, as observed.
@@ -278,6 +281,7 @@ pub fn diff(desired: &Desired, observed: &Observed, owned: &Owned) -> Plan {
         owned_after: owned.clone(),
         ..Plan::default()
     };
+    plan.owned_after.force_delete.clear();
     let mut removals = Vec::new();
     let mut additions = Vec::new();
 
@@ -286,6 +290,9 @@ pub fn diff(desired: &Desired, observed: &Observed, owned: &Owned) -> Plan {
         if !desired.addrs.contains(a) {
             match observed.addrs.get(a) {
                 Some(true) => removals.push(Change::AddrDel(a.clone())),
+                Some(false) if owned.force_delete.contains(a) => {
+                    removals.push(Change::AddrDel(a.clone()))
+                }
                 // Deleted and re-created without lbctl's mark (by hand, by another tool):
                 // it is not lbctl's any more. RTM_DELADDR cannot match on the protocol the
                 // way rule and route deletions do, so the check is made here.

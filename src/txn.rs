@@ -63,6 +63,16 @@ pub enum TxnError<E> {
         cause: Box<Cause<E>>,
         rollback_failures: Vec<String>,
     },
+    /// A stop was requested (SIGINT/SIGTERM) before step `index`; steps 0…index-1 were undone
+    /// — unless a second request cut the rollback short (`rollback_aborted`).
+    Interrupted {
+        subject: &'static str,
+        index: usize,
+        total: usize,
+        rollback_failures: Vec<String>,
+        /// Undo steps left undone because a second stop request aborted the rollback.
+        rollback_aborted: Vec<String>,
+    },
     /// Everything applied, but observing again did not show the expected result.
     Verify {
         subject: &'static str,
@@ -79,8 +89,12 @@ impl<E> TxnError<E> {
                 Cause::Exec(e) => Some(e),
                 Cause::Injected(_) => None,
             },
-            TxnError::Verify { .. } => None,
+            TxnError::Verify { .. } | TxnError::Interrupted { .. } => None,
         }
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, TxnError::Interrupted { .. })
     }
 }
 
@@ -116,6 +130,30 @@ impl<E: fmt::Display> fmt::Display for TxnError<E> {
                 cause.to_string().replace('\n', "\n  "),
                 rollback_summary(subject, &index.to_string(), rollback_failures)
             ),
+            TxnError::Interrupted {
+                subject,
+                index,
+                total,
+                rollback_failures,
+                rollback_aborted,
+            } => {
+                write!(f, "interrupted before change {} of {total}; ", index + 1)?;
+                if rollback_aborted.is_empty() {
+                    write!(
+                        f,
+                        "{}",
+                        rollback_summary(subject, &index.to_string(), rollback_failures)
+                    )
+                } else {
+                    write!(
+                        f,
+                        "the rollback was aborted by a second signal; {} undo step(s) not done \
+                         (`lbctl status` shows what remains):\n  {}",
+                        rollback_aborted.len(),
+                        rollback_aborted.join("\n  ")
+                    )
+                }
+            }
             TxnError::Verify {
                 subject,
                 problems,
@@ -161,8 +199,56 @@ pub fn run<S: Step, X: Executor<S>>(
     progress: &dyn Fn(),
     verify: impl FnOnce(&mut X) -> Vec<String>,
 ) -> Result<(), TxnError<X::Error>> {
+    run_interruptible(subject, x, steps, detail, progress, &|| 0, verify)
+}
+
+/// Undo `applied` in reverse order like [`rollback`], but stop as soon as `stops()` reaches 2
+/// (a second SIGINT/SIGTERM): returns (failures, undo steps not done).
+fn rollback_until<S: Step, X: Executor<S>>(
+    x: &mut X,
+    applied: &[S],
+    detail: &dyn Fn(&str),
+    stops: &dyn Fn() -> u32,
+) -> (Vec<String>, Vec<String>) {
+    let mut failures = Vec::new();
+    let undo: Vec<S> = applied.iter().rev().flat_map(|s| s.undo()).collect();
+    for (k, u) in undo.iter().enumerate() {
+        if stops() >= 2 {
+            return (failures, undo[k..].iter().map(|u| u.to_string()).collect());
+        }
+        detail(&format!("rolling back: {u}"));
+        if let Err(e) = x.exec(u) {
+            failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
+        }
+    }
+    (failures, Vec::new())
+}
+
+/// [`run`], asking `stops()` — how many stop requests (SIGINT/SIGTERM) arrived since the
+/// transaction began — before each step: at 1 the applied steps are undone and
+/// [`TxnError::Interrupted`] returned; at 2, during that rollback, the rollback stops too.
+pub fn run_interruptible<S: Step, X: Executor<S>>(
+    subject: &'static str,
+    x: &mut X,
+    steps: &[S],
+    detail: &dyn Fn(&str),
+    progress: &dyn Fn(),
+    stops: &dyn Fn() -> u32,
+    verify: impl FnOnce(&mut X) -> Vec<String>,
+) -> Result<(), TxnError<X::Error>> {
     let fail_on = std::env::var(FAIL_ON_ENV).unwrap_or_default();
     for (i, s) in steps.iter().enumerate() {
+        if stops() > 0 {
+            let (rollback_failures, rollback_aborted) =
+                rollback_until(x, &steps[..i], detail, stops);
+            return Err(TxnError::Interrupted {
+                subject,
+                index: i,
+                total: steps.len(),
+                rollback_failures,
+                rollback_aborted,
+            });
+        }
         progress();
         detail(&format!("applying: {s}"));
         let r = if !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on)) {
@@ -374,6 +460,62 @@ mod tests {
         );
         assert!(msg.contains("b: expected 6, found 5"), "{msg}");
         assert!(msg.ends_with("rolled back all applied change(s); the store is as before"));
+    }
+
+    #[test]
+    fn a_stop_request_rolls_back_and_a_second_one_aborts_the_rollback() {
+        use std::cell::Cell;
+        // One request before step 3: steps 1 and 2 are undone.
+        let mut s = store();
+        let before = s.map.clone();
+        let calls = Cell::new(0u32);
+        let stops = || {
+            calls.set(calls.get() + 1);
+            u32::from(calls.get() > 2)
+        };
+        let e = run_interruptible(
+            "the store",
+            &mut s,
+            &steps(),
+            &quiet,
+            &|| {},
+            &stops,
+            |_| vec![],
+        )
+        .unwrap_err();
+        assert!(e.is_interrupted());
+        assert_eq!(s.map, before);
+        assert_eq!(
+            e.to_string(),
+            "interrupted before change 3 of 4; rolled back 2 applied change(s); the store is as before"
+        );
+        // A second request during that rollback stops it: what was not undone is listed.
+        let mut s = store();
+        let calls = Cell::new(0u32);
+        let stops = || {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                0..=3 => 0,
+                4 => 1,
+                _ => 2,
+            }
+        };
+        let e = run_interruptible(
+            "the store",
+            &mut s,
+            &steps(),
+            &quiet,
+            &|| {},
+            &stops,
+            |_| vec![],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("the rollback was aborted by a second signal; 3 undo step(s) not done"),
+            "{msg}"
+        );
+        assert!(msg.contains("delete a=4"), "{msg}");
     }
 
     #[test]

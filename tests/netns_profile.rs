@@ -413,3 +413,153 @@ fn concurrent_applies_serialize() {
         "down --all after concurrent applies",
     );
 }
+
+/// A profile with `n` VIPs (nft ARP suppression): about 2 changes per VIP.
+fn big_profile(n: usize) -> String {
+    let mut p = String::from("name = \"big\"\n");
+    for i in 0..n {
+        p.push_str(&format!(
+            "[[vip]]\naddress = \"198.18.{}.{}\"\n",
+            2 + i / 250,
+            1 + i % 250
+        ));
+    }
+    p.push_str(
+        "[arp]\nmode = \"nft\"\n[[arp.interface]]\nname = \"eth0\"\nreal_ip = \"198.18.0.11\"\n",
+    );
+    p
+}
+
+/// Start `lbctl ARGS` with each change slowed down (test hook), signal it `signals` (each after
+/// its delay), and return its output.
+fn interrupt(lb: &Lbctl, args: &[&str], signals: &[(u64, i32)]) -> (i32, String) {
+    use std::process::{Command, Stdio};
+    let argv = lb.argv(args);
+    let child = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("LBCTL_RUN_DIR", lb.run_dir())
+        .env("LBCTL_TEST_STEP_DELAY_MS", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lbctl");
+    for (ms, sig) in signals {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, *sig) }, 0);
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 12 (finding 7): Ctrl-C or SIGTERM part-way through an apply (or a down) rolls back
+/// to the state before and exits 130/143 saying so; a second signal cuts the rollback short,
+/// says what is left, and keeps it recorded so that `down --all` still removes it.
+#[test]
+fn a_signal_during_apply_or_down_rolls_back() {
+    require_root!();
+    let ns = backend("sig");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("sig");
+    let p = write(&dir, "big.toml", &big_profile(300));
+    let before = snapshot(&ns);
+
+    let (code, err) = interrupt(&lb, &["apply", "-f", s(&p)], &[(700, libc::SIGINT)]);
+    assert_eq!(code, 130, "{err}");
+    assert!(err.contains("interrupted by SIGINT"), "{err}");
+    assert!(err.contains("the system is as before"), "{err}");
+    assert_same(&before, &snapshot(&ns), "after SIGINT during apply");
+    assert_eq!(lb.json(&["status"])["owners"], serde_json::json!([]));
+
+    let (code, err) = interrupt(&lb, &["apply", "-f", s(&p)], &[(700, libc::SIGTERM)]);
+    assert_eq!(code, 143, "{err}");
+    assert_same(&before, &snapshot(&ns), "after SIGTERM during apply");
+
+    // down, interrupted, leaves everything applied.
+    lb.ok(&["apply", "-f", s(&p)]);
+    let applied = snapshot(&ns);
+    let (code, err) = interrupt(&lb, &["down", "--all"], &[(700, libc::SIGINT)]);
+    assert_eq!(code, 130, "{err}");
+    assert!(err.contains("the system is as before"), "{err}");
+    // Re-added addresses come back at the end of the list: compare them as a set.
+    let mut now = snapshot(&ns);
+    let mut was = applied.clone();
+    let addrs = |s: &mut common::Snapshot| {
+        let v = s.parts.remove("ip addr").unwrap();
+        let mut a: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .map(|a| a.to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    assert_eq!(addrs(&mut now), addrs(&mut was));
+    assert_same(&was, &now, "after SIGINT during down");
+    lb.ok(&["down", "--all"]);
+    assert_same(&before, &snapshot(&ns), "down after the interrupted down");
+
+    // A second signal aborts the rollback: what is left stays lbctl's.
+    let (code, err) = interrupt(
+        &lb,
+        &["apply", "-f", s(&p)],
+        &[(1500, libc::SIGINT), (300, libc::SIGINT)],
+    );
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        err.contains("the rollback was aborted by a second signal"),
+        "{err}"
+    );
+    lb.ok(&["down", "--all"]);
+    assert_same(
+        &before,
+        &snapshot(&ns),
+        "down --all after an aborted rollback",
+    );
+}
+
+/// Issue 12 (finding 10): `--wait 0` fails at once while another lbctl holds the lock (naming
+/// it), `status` says a change is in progress, and a longer `--wait` succeeds once it is free.
+#[test]
+fn the_lock_can_be_waited_for_or_not() {
+    require_root!();
+    let ns = backend("wait");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("wait");
+    let p = write(&dir, "big.toml", &big_profile(200));
+    let argv = lb.argv(&["apply", "-f", s(&p)]);
+    let mut holder = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .env("LBCTL_RUN_DIR", lb.run_dir())
+        .env("LBCTL_TEST_STEP_DELAY_MS", "10")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let out = lb.run(&["--wait", "0", "vip", "add", "198.18.9.9"]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("another lbctl is changing this namespace (PID"),
+        "{out}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    let st = lb.run(&["status"]);
+    assert!(
+        st.stdout
+            .contains("another lbctl is changing this namespace now"),
+        "{st}"
+    );
+    let out = lb.run(&["--wait", "60", "vip", "add", "198.18.9.9"]);
+    out.expect_ok();
+    assert!(holder.wait().unwrap().success());
+    lb.ok(&["down", "--all"]);
+}

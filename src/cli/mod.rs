@@ -46,6 +46,10 @@ pub struct GlobalArgs {
     /// Print the plan as `ip`/`nft`/`sysctl` commands and change nothing.
     #[arg(short = 'n', long, global = true)]
     pub dry_run: bool,
+    /// How long a change waits for another lbctl changing this namespace (seconds; 0: fail at
+    /// once). Default: wait as long as it takes, saying so after 2 s.
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub wait: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

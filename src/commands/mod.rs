@@ -39,6 +39,7 @@ impl From<GlobalArgs> for Global {
             quiet,
             netns,
             dry_run,
+            wait,
         } = g;
         Global {
             json,
@@ -46,6 +47,7 @@ impl From<GlobalArgs> for Global {
             quiet,
             netns,
             dry_run,
+            wait: wait.map(std::time::Duration::from_secs),
         }
     }
 }
@@ -72,7 +74,7 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
     }
     let env = Env {
         sys: Sys::new()?,
-        journal: Journal::for_netns(ctx.global.netns.as_deref()),
+        journal: Journal::for_netns(ctx.global.netns.as_deref()).with_wait(ctx.global.wait),
     };
     match cmd {
         Command::Vip(c) => vip::run(ctx, &env, c),

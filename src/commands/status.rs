@@ -111,6 +111,8 @@ pub fn run(ctx: &Ctx, env: &Env, a: StatusArgs) -> Result<Outcome> {
     let prior = &state.owned.sysctl_prior;
     let empty = Desired::default();
     let lines: Vec<String> = drift.iter().map(|(_, l)| l.clone()).collect();
+    // A change in progress: the drift may be its half-done work, not tampering.
+    let changing = env.journal.lock_holder();
     let in_sync = lines.is_empty() && unchecked.is_empty();
     if ctx.global.json {
         let owned = &state.owned;
@@ -167,6 +169,7 @@ pub fn run(ctx: &Ctx, env: &Env, a: StatusArgs) -> Result<Outcome> {
             "pending": pending_owner,
             "drift": lines,
             "could_not_check": unchecked,
+            "change_in_progress": changing,
             "in_sync": in_sync,
             "notes": plan.notes,
         }));
@@ -220,6 +223,12 @@ pub fn run(ctx: &Ctx, env: &Env, a: StatusArgs) -> Result<Outcome> {
         }
         if let Some(p) = &pending_owner {
             ctx.say(format!("! {p}"));
+        }
+        if let Some(h) = &changing {
+            ctx.say(format!(
+                "note: another lbctl is changing this namespace now ({h}): drift below may be its \
+                 work in progress"
+            ));
         }
         for u in &unchecked {
             ctx.say(format!("? {u}"));

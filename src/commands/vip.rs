@@ -77,8 +77,9 @@ fn del(ctx: &Ctx, env: &Env, a: VipDelArgs) -> Result<Outcome> {
                     "{obj} was not added by lbctl; refusing to delete it (use --force)"
                 ));
             }
-            // Take ownership so the engine removes it.
+            // Take ownership so the engine removes it, mark or not.
             state.owned.addrs.insert(obj.clone());
+            state.owned.force_delete.insert(obj.clone());
         }
         let vip = Vip {
             addr,

@@ -24,6 +24,8 @@ use crate::sys::{nft, sysctl, Sys};
 pub mod lb;
 pub mod step;
 
+use crate::journal::STOP_SIGNALS;
+use crate::sys::signals;
 use crate::txn::{self, Step as _, TxnError};
 use crate::{Ctx, Outcome};
 pub use step::{Step, SysExec};
@@ -152,8 +154,12 @@ pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
     Ok((plan, desired, snap))
 }
 
-/// Turn a failed transaction into lbctl's error (a missing privilege keeps exit code 77).
+/// Turn a failed transaction into lbctl's error (a missing privilege keeps exit code 77, an
+/// interrupt 130/143).
 pub fn txn_error(e: TxnError<Error>) -> Error {
+    if e.is_interrupted() {
+        return crate::journal::interrupted(&format!("— {e}"));
+    }
     if matches!(e.exec_error(), Some(Error::Privilege(_))) {
         Error::Privilege(e.to_string())
     } else {
@@ -165,7 +171,7 @@ pub fn txn_error(e: TxnError<Error>) -> Error {
 /// Returns Ok(()) or an error that describes the failure and the rollback.
 pub fn apply_all(ctx: &Ctx, sys: &Sys, changes: &[Change]) -> Result<()> {
     let steps: Vec<Step> = changes.iter().cloned().map(Step::Host).collect();
-    run_steps(ctx, &mut SysExec::new(sys), &steps, |_| Vec::new())
+    run_steps(ctx, &mut SysExec::new(sys), &steps, |_| Vec::new()).map_err(txn_error)
 }
 
 /// Run `steps` as one transaction (progress bar on a terminal, `-v` detail lines).
@@ -174,13 +180,16 @@ fn run_steps(
     x: &mut SysExec<'_>,
     steps: &[Step],
     verify: impl FnOnce(&mut SysExec<'_>) -> Vec<String>,
-) -> Result<()> {
+) -> std::result::Result<(), TxnError<Error>> {
     let bar = progress(ctx, steps.len());
     let detail = |l: &str| ctx.detail(l);
     let tick = || bar.inc(1);
-    let r = txn::run("the system", x, steps, &detail, &tick, verify);
+    // Stop requests (SIGINT/SIGTERM) that arrive from now on roll the transaction back.
+    let base = signals::count(&STOP_SIGNALS);
+    let stops = || signals::count(&STOP_SIGNALS) - base;
+    let r = txn::run_interruptible("the system", x, steps, &detail, &tick, &stops, verify);
     bar.finish_and_clear();
-    r.map_err(txn_error)
+    r
 }
 
 /// Plans at least this long get a progress bar (on a terminal only).
@@ -305,8 +314,13 @@ pub fn converge(
         problems
     });
     if let Err(e) = verified {
-        journal.save(&before)?;
-        return Err(e);
+        // A rollback cut short by a second signal leaves objects: keep them recorded as ours
+        // (the write-ahead state) so that `status`/`down` still see them.
+        let aborted = matches!(&e, TxnError::Interrupted { rollback_aborted, .. } if !rollback_aborted.is_empty());
+        if !aborted {
+            journal.save(&before)?;
+        }
+        return Err(txn_error(e));
     }
     state.owned = report.plan.owned_after.clone();
     state.record(command, report.commands());

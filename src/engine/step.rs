@@ -121,6 +121,17 @@ impl<'a> SysExec<'a> {
     }
 }
 
+/// Test hook: `LBCTL_TEST_STEP_DELAY_MS=N` sleeps N ms (at most 1 s) before each step, undo
+/// steps included, so the namespace tests can interrupt a transaction part-way without racing.
+fn step_delay() {
+    if let Some(ms) = std::env::var("LBCTL_TEST_STEP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(1000)));
+    }
+}
+
 /// Apply one backend change.
 pub fn apply_host(sys: &Sys, c: &plan::Change) -> Result<()> {
     use plan::Change;
@@ -140,6 +151,7 @@ impl Executor<Step> for SysExec<'_> {
     type Error = Error;
 
     fn exec(&mut self, step: &Step) -> Result<()> {
+        step_delay();
         match step {
             Step::Host(c) => apply_host(self.sys, c),
             Step::Ipvs(c) => {

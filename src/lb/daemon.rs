@@ -905,7 +905,7 @@ impl Daemon<'_> {
                 };
                 b.health = crate::lb::health::Health::resumed(state);
                 b.stale = true;
-                b.mac = pb.mac.as_deref().and_then(nft::parse_mac);
+                b.mac = pb.mac.as_deref().and_then(crate::sys::mac::parse_mac);
                 b.last = pb.last_check.clone();
                 n += 1;
             }

@@ -3,7 +3,7 @@
 //! `lb run` (SIGTERM/SIGINT stop, SIGHUP reloads), the lab (any of them interrupts a build) and
 //! `capture` (Ctrl-C ends it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The signals lbctl catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +39,30 @@ static RECEIVED: [AtomicBool; 3] = [
     AtomicBool::new(false),
 ];
 
+/// How many times each signal arrived since the process started (never cleared): a
+/// transaction compares counts to tell a first Ctrl-C (roll back) from a second (stop that).
+static COUNT: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+
 extern "C" fn on_signal(number: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
+    // Only atomic operations: async-signal-safe.
     if let Some(s) = Signal::of(number) {
         s.flag().store(true, Ordering::SeqCst);
+        COUNT[s as usize].fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// How many of `signals` arrived since the process started.
+pub fn count(signals: &[Signal]) -> u32 {
+    signals
+        .iter()
+        .map(|s| COUNT[*s as usize].load(Ordering::SeqCst))
+        .sum()
+}
+
+/// The conventional exit code of a process stopped by `signal` (128 + its number: 130 for
+/// SIGINT, 143 for SIGTERM).
+pub fn exit_code(signal: Signal) -> u8 {
+    128 + signal.number() as u8
 }
 
 /// How a blocking system call that the signal interrupts behaves.
