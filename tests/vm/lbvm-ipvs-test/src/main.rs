@@ -1956,6 +1956,11 @@ fn cli(c: &mut Client, r: &mut Report) {
     // --- one journal (issue 11): status lists IPVS services by owner; down --all removes
     // exactly them, and a foreign service survives -------------------------------------------
     let res = (|| {
+        // Earlier checks flushed services lbctl created with `ipvsadm -C`, behind lbctl's
+        // back: status reports them missing (drift) until down forgets them.
+        let st = lbctl(&args("--json status"));
+        expect_run(&st, 1, &["is missing"])?;
+        ok_run("down --all", &[])?;
         ipvsadm(&["-C"])?;
         ipvsadm(&["-A", "-t", "198.18.3.202:25", "-s", "rr"])?;
         let before = ipvsadm(&["-S", "-n"])?;
