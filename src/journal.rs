@@ -24,7 +24,10 @@ use crate::plan::Owned;
 
 /// Owner name for intents created by one-shot commands (`vip add`, `arp suppress`, …).
 pub const CLI_OWNER: &str = "cli";
-const HISTORY_LEN: usize = 50;
+/// History is bounded by its size in the journal, not by its number of runs.
+const HISTORY_BYTES: usize = 64 * 1024;
+/// Command lines kept per run.
+const HISTORY_RUN_LINES: usize = 50;
 
 /// One applied run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,13 +80,32 @@ impl State {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // A run's own record is capped too: a 10,000-VIP apply keeps its first lines and a
+        // count, not 20,000 commands.
+        let n = changes.len();
+        let mut changes: Vec<String> = changes.into_iter().take(HISTORY_RUN_LINES).collect();
+        if n > HISTORY_RUN_LINES {
+            changes.push(format!("… {} more change(s)", n - HISTORY_RUN_LINES));
+        }
         self.history.push(HistoryEntry {
             time,
-            command: command.to_string(),
+            command: command.chars().take(200).collect(),
             changes,
         });
-        let excess = self.history.len().saturating_sub(HISTORY_LEN);
-        self.history.drain(..excess);
+        // Bounded by size, newest kept: the journal is read and written on every command.
+        let mut bytes = 0;
+        let keep = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|h| {
+                bytes += h.command.len() + h.changes.iter().map(|c| c.len() + 4).sum::<usize>();
+                bytes <= HISTORY_BYTES
+            })
+            .count()
+            .max(1);
+        let drop = self.history.len() - keep;
+        self.history.drain(..drop);
     }
 }
 
@@ -273,11 +295,46 @@ impl Journal {
         let mut state = state.clone();
         state.netns_inode = self.inode;
         let tmp = self.dir.join("state.json.tmp");
-        let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        serde_json::to_writer_pretty(&mut f, &state).context("serializing state")?;
-        f.write_all(b"\n").context("writing state")?;
+        let f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        // Buffered and compact: one write(2) per 64 KiB, not one per JSON token.
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        serde_json::to_writer(&mut w, &state).context("serializing state")?;
+        w.write_all(b"\n").context("writing state")?;
+        let f = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing state")?;
         f.sync_all().context("syncing state")?;
         fs::rename(&tmp, self.file()).context("replacing state.json")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_by_size() {
+        let mut s = State::default();
+        for i in 0..200 {
+            s.record(
+                &format!("apply {i}"),
+                (0..1000)
+                    .map(|k| format!("ip addr add 198.18.{}.{}/32 dev lo", k / 250, k % 250))
+                    .collect(),
+            );
+        }
+        let bytes: usize = s
+            .history
+            .iter()
+            .map(|h| h.changes.iter().map(String::len).sum::<usize>())
+            .sum();
+        assert!(bytes <= HISTORY_BYTES, "{bytes}");
+        let last = s.history.last().unwrap();
+        assert_eq!(last.command, "apply 199");
+        assert_eq!(last.changes.len(), HISTORY_RUN_LINES + 1);
+        assert_eq!(last.changes[HISTORY_RUN_LINES], "… 950 more change(s)");
+        assert!(s.history.len() > 10, "{}", s.history.len());
     }
 }
