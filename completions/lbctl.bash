@@ -16,6 +16,9 @@ _lbctl() {
             ",$1")
                 cmd="lbctl"
                 ;;
+            lbctl,adopt)
+                cmd="lbctl__subcmd__adopt"
+                ;;
             lbctl,apply)
                 cmd="lbctl__subcmd__apply"
                 ;;
@@ -117,6 +120,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__gen__subcmd__help,man)
                 cmd="lbctl__subcmd__gen__subcmd__help__subcmd__man"
+                ;;
+            lbctl__subcmd__help,adopt)
+                cmd="lbctl__subcmd__help__subcmd__adopt"
                 ;;
             lbctl__subcmd__help,apply)
                 cmd="lbctl__subcmd__help__subcmd__apply"
@@ -548,8 +554,30 @@ _lbctl() {
 
     case "${cmd}" in
         lbctl)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__adopt)
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1160,8 +1188,22 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help)
-            opts="vip arp route rpfilter plan apply status watch down lb doctor firewall capture lab gen help"
+            opts="vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__adopt)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

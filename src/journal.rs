@@ -24,6 +24,8 @@ use crate::plan::Owned;
 
 /// Owner name for intents created by one-shot commands (`vip add`, `arp suppress`, …).
 pub const CLI_OWNER: &str = "cli";
+/// Prior sysctl values, beside the journal.
+const SYSCTL_BACKUP: &str = "sysctl-prior.json";
 /// History is bounded by its size in the journal, not by its number of runs.
 const HISTORY_BYTES: usize = 64 * 1024;
 /// Command lines kept per run.
@@ -276,8 +278,13 @@ impl Journal {
                 ))
             }
         };
-        let state: State = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {} (remove it to start afresh)", path.display()))?;
+        let state: State = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "parsing {} (`lbctl adopt` sets it aside and rebuilds what lbctl owns from \
+                     its marks)",
+                path.display()
+            )
+        })?;
         if state.netns_inode.is_some() && state.netns_inode != self.inode {
             eprintln!(
                 "lbctl: warning: {} belongs to a network namespace that no longer exists; ignoring it",
@@ -306,7 +313,45 @@ impl Journal {
             .context("writing state")?;
         f.sync_all().context("syncing state")?;
         fs::rename(&tmp, self.file()).context("replacing state.json")?;
+        // The sysctl values lbctl replaced, also kept on their own: if the journal is lost,
+        // `lbctl adopt` can still put them back.
+        let backup = self.dir.join(SYSCTL_BACKUP);
+        if state.owned.sysctl_prior.is_empty() {
+            let _ = fs::remove_file(&backup);
+        } else {
+            let tmp = self.dir.join(format!("{SYSCTL_BACKUP}.tmp"));
+            let body = serde_json::to_vec(&state.owned.sysctl_prior).context("serializing")?;
+            fs::write(&tmp, body).context("writing the sysctl backup")?;
+            fs::rename(&tmp, &backup).context("replacing the sysctl backup")?;
+        }
         Ok(())
+    }
+
+    /// The prior sysctl values saved beside the journal (empty when there are none).
+    pub fn sysctl_backup(&self) -> BTreeMap<crate::model::SysctlKey, String> {
+        fs::read(self.dir.join(SYSCTL_BACKUP))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// A journal that does not parse is renamed `state.json.corrupt-SECONDS` (kept for
+    /// inspection) so that lbctl can start from its marks. Returns the new name, if any.
+    pub fn set_aside_if_corrupt(&self) -> Result<Option<PathBuf>> {
+        let path = self.file();
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        if serde_json::from_str::<State>(&text).is_ok() {
+            return Ok(None);
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = self.dir.join(format!("state.json.corrupt-{secs}"));
+        fs::rename(&path, &aside).with_context(|| format!("renaming {}", path.display()))?;
+        Ok(Some(aside))
     }
 }
 

@@ -563,3 +563,89 @@ fn the_lock_can_be_waited_for_or_not() {
     assert!(holder.wait().unwrap().success());
     lb.ok(&["down", "--all"]);
 }
+
+/// Issue 12 (finding 8): with the journal lost — deleted, or replaced by `{}` — lbctl still
+/// knows its objects by their marks: `down --all` removes them (VIPs, rules, routes, the arp
+/// table) and puts back the sysctls from the backup beside the journal; `lbctl adopt`
+/// records them again so that `status` is in sync and `vip del` works.
+#[test]
+fn a_lost_journal_is_recovered_from_lbctls_marks() {
+    require_root!();
+    let ns = backend("lost");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("lost");
+    let p = write(&dir, "web.toml", PROFILE);
+    let before = snapshot(&ns);
+    let journal = lb
+        .run_dir()
+        .join("netns")
+        .join(ns.name())
+        .join("state.json");
+
+    // Deleted journal, then down --all.
+    lb.ok(&["apply", "-f", s(&p)]);
+    std::fs::remove_file(&journal).unwrap();
+    let out = lb.ok(&["down", "--all"]);
+    assert!(out.stderr.contains("carry lbctl's marks"), "{out}");
+    assert_same(&before, &snapshot(&ns), "down --all without a journal");
+
+    // Without adopt, `vip del` of a VIP that carries lbctl's mark deletes it (it is lbctl's).
+    lb.ok(&["vip", "add", "198.18.0.150"]);
+    std::fs::remove_file(&journal).unwrap();
+    let del = lb.ok(&["vip", "del", "198.18.0.150"]);
+    assert!(
+        del.stdout.contains("ip addr del 198.18.0.150/32 dev lo"),
+        "{del}"
+    );
+    assert_same(&before, &snapshot(&ns), "vip del without a journal");
+
+    // A journal replaced by `{}`, then adopt: status in sync, vip del works, down restores.
+    lb.ok(&["apply", "-f", s(&p)]);
+    std::fs::write(&journal, "{}").unwrap();
+    let out = lb.ok(&["adopt"]);
+    assert!(
+        out.stdout
+            .contains("adopted address 198.18.0.100/32 dev lo"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("adopted policy route from 198.18.0.100 table 100"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("adopted arp suppression 198.18.0.100"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("adopted sysctl net.ipv4.conf.eth0.rp_filter=2 (was"),
+        "{out}"
+    );
+    let st = lb.json(&["status"]);
+    assert_eq!(st["in_sync"], true, "{st:#}");
+    assert_eq!(st["owners"], serde_json::json!(["adopted"]), "{st:#}");
+    let again = lb.ok(&["adopt"]);
+    assert!(again.stdout.contains("nothing to adopt"), "{again}");
+    let del = lb.ok(&["vip", "del", "198.18.0.101"]);
+    assert!(
+        del.stdout.contains("ip addr del 198.18.0.101/32 dev lo"),
+        "{del}"
+    );
+    lb.ok(&["down", "--all"]);
+    assert_same(&before, &snapshot(&ns), "down --all after adopt");
+
+    // A corrupt journal: the error points at adopt, which sets it aside.
+    lb.ok(&["apply", "-f", s(&p)]);
+    std::fs::write(&journal, "{ not json").unwrap();
+    let st = lb.run(&["status"]);
+    st.expect_code(2);
+    assert!(st.stderr.contains("lbctl adopt"), "{st}");
+    lb.ok(&["adopt"]);
+    lb.ok(&["down", "--all"]);
+    assert_same(
+        &before,
+        &snapshot(&ns),
+        "down --all after a corrupt journal",
+    );
+}

@@ -72,6 +72,9 @@ pub enum Command {
     Apply(ProfileArgs),
     /// Show what lbctl manages and any drift (exit 1 on drift).
     Status(StatusArgs),
+    /// Rebuild lbctl's record of what it owns from its marks (proto 76 addresses, rules and
+    /// routes, its nft tables, the sysctl backup) after the journal was lost or damaged.
+    Adopt,
     /// Keep what lbctl owns converged: re-apply drift (a flushed nft ruleset, a deleted VIP,
     /// a reset sysctl) within a second, logging each repair. Runs until SIGTERM/SIGINT.
     Watch(WatchArgs),

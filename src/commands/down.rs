@@ -45,7 +45,26 @@ pub fn run(ctx: &Ctx, env: &Env, a: DownArgs) -> Result<Outcome> {
             running.join(", ")
         ));
     }
-    let report = converge(ctx, &env.sys, &env.journal, "down", |state, _| {
+    // `--all` means everything lbctl owns, also what a lost journal forgot: adopt by the marks.
+    let (tables, backup) = if owner.is_none() {
+        (
+            crate::engine::adopt::lbctl_tables()?,
+            env.journal.sysctl_backup(),
+        )
+    } else {
+        (Vec::new(), Default::default())
+    };
+    let report = converge(ctx, &env.sys, &env.journal, "down", |state, snap| {
+        if owner.is_none() {
+            let found = crate::engine::adopt::recover(state, snap, &tables, &backup)?;
+            if !found.is_empty() {
+                ctx.warn(format!(
+                    "{} object(s) carry lbctl's marks but were not in its journal (lost?): \
+                     removing them too",
+                    found.lines().len()
+                ));
+            }
+        }
         match &owner {
             Some(o) => {
                 let had_intent = state.intents.remove(o).is_some();

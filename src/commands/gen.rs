@@ -406,6 +406,10 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("lbctl down --owner lb:web", "Remove what the balancer web (lb run or lb apply) recorded: its IPVS services, nft table and VIPs."),
             ("lbctl down --all", "Remove everything lbctl added in this namespace, balancers included."),
         ],
+        "lbctl-adopt" => &[
+            ("lbctl adopt", "After /run/lbctl was lost or damaged: record again what carries lbctl's marks (owner `adopted`)."),
+            ("lbctl down --owner adopted", "Then remove it."),
+        ],
         "lbctl-watch" => &[
             ("lbctl watch -f /etc/lbctl/web.toml", "Apply the profile, then re-apply any drift (a flushed ruleset, a deleted VIP) within a second."),
             ("lbctl watch --json", "Keep everything the journal owns converged; one JSON line per repair."),

@@ -1,6 +1,7 @@
 //! One file per verb. Each validates its whole request first (usage errors change nothing),
 //! then goes through the engine for changes, or reads and reports.
 
+pub mod adopt;
 pub mod apply;
 pub mod arp;
 pub mod capture;
@@ -84,6 +85,7 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
         Command::Plan(_) => plan::run(ctx, &env, profile.expect("loaded above")),
         Command::Apply(_) => apply::run(ctx, &env, profile.expect("loaded above")),
         Command::Status(a) => status::run(ctx, &env, a),
+        Command::Adopt => adopt::run(ctx, &env),
         Command::Watch(a) => watch::run(ctx, &env, a),
         Command::Down(a) => down::run(ctx, &env, a),
         Command::Doctor(a) => doctor::run(ctx, &env, a),

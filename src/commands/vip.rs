@@ -80,6 +80,9 @@ fn del(ctx: &Ctx, env: &Env, a: VipDelArgs) -> Result<Outcome> {
             // Take ownership so the engine removes it, mark or not.
             state.owned.addrs.insert(obj.clone());
             state.owned.force_delete.insert(obj.clone());
+        } else if present == Some(&true) {
+            // lbctl's mark but not in the journal (lost): it is lbctl's, delete it.
+            state.owned.addrs.insert(obj.clone());
         }
         let vip = Vip {
             addr,

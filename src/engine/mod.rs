@@ -21,6 +21,7 @@ use crate::plan::{diff, Change, Observed, Owned, Plan};
 use crate::sys::netlink::RouteInfo;
 use crate::sys::{nft, sysctl, Sys};
 
+pub mod adopt;
 pub mod lb;
 pub mod step;
 
