@@ -116,20 +116,15 @@ pub fn orphans(
                     && x.dst.addr().is_ipv4() == r.from.is_ipv4()
             })
             .copied();
-        match (
-            default,
-            r.from_len == if r.from.is_ipv4() { 32 } else { 128 },
-        ) {
-            (Some(d), true) => {
-                o.policy.push(PolicyRoute {
-                    vip: r.from,
-                    table: r.table,
-                    via: d.via.expect("checked"),
-                    dev: d.dev.clone(),
-                    priority: r.priority,
-                });
-            }
-            _ => {}
+        let host = r.from_len == if r.from.is_ipv4() { 32 } else { 128 };
+        if let (Some(d), Some(via), true) = (default, default.and_then(|d| d.via), host) {
+            o.policy.push(PolicyRoute {
+                vip: r.from,
+                table: r.table,
+                via,
+                dev: d.dev.clone(),
+                priority: r.priority,
+            });
         }
     }
     // Ownership of every marked rule and route (a policy route's too: `down` deletes what is
