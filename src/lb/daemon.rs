@@ -881,6 +881,13 @@ impl Daemon<'_> {
                         backend_mac: mac,
                         vip,
                         port: vport,
+                        udp: matches!(
+                            s.entry.service.key,
+                            ServiceKey::Inet {
+                                protocol: Protocol::Udp,
+                                ..
+                            }
+                        ),
                         timeout: s.run.check.timeout,
                     }),
                     _ => None,
