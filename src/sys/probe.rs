@@ -2,7 +2,7 @@
 //! when they overrun), and the UDP DSR probe. Each returns `Ok(())` or a one-line reason for the
 //! log (the UDP DSR probe returns what it saw).
 //!
-//! The UDP DSR probe is the UDP twin of [`rawpkt::dsr_probe`](crate::sys::rawpkt::dsr_probe):
+//! The UDP DSR probe is the UDP twin of [`rawpkt::dsr_probe`]:
 //! one datagram to VIP:port, addressed to the backend's MAC, from the balancer's own address,
 //! over the same `AF_PACKET` socket. A backend that has the VIP on `lo` takes it: either its
 //! server answers *from the VIP*, or, with nothing listening, the kernel answers ICMP port
