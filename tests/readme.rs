@@ -512,3 +512,86 @@ fn the_line_helpers_do_what_the_docs_need() {
         ("nft add set arp lbctl vips '{ type ipv4_addr; }'", None)
     );
 }
+
+/// The printed lines README shows for an lbctl command are what that command prints: a console
+/// block's output is the `$` command's whole output; an `ip`/`nft` line in a trailing comment, or
+/// on `# ` lines right after an lbctl line, is among the lines its `--dry-run` prints.
+#[test]
+fn printed_lines_in_the_readme_are_what_lbctl_prints() {
+    require_root!();
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    for b in blocks(&readme) {
+        if b.illustrative || !matches!(b.lang.as_str(), "" | "sh" | "console") {
+            continue;
+        }
+        let at = format!("README.md:{}", b.line);
+        // (lbctl line, lines it should print, whole output?)
+        let mut expect: Vec<(String, Vec<String>, bool)> = Vec::new();
+        for l in b.text.lines() {
+            let t = l.trim();
+            if b.lang == "console" {
+                if let Some(cmd) = t.strip_prefix("$ ") {
+                    let cmd = cmd.strip_prefix("sudo ").unwrap_or(cmd);
+                    expect.push((cmd.to_string(), Vec::new(), true));
+                } else if let Some(e) = expect.last_mut() {
+                    e.1.push(t.to_string());
+                }
+                continue;
+            }
+            if let Some(c) = t.strip_prefix('#') {
+                let c = c.trim();
+                if is_printed(c) {
+                    if let Some(e) = expect.last_mut() {
+                        e.1.push(c.to_string());
+                    }
+                }
+                continue;
+            }
+            let (cmd, comment) = split_comment(t);
+            let cmd = cmd.strip_prefix("sudo ").unwrap_or(cmd);
+            if !cmd.starts_with("lbctl ") {
+                continue;
+            }
+            let mut printed = Vec::new();
+            if let Some(c) = comment.filter(|c| is_printed(c)) {
+                printed.push(c.to_string());
+            }
+            expect.push((variants(cmd)[0].clone(), printed, false));
+        }
+        for (cmd, lines, whole) in expect {
+            if lines.is_empty() {
+                continue;
+            }
+            checked += 1;
+            // A fresh namespace per command: the plan of an empty backend.
+            let ns = docs_ns("printed-by");
+            let run = Lbctl::new(&ns);
+            let mut args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+            if !args.contains(&"--dry-run") {
+                args.insert(0, "--dry-run");
+            }
+            let out = run_in(&run, &args);
+            let got: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+            let ok = if whole {
+                got == lines.iter().map(String::as_str).collect::<Vec<_>>()
+            } else {
+                lines.iter().all(|l| got.contains(&l.as_str()))
+            };
+            if !ok {
+                bad.push(format!(
+                    "{at}: `{cmd}`: README shows\n  {}\nlbctl prints\n  {}",
+                    lines.join("\n  "),
+                    got.join("\n  ")
+                ));
+            }
+        }
+    }
+    assert!(checked >= 4, "too few printed lines found ({checked})");
+    assert!(
+        bad.is_empty(),
+        "README out of date with what lbctl prints:\n{}",
+        bad.join("\n\n")
+    );
+}
