@@ -7,7 +7,10 @@
 #[macro_use]
 mod common;
 
+use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Lbctl, Netns, TempDir};
@@ -45,21 +48,43 @@ fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
     host.up("eth0");
 }
 
-/// A UDP echo server bound to VIP:53 (bound to the VIP, so it answers from the VIP, as a DSR
-/// UDP server must).
-fn udp_echo(ns: &Netns) -> Bg {
-    let code = format!(
-        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('{VIP}', 53))\nwhile True:\n    d, a = s.recvfrom(2048)\n    s.sendto(d, a)\n"
-    );
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "python3", "-c", &code])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn python3");
-    Bg(child)
+/// A UDP echo server bound to VIP:53 in `ns` (bound to the VIP, so it answers from the VIP, as
+/// a DSR UDP server must). The socket is made inside the namespace and keeps it; the echo loop
+/// runs on a plain thread until the server is dropped.
+struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn udp_echo(ns: &Netns) -> UdpEcho {
+    let sock = lbctl::sys::netns::run_in(ns.name(), || UdpSocket::bind((VIP, 53)))
+        .expect("netns thread")
+        .expect("bind VIP:53");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !flag.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        }
+    });
+    UdpEcho {
+        stop,
+        thread: Some(thread),
+    }
 }
 
 fn status(run: &Lbctl) -> Option<Value> {
@@ -97,7 +122,6 @@ fn wait_status(run: &Lbctl, log: &std::path::Path, what: &str, pred: impl Fn(&Va
 #[test]
 fn udp_dsr_check_keeps_healthy_udp_backends_up_and_catches_a_lost_vip() {
     require_root!();
-    require_tool!("python3");
     let sw = Netns::new("usw");
     sw.ip(&["link", "add", "br0", "type", "bridge"]);
     sw.up("br0");
