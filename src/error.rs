@@ -42,6 +42,20 @@ impl Error {
     }
 }
 
+impl Error {
+    /// True when the failure is a write to a reader that went away (`lbctl … | head`): like
+    /// ripgrep, that is a quiet, successful exit rather than an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Error::Runtime(e) => e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::journal::{LbOwned, State};
-use crate::model::{AddrObj, Intent, PolicyRoute, RouteObj, RuleObj, SysctlKey, Vip};
+use crate::model::{AddrObj, PolicyRoute, RouteObj, RuleObj, SysctlKey, Vip};
 use crate::plan::{ArpMap, Observed};
 
 /// The owner adopted objects are recorded under.
@@ -193,10 +193,7 @@ pub fn recover(
 /// Record `o` in `state` under [`ADOPTED`]: ownership, and the intent that keeps each object
 /// as it is now.
 pub fn adopt_into(state: &mut State, o: &Orphans) {
-    let mut intent = state
-        .intents
-        .remove(ADOPTED)
-        .unwrap_or_else(Intent::default);
+    let mut intent = state.intents.remove(ADOPTED).unwrap_or_default();
     for a in &o.addrs {
         intent.vips.insert(Vip {
             addr: a.addr,

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::lb::config::{Check, Probe};
-use crate::sys::probe::{self, HttpExpect};
+use crate::sys::probe::{self, HttpExpect, UdpDsrVerdict};
 use crate::sys::rawpkt::{self, DsrProbe, DsrVerdict};
 
 /// Identifies a backend across reloads: service name + RIP + port.
@@ -80,6 +80,25 @@ pub fn run(job: &Job) -> Outcome {
             ));
         }
         let Some(p) = &job.dsr else { return Ok(()) };
+        if p.udp {
+            return match probe::dsr_udp(p) {
+                Ok(UdpDsrVerdict::Reply | UdpDsrVerdict::PortUnreachable) => Ok(()),
+                Ok(UdpDsrVerdict::WrongSource(from)) => Err(format!(
+                    "DSR check: the answer to a datagram for {}:{} via {rip} came from {from}, \
+                     not the VIP: the server must answer from the VIP (bind it, or use \
+                     IP_PKTINFO)",
+                    p.vip, p.port
+                )),
+                Ok(UdpDsrVerdict::NoAnswer) => Err(format!(
+                    "DSR check: no answer (UDP from the VIP, or ICMP port unreachable) from {} via \
+                     {rip} within {} ms: the backend does not take traffic for the VIP (VIP not \
+                     on lo?)",
+                    p.vip,
+                    p.timeout.as_millis()
+                )),
+                Err(e) => Err(format!("DSR check: {e}")),
+            };
+        }
         match rawpkt::dsr_probe(p) {
             Ok(DsrVerdict::Ok) => Ok(()),
             Ok(DsrVerdict::Refused) => Err(format!(

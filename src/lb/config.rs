@@ -147,7 +147,9 @@ pub struct Check {
     pub fall: u32,
     /// Also send a SYN to VIP:port addressed to the backend's MAC (as the balancer forwards it)
     /// and expect the SYN-ACK from the VIP: catches a backend that lost its VIP, or answers
-    /// from the wrong source, while its service is still up.
+    /// from the wrong source, while its service is still up. A UDP service gets a datagram
+    /// instead, and a UDP answer or an ICMP port unreachable from the VIP passes
+    /// ([`crate::sys::probe::dsr_udp`]).
     pub dsr: bool,
 }
 

@@ -29,7 +29,7 @@ use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBacken
 use crate::lb::health::{Health, State};
 use crate::lb::nft::{self, Layout, Mac};
 use crate::lb::status::{self, BackendStatus, LastCheck, RunStatus, ServiceStatus};
-use crate::model::{host_prefix, Vip};
+use crate::model::Vip;
 use crate::sys::capture::rfc3339;
 use crate::sys::mac::fmt_mac;
 use crate::sys::rawpkt::{self, DsrProbe};
@@ -359,28 +359,15 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         .and_then(|m| m.try_into().ok())
         .ok_or_else(|| usage!("interface {iface} has no Ethernet address"))?;
     if ctx.global.dry_run {
-        return dry_run(ctx, &file, &iface, lb_mac);
+        // The same refusals as below, in the same order; only privilege is not needed.
+        return dry_run(ctx, env, &file, &iface, lb_mac, pick_engine(bal.engine));
     }
     crate::sys::require_net_admin("lb run")?;
     // From here on SIGTERM/SIGINT mean "stop cleanly" (checked at the top of the main loop).
     install_signals();
     let (engine, ipvs) = pick_engine(bal.engine)?;
     validate_for(engine, &file)?;
-    // One owner per VIP:port: a second balancer on the same service would reset connections.
-    {
-        let state = env.journal.load()?;
-        for e in &file.table.entries {
-            if let Some(o) =
-                status::vip_port_owner(env.journal.dir(), &state, &e.service.key, Some(&file.name))
-            {
-                return Err(usage!(
-                    "{} is already balanced here by {o}; stop that balancer (and `lbctl down \
-                     --owner` its objects) or use another VIP:port. Nothing was changed.",
-                    key_name(&e.service.key)
-                ));
-            }
-        }
-    }
+    refuse_taken_services(env, &file)?;
     let jdir = env.journal.dir().to_path_buf();
     let _lock = lock(&jdir, &file.name)?;
     let previous = status::read(&status::path(&jdir, &file.name))?;
@@ -446,39 +433,124 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     r
 }
 
-fn dry_run(ctx: &Ctx, file: &LbFile, iface: &str, lb_mac: Mac) -> Result<Outcome> {
-    ctx.say(format!(
-        "would run {} on {iface} ({}), engine {} (auto: IPVS when the kernel has it)",
-        file.name,
-        fmt_mac(&lb_mac),
-        file.balancer.engine.name()
-    ));
+/// One owner per VIP:port: a second balancer on the same service would reset connections.
+fn refuse_taken_services(env: &Env, file: &LbFile) -> Result<()> {
+    let state = env.journal.load()?;
     for e in &file.table.entries {
-        if let ServiceKey::Inet { addr, .. } = e.service.key {
-            ctx.say(format!(
-                "  ip addr add {addr}/{} dev {iface}",
-                host_prefix(addr)
+        if let Some(o) =
+            status::vip_port_owner(env.journal.dir(), &state, &e.service.key, Some(&file.name))
+        {
+            return Err(usage!(
+                "{} is already balanced here by {o}; stop that balancer (and `lbctl down \
+                 --owner` its objects) or use another VIP:port. Nothing was changed.",
+                key_name(&e.service.key)
             ));
         }
     }
-    let svcs: Vec<nft::Svc> = file
+    Ok(())
+}
+
+/// `lbctl --dry-run lb run`: the real run's validation (engine choice, what the engine can do,
+/// services another balancer owns), then what it would do: the engine's plan for the VIPs (the
+/// lines `lb run` applies, one per VIP), the chosen engine's data path (the nft ruleset, or the
+/// ipvsadm lines), and the checks. With `engine = "ipvs"` on a kernel without IPVS the plan is
+/// shown against an empty IPVS table and the run then fails as the real one does (exit 2).
+fn dry_run(
+    ctx: &Ctx,
+    env: &Env,
+    file: &LbFile,
+    iface: &str,
+    lb_mac: Mac,
+    picked: Result<(EngineKind, Option<IpvsPath>)>,
+) -> Result<Outcome> {
+    let (engine, mut ipvs, refused) = match picked {
+        Ok((engine, ipvs)) => (engine, ipvs, None),
+        Err(e @ Error::Usage(_)) if file.balancer.engine == EngineKind::Ipvs => {
+            (EngineKind::Ipvs, None, Some(e))
+        }
+        Err(e) => return Err(e),
+    };
+    validate_for(engine, file)?;
+    refuse_taken_services(env, file)?;
+    ctx.say(format!(
+        "would run {} on {iface} ({}), engine {}{}",
+        file.name,
+        fmt_mac(&lb_mac),
+        engine.name(),
+        match (file.balancer.engine, engine) {
+            (EngineKind::Auto, EngineKind::Ipvs) => " (auto: this kernel has IPVS)",
+            (EngineKind::Auto, _) => " (auto: this kernel has no IPVS)",
+            _ => "",
+        }
+    ));
+    // The VIPs, as the real run owns them: through the engine (a dry run changes nothing).
+    let owner = crate::engine::lb::owner(&file.name);
+    let want: BTreeSet<Vip> = file
         .table
         .entries
         .iter()
-        .filter_map(|e| nft_svc(&e.service.key, file.balancer.maglev_size))
+        .filter_map(|e| match e.service.key {
+            ServiceKey::Inet { addr, .. } => Some(Vip {
+                addr,
+                dev: iface.to_string(),
+            }),
+            _ => None,
+        })
         .collect();
-    let layout = Layout {
-        table: nft::table_name(&file.name),
-        iface: iface.to_string(),
-        lb_mac,
-        seed: file.balancer.seed,
-        flow_timeout_s: file.balancer.flow_timeout.as_secs().max(1),
-        flow_size: FLOW_MAP_SIZE,
-        services: svcs,
-    };
-    ctx.say("nft engine ruleset (maps filled from healthy backends):");
-    for l in layout.render(&BTreeMap::new()).lines() {
+    let report = converge(ctx, &env.sys, &env.journal, "lb run", |state, _| {
+        state.intents.entry(owner.clone()).or_default().vips = want.clone();
+        Ok(())
+    })?;
+    let vip_lines = report.plan.commands();
+    if vip_lines.is_empty() && !want.is_empty() {
+        ctx.say("  # the VIPs are in place already");
+    }
+    for l in vip_lines {
         ctx.say(format!("  {l}"));
+    }
+    match engine {
+        EngineKind::Ipvs => {
+            let before = match ipvs.as_mut() {
+                Some(p) => p.table()?,
+                None => crate::ipvs::plan::Table::default(),
+            };
+            let owned: std::collections::HashSet<ServiceKey> =
+                crate::engine::lb::services_of(&env.journal.load()?, &owner)
+                    .into_iter()
+                    .collect();
+            let changes = crate::ipvs::plan::diff(&file.table, &before, &|k| owned.contains(k));
+            ctx.say(format!(
+                "ipvs engine (weights then follow the checks: 0 or {} while a backend is down):",
+                "left out with on_failure = \"remove\""
+            ));
+            if changes.is_empty() {
+                ctx.say("  # IPVS matches the file already");
+            }
+            for c in &changes {
+                ctx.say(format!("  {c}"));
+            }
+        }
+        _ => {
+            let svcs: Vec<nft::Svc> = file
+                .table
+                .entries
+                .iter()
+                .filter_map(|e| nft_svc(&e.service.key, file.balancer.maglev_size))
+                .collect();
+            let layout = Layout {
+                table: nft::table_name(&file.name),
+                iface: iface.to_string(),
+                lb_mac,
+                seed: file.balancer.seed,
+                flow_timeout_s: file.balancer.flow_timeout.as_secs().max(1),
+                flow_size: FLOW_MAP_SIZE,
+                services: svcs,
+            };
+            ctx.say("nft engine ruleset (maps filled from healthy backends):");
+            for l in layout.render(&BTreeMap::new()).lines() {
+                ctx.say(format!("  {l}"));
+            }
+        }
     }
     for (e, r) in file.table.entries.iter().zip(&file.runs) {
         ctx.say(format!(
@@ -496,7 +568,10 @@ fn dry_run(ctx: &Ctx, file: &LbFile, iface: &str, lb_mac: Mac) -> Result<Outcome
             }
         ));
     }
-    Ok(Outcome::Clean)
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(Outcome::Clean),
+    }
 }
 
 fn probe_name(p: &Probe) -> String {
@@ -806,6 +881,13 @@ impl Daemon<'_> {
                         backend_mac: mac,
                         vip,
                         port: vport,
+                        udp: matches!(
+                            s.entry.service.key,
+                            ServiceKey::Inet {
+                                protocol: Protocol::Udp,
+                                ..
+                            }
+                        ),
                         timeout: s.run.check.timeout,
                     }),
                     _ => None,

@@ -363,6 +363,16 @@ impl IpvsPath {
         Ok(())
     }
 
+    /// The IPVS table as the kernel has it now (for a dry run's plan).
+    pub fn table(&mut self) -> Result<Table> {
+        Ok(Table::from_listing(
+            &self
+                .client
+                .services()
+                .map_err(|e| ipvs_err("listing IPVS", e))?,
+        ))
+    }
+
     /// Converge IPVS to `wants` (removed backends left out, quiesced ones at weight 0). Only
     /// what differs is changed; a failure rolls back. Returns the changes as ipvsadm lines.
     pub fn program(&mut self, wants: &[Want], detail: &dyn Fn(&str)) -> Result<Vec<String>> {

@@ -1,8 +1,19 @@
-//! Health-check probes with hard timeouts: TCP connect, HTTP GET, and commands (killed, by PID,
-//! when they overrun). Each returns `Ok(())` or a one-line reason for the log.
+//! Health-check probes with hard timeouts: TCP connect, HTTP GET, commands (killed, by PID,
+//! when they overrun), and the UDP DSR probe. Each returns `Ok(())` or a one-line reason for the
+//! log (the UDP DSR probe returns what it saw).
+//!
+//! The UDP DSR probe is the UDP twin of [`rawpkt::dsr_probe`]:
+//! one datagram to VIP:port, addressed to the backend's MAC, from the balancer's own address,
+//! over the same `AF_PACKET` socket. A backend that has the VIP on `lo` takes it: either its
+//! server answers *from the VIP*, or, with nothing listening, the kernel answers ICMP port
+//! unreachable *from the VIP*, quoting our datagram. Both prove the VIP is there. A backend
+//! without the VIP drops the datagram: no answer. (The answers never reach a socket on the
+//! balancer, where the VIP is local: they are read from the packet socket.) The payload is a DNS
+//! query for `. NS` on port 53, so DNS servers, which ignore junk, answer; elsewhere a line of
+//! text, which echo-style servers return.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,5 +173,293 @@ pub fn exec(command: &[String], env: &[(&str, String)], timeout: Duration) -> Re
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("waiting for {}: {e}", command[0])),
         }
+    }
+}
+
+// =============================================================================================
+// UDP DSR probe
+// =============================================================================================
+
+use crate::sys::capture::{L3, L4};
+use crate::sys::rawpkt::{self, DsrProbe, RawSocket};
+
+/// What the UDP DSR probe of one backend saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UdpDsrVerdict {
+    /// A UDP answer from VIP:port: the backend serves the VIP.
+    Reply,
+    /// ICMP port unreachable from the VIP, quoting the probe: the VIP is there (whether a
+    /// server listens is the regular check's business).
+    PortUnreachable,
+    /// An answer to the probe came from this address instead of the VIP: the backend took the
+    /// datagram, but its server answers from the wrong address (clients drop such answers).
+    WrongSource(IpAddr),
+    /// Nothing came back: the backend does not take traffic for the VIP.
+    NoAnswer,
+}
+
+/// The probe's datagram, as sent: the fields its answers are matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpProbeId {
+    pub lb_ip: IpAddr,
+    pub sport: u16,
+    pub vip: IpAddr,
+    pub port: u16,
+}
+
+/// The payload for `port`: a DNS query (`. IN NS`, recursion desired) on 53, else a text line.
+pub fn udp_probe_payload(port: u16, id: u16) -> Vec<u8> {
+    if port == 53 {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(&[0, 0, 2, 0, 1]); // root name, type NS, class IN
+        q
+    } else {
+        b"lbctl DSR probe\n".to_vec()
+    }
+}
+
+/// Where the IP header starts in an Ethernet frame (after an optional 802.1Q/802.1ad tag).
+fn ip_offset(frame: &[u8]) -> usize {
+    match frame.get(12..14) {
+        Some([0x81, 0x00]) | Some([0x88, 0xa8]) => 18,
+        _ => 14,
+    }
+}
+
+/// Does the packet quoted in an ICMP error (starting at `q`) carry our probe?
+fn quotes_probe(q: &[u8], id: &UdpProbeId) -> bool {
+    let be16 = |b: &[u8], i: usize| b.get(i..i + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
+    let (src, dst, proto, udp) = match id.vip {
+        IpAddr::V4(_) => {
+            if q.len() < 20 || q[0] >> 4 != 4 {
+                return false;
+            }
+            let ihl = usize::from(q[0] & 0x0f) * 4;
+            let src: [u8; 4] = q[12..16].try_into().unwrap_or_default();
+            let dst: [u8; 4] = q[16..20].try_into().unwrap_or_default();
+            (
+                IpAddr::from(Ipv4Addr::from(src)),
+                IpAddr::from(Ipv4Addr::from(dst)),
+                q[9],
+                ihl,
+            )
+        }
+        IpAddr::V6(_) => {
+            if q.len() < 40 || q[0] >> 4 != 6 {
+                return false;
+            }
+            let src: [u8; 16] = q[8..24].try_into().unwrap_or_default();
+            let dst: [u8; 16] = q[24..40].try_into().unwrap_or_default();
+            (
+                IpAddr::from(Ipv6Addr::from(src)),
+                IpAddr::from(Ipv6Addr::from(dst)),
+                q[6],
+                40,
+            )
+        }
+    };
+    src == id.lb_ip
+        && dst == id.vip
+        && proto == 17
+        && be16(q, udp) == Some(id.sport)
+        && be16(q, udp + 2) == Some(id.port)
+}
+
+/// What a received frame says about the probe `id`, if it is an answer to it.
+pub fn classify_udp_answer(frame: &[u8], id: &UdpProbeId) -> Option<UdpDsrVerdict> {
+    let decoded = crate::sys::capture::decode(frame)?;
+    let L3::Ip { src, dst, l4, .. } = decoded.3 else {
+        return None;
+    };
+    if dst != id.lb_ip {
+        return None;
+    }
+    match l4 {
+        L4::Udp { sport, dport, .. } if dport == id.sport && sport == id.port => {
+            Some(if src == id.vip {
+                UdpDsrVerdict::Reply
+            } else {
+                UdpDsrVerdict::WrongSource(src)
+            })
+        }
+        L4::Icmp { typ: 3, code: 3 } | L4::Icmp6 { typ: 1, code: 4 } => {
+            let ip = ip_offset(frame);
+            let icmp = match id.vip {
+                IpAddr::V4(_) => ip + usize::from(frame.get(ip)? & 0x0f) * 4,
+                IpAddr::V6(_) => ip + 40,
+            };
+            if !quotes_probe(frame.get(icmp + 8..)?, id) {
+                return None;
+            }
+            Some(if src == id.vip {
+                UdpDsrVerdict::PortUnreachable
+            } else {
+                UdpDsrVerdict::WrongSource(src)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Send one datagram to VIP:port through the backend and wait for an answer (module docs).
+pub fn dsr_udp(p: &DsrProbe) -> crate::error::Result<UdpDsrVerdict> {
+    if p.lb_ip.is_ipv4() != p.vip.is_ipv4() {
+        return Err(crate::error::Error::Usage(format!(
+            "DSR probe: {} and {} are different address families",
+            p.lb_ip, p.vip
+        )));
+    }
+    let ethertype: u16 = if p.vip.is_ipv4() { 0x0800 } else { 0x86dd };
+    let mut s = RawSocket::open(&p.iface, ethertype)?;
+    let r = rawpkt::pseudo_random();
+    let id = UdpProbeId {
+        lb_ip: p.lb_ip,
+        sport: 40_000 + (r % 20_000) as u16,
+        vip: p.vip,
+        port: p.port,
+    };
+    s.send(&rawpkt::udp_frame(
+        p.lb_mac,
+        p.backend_mac,
+        (p.lb_ip, id.sport),
+        (p.vip, p.port),
+        &udp_probe_payload(p.port, (r >> 16) as u16),
+    ))?;
+    let deadline = Instant::now() + p.timeout;
+    let mut wrong = None;
+    while let Some(pkt) = s.recv_until(deadline)? {
+        match classify_udp_answer(&pkt.frame, &id) {
+            Some(UdpDsrVerdict::WrongSource(a)) => wrong = Some(a),
+            Some(v) => return Ok(v),
+            None => {}
+        }
+    }
+    Ok(wrong.map_or(UdpDsrVerdict::NoAnswer, UdpDsrVerdict::WrongSource))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LB_MAC: rawpkt::Mac = [2, 0, 0, 0, 0, 2];
+    const BE_MAC: rawpkt::Mac = [2, 0, 0, 0, 0, 0x11];
+
+    fn id(lb: &str, vip: &str) -> UdpProbeId {
+        UdpProbeId {
+            lb_ip: lb.parse().unwrap(),
+            sport: 45_000,
+            vip: vip.parse().unwrap(),
+            port: 53,
+        }
+    }
+
+    /// The probe datagram as the balancer sends it, without its Ethernet header.
+    fn probe_packet(id: &UdpProbeId) -> Vec<u8> {
+        rawpkt::udp_frame(
+            LB_MAC,
+            BE_MAC,
+            (id.lb_ip, id.sport),
+            (id.vip, id.port),
+            &udp_probe_payload(id.port, 7),
+        )[14..]
+            .to_vec()
+    }
+
+    /// An ICMP(v6) port unreachable from `from` to the balancer, quoting `quoted`.
+    fn unreachable(id: &UdpProbeId, from: IpAddr, quoted: &[u8]) -> Vec<u8> {
+        let (proto, typ, code) = if id.vip.is_ipv4() {
+            (1, 3, 3)
+        } else {
+            (58, 1, 4)
+        };
+        let mut icmp = vec![typ, code, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(quoted);
+        let c = if id.vip.is_ipv4() {
+            // ICMPv4: checksum over the message only.
+            let mut acc = 0u32;
+            for ch in icmp.chunks(2) {
+                acc += u32::from(u16::from_be_bytes([ch[0], *ch.get(1).unwrap_or(&0)]));
+            }
+            while acc >> 16 != 0 {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            !(acc as u16)
+        } else {
+            rawpkt::l4_checksum(from, id.lb_ip, 58, &icmp)
+        };
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let (et, ip) = rawpkt::ip_packet(from, id.lb_ip, proto, 64, &icmp);
+        rawpkt::eth(LB_MAC, BE_MAC, et, &ip)
+    }
+
+    #[test]
+    fn a_reply_from_the_vip_passes_and_from_elsewhere_is_named() {
+        for (lb, vip, rip) in [
+            ("198.18.0.2", "198.18.0.100", "198.18.0.11"),
+            ("2001:db8::2", "2001:db8::100", "2001:db8::11"),
+        ] {
+            let id = id(lb, vip);
+            let reply = |from: &str| {
+                rawpkt::udp_frame(
+                    BE_MAC,
+                    LB_MAC,
+                    (from.parse().unwrap(), 53),
+                    (id.lb_ip, id.sport),
+                    b"answer",
+                )
+            };
+            assert_eq!(
+                classify_udp_answer(&reply(vip), &id),
+                Some(UdpDsrVerdict::Reply)
+            );
+            assert_eq!(
+                classify_udp_answer(&reply(rip), &id),
+                Some(UdpDsrVerdict::WrongSource(rip.parse().unwrap()))
+            );
+            // Another port's datagram is not an answer.
+            let other =
+                rawpkt::udp_frame(BE_MAC, LB_MAC, (id.vip, 53), (id.lb_ip, id.sport + 1), b"x");
+            assert_eq!(classify_udp_answer(&other, &id), None);
+        }
+    }
+
+    #[test]
+    fn port_unreachable_counts_only_from_the_vip_and_quoting_the_probe() {
+        for (lb, vip) in [
+            ("198.18.0.2", "198.18.0.100"),
+            ("2001:db8::2", "2001:db8::100"),
+        ] {
+            let id = id(lb, vip);
+            let q = probe_packet(&id);
+            assert_eq!(
+                classify_udp_answer(&unreachable(&id, id.vip, &q), &id),
+                Some(UdpDsrVerdict::PortUnreachable),
+                "{vip}"
+            );
+            // Quoting another datagram (another source port): not ours.
+            let other = UdpProbeId {
+                sport: id.sport + 1,
+                ..id
+            };
+            assert_eq!(
+                classify_udp_answer(&unreachable(&id, id.vip, &probe_packet(&other)), &id),
+                None
+            );
+            // A truncated quote is not a match either (and does not panic).
+            assert_eq!(
+                classify_udp_answer(&unreachable(&id, id.vip, &q[..10]), &id),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn dns_port_gets_a_dns_query() {
+        let q = udp_probe_payload(53, 0x1234);
+        assert_eq!(&q[..2], &[0x12, 0x34]);
+        assert_eq!(q.len(), 12 + 5);
+        assert_eq!(&q[4..6], &[0, 1], "one question");
+        assert!(udp_probe_payload(9000, 1).starts_with(b"lbctl"));
     }
 }

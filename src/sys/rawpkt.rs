@@ -45,7 +45,7 @@ fn fold(mut acc: u32) -> u16 {
     !(acc as u16)
 }
 
-fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
+pub(crate) fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + body.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -55,7 +55,7 @@ fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
 }
 
 /// Checksum over an IP pseudo-header and an upper-layer segment.
-fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
+pub(crate) fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
     let mut acc = 0;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -77,7 +77,13 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
 }
 
 /// An IPv4 or IPv6 packet around `seg`.
-fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, hop: u8, seg: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    hop: u8,
+    seg: &[u8],
+) -> (u16, Vec<u8>) {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let total = (20 + seg.len()) as u16;
@@ -127,6 +133,30 @@ pub fn tcp_frame(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, h: Tcp) -
     let c = l4_checksum(src, dst, 6, &t);
     t[16..18].copy_from_slice(&c.to_be_bytes());
     let (et, ip) = ip_packet(src, dst, 6, 64, &t);
+    eth(dst_mac, src_mac, et, &ip)
+}
+
+/// A UDP datagram carrying `payload`, from `src` to `dst`, in an Ethernet frame.
+pub fn udp_frame(
+    src_mac: Mac,
+    dst_mac: Mac,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::with_capacity(usize::from(len));
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let c = match l4_checksum(src, dst, 17, &u) {
+        0 => 0xffff, // 0 means "no checksum" in UDP
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let (et, ip) = ip_packet(src, dst, 17, 64, &u);
     eth(dst_mac, src_mac, et, &ip)
 }
 
@@ -196,7 +226,7 @@ impl RawSocket {
     }
 
     /// The next frame received (not sent) on the interface before `deadline`, decoded.
-    fn recv_until(&mut self, deadline: Instant) -> Result<Option<Packet>> {
+    pub(crate) fn recv_until(&mut self, deadline: Instant) -> Result<Option<Packet>> {
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -258,10 +288,12 @@ pub struct DsrProbe {
     pub backend_mac: Mac,
     pub vip: IpAddr,
     pub port: u16,
+    /// A UDP service: probed with a datagram ([`crate::sys::probe::dsr_udp`]), not a SYN.
+    pub udp: bool,
     pub timeout: Duration,
 }
 
-fn pseudo_random() -> u32 {
+pub(crate) fn pseudo_random() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(13))
