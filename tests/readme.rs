@@ -26,11 +26,6 @@ use common::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Lines printed by lbctl that Debian 12's iproute2 6.1 rejects, while the fix of how lbctl
-/// prints them is under way (issue 12, finding 13: `ip addr add … proto` needs iproute2 ≥ 6.2).
-/// They are reported, not failed; once they run, remove the entry.
-const KNOWN_NOT_ON_IPROUTE2_6_1: &[&str] = &["addr add"];
-
 #[derive(Debug)]
 struct Block {
     line: usize,
@@ -338,7 +333,6 @@ fn printed_ip_nft_sysctl_lines_run_verbatim() {
     let (found, _, _) = gather();
     assert!(!found.printed.is_empty());
     let mut bad = Vec::new();
-    let mut known = Vec::new();
     // One fresh namespace per block or file: its lines run in order, as a reader would.
     let mut ns: Option<(String, Netns)> = None;
     for (at, cmd) in &found.printed {
@@ -350,17 +344,7 @@ fn printed_ip_nft_sysctl_lines_run_verbatim() {
         if out.code == 0 {
             continue;
         }
-        if KNOWN_NOT_ON_IPROUTE2_6_1.iter().any(|k| cmd.contains(k)) && cmd.contains("proto") {
-            known.push(format!("{at}: `{cmd}`: {}", out.stderr.trim()));
-            continue;
-        }
         bad.push(format!("{at}: `{cmd}`\n{}", out.stderr.trim()));
-    }
-    if !known.is_empty() {
-        eprintln!(
-            "KNOWN, not failed (iproute2 6.1 has no `ip addr … proto`; being fixed):\n{}",
-            known.join("\n")
-        );
     }
     assert!(
         bad.is_empty(),
