@@ -115,8 +115,7 @@ const MANAGED_SYSCTL_PREFIXES: [&str; 2] = ["net/ipv4/", "net/ipv6/"];
 
 /// Read and validate a profile file.
 pub fn load(path: &Path) -> Result<Profile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage!("cannot read profile {}: {e}", path.display()))?;
+    let text = crate::guard::read_capped(path, "profile")?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -126,15 +125,15 @@ pub fn load(path: &Path) -> Result<Profile> {
 
 /// Parse and validate profile text; `default_name` is used when the file has no `name`.
 pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
-    let f: File = toml::from_str(text).map_err(|e| usage!("{}", e.to_string().trim_end()))?;
+    let f: File = toml::from_str(text)
+        .map_err(|e| usage!("{}", crate::guard::cut_long_lines(e.to_string().trim_end())))?;
     let name = f.name.clone().unwrap_or_else(|| default_name.to_string());
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-    {
+    crate::guard::validate_name(&name, "profile").map_err(|e| usage!("{e}"))?;
+    if f.vips.len() > crate::guard::MAX_PROFILE_VIPS {
         return Err(usage!(
-            "invalid profile name '{name}': use letters, digits, '-', '_', '.', '@'"
+            "{} VIPs in one profile; at most {} are supported (split them over several profiles)",
+            f.vips.len(),
+            crate::guard::MAX_PROFILE_VIPS
         ));
     }
     let mut intent = Intent::default();
@@ -280,8 +279,17 @@ pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
     }
 
     for (k, v) in &f.sysctl {
-        let key = SysctlKey(k.replace('.', "/"));
-        if !MANAGED_SYSCTL_PREFIXES.iter().any(|p| key.0.starts_with(p)) || k.contains("..") {
+        // Dotted (`net.ipv4.ip_forward`), or a path (`net/ipv4/conf/eth0.100/rp_filter`): the
+        // only way to name an interface with a dot in its name, as with sysctl(8).
+        let key = if k.contains('/') {
+            SysctlKey(k.trim_matches('/').to_string())
+        } else {
+            SysctlKey(k.replace('.', "/"))
+        };
+        if !MANAGED_SYSCTL_PREFIXES.iter().any(|p| key.0.starts_with(p))
+            || k.contains("..")
+            || key.0.split('/').any(|c| c.is_empty() || c == ".")
+        {
             return Err(usage!(
                 "sysctl '{k}': only net.ipv4.* and net.ipv6.* keys can be managed by a profile"
             ));
