@@ -254,6 +254,10 @@ pub struct ArpArgs {
     /// How to suppress.
     #[arg(long, value_enum, default_value_t)]
     pub mode: ArpModeArg,
+    /// `suppress`: accept a real IP that is not configured yet (an ifupdown pre-up hook runs
+    /// before the interface has its address).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

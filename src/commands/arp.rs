@@ -13,6 +13,7 @@ use super::{cli_intent, Env};
 use crate::cli::{ArpArgs, ArpCmd, ArpModeArg, ArpStatusArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
+use crate::guard::HostAddrs;
 use crate::model::{parse_ip, parse_vip, SysctlKey, ARP_SYSCTLS};
 use crate::sys::{nft, sysctl};
 use crate::{usage, Ctx, Outcome};
@@ -70,15 +71,33 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
                 usage!("nft mode needs --real-ip RIP (the address ARP replies and requests use instead of the VIP)")
             })?;
             if holder(rip).is_none() {
+                if !a.force {
+                    return Err(usage!(
+                        "real IP {rip} is on no interface: it must be this backend's own address \
+                         on the ARP-facing interface (if it is configured later, e.g. in an \
+                         ifupdown pre-up hook, add --force); nothing was changed"
+                    ));
+                }
                 ctx.warn(format!(
                     "{rip} is not configured on any interface yet; ARP requests from the VIP \
                      will be sent with it as sender"
                 ));
             }
-            let report = converge(ctx, &env.sys, &env.journal, "arp suppress", |state, _| {
-                cli_intent(state).arp_nft.insert(vip, rip);
-                Ok(())
-            })?;
+            let report = converge(
+                ctx,
+                &env.sys,
+                &env.journal,
+                "arp suppress",
+                |state, snap| {
+                    HostAddrs::of(snap, state).check_service_addr(
+                        IpAddr::V4(vip),
+                        "VIP",
+                        " (are the VIP and --real-ip swapped?)",
+                    )?;
+                    cli_intent(state).arp_nft.insert(vip, rip);
+                    Ok(())
+                },
+            )?;
             Ok(print_report(ctx, &report))
         }
         ArpModeArg::Sysctl => {
@@ -98,10 +117,21 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
                     "--iface must be the ARP-facing interface (e.g. eth0), not lo"
                 ));
             }
-            let report = converge(ctx, &env.sys, &env.journal, "arp suppress", |state, _| {
-                cli_intent(state).arp_sysctl.insert(vip, iface);
-                Ok(())
-            })?;
+            let report = converge(
+                ctx,
+                &env.sys,
+                &env.journal,
+                "arp suppress",
+                |state, snap| {
+                    HostAddrs::of(snap, state).check_service_addr(
+                        IpAddr::V4(vip),
+                        "VIP",
+                        " (are the VIP and --real-ip swapped?)",
+                    )?;
+                    cli_intent(state).arp_sysctl.insert(vip, iface);
+                    Ok(())
+                },
+            )?;
             Ok(print_report(ctx, &report))
         }
     }
