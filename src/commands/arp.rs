@@ -70,30 +70,32 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
             let rip = rip.ok_or_else(|| {
                 usage!("nft mode needs --real-ip RIP (the address ARP replies and requests use instead of the VIP)")
             })?;
-            if holder(rip).is_none() {
-                if !a.force {
-                    return Err(usage!(
-                        "real IP {rip} is on no interface: it must be this backend's own address \
-                         on the ARP-facing interface (if it is configured later, e.g. in an \
-                         ifupdown pre-up hook, add --force); nothing was changed"
-                    ));
-                }
-                ctx.warn(format!(
-                    "{rip} is not configured on any interface yet; ARP requests from the VIP \
-                     will be sent with it as sender"
-                ));
-            }
             let report = converge(
                 ctx,
                 &env.sys,
                 &env.journal,
                 "arp suppress",
                 |state, snap| {
+                    // The VIP first: with the arguments swapped, this is the conflict to name.
                     HostAddrs::of(snap, state).check_service_addr(
                         IpAddr::V4(vip),
                         "VIP",
                         " (are the VIP and --real-ip swapped?)",
                     )?;
+                    if holder(rip).is_none() {
+                        if !a.force {
+                            return Err(usage!(
+                                "real IP {rip} is on no interface: it must be this backend's \
+                                 own address on the ARP-facing interface (if it is configured \
+                                 later, e.g. in an ifupdown pre-up hook, add --force); nothing \
+                                 was changed"
+                            ));
+                        }
+                        ctx.warn(format!(
+                            "{rip} is not configured on any interface yet; ARP requests from \
+                             the VIP will be sent with it as sender"
+                        ));
+                    }
                     cli_intent(state).arp_nft.insert(vip, rip);
                     Ok(())
                 },
