@@ -88,19 +88,55 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
-/// Cut every line of a (parser) error message to [`MAX_ERROR_LINE`] characters, so a TOML
-/// error in a minified or binary file does not echo hundreds of kilobytes.
+/// Cut every line of a (parser) error message to about [`MAX_ERROR_LINE`] characters, so a TOML
+/// error in a minified or binary file does not echo hundreds of kilobytes. A quoted source line
+/// followed by its `^` marker line keeps a window around the marker, so the caret still points
+/// at the error.
 pub fn cut_long_lines(msg: &str) -> String {
-    msg.lines()
-        .map(|l| {
-            if l.chars().count() > MAX_ERROR_LINE {
-                format!("{} [line cut, {} bytes]", cut(l, MAX_ERROR_LINE), l.len())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let lines: Vec<&str> = msg.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if l.chars().count() <= MAX_ERROR_LINE {
+            out.push(l.to_string());
+            i += 1;
+            continue;
+        }
+        if let Some((src, caret)) = lines.get(i + 1).and_then(|c| caret_window(l, c)) {
+            out.push(src);
+            out.push(caret);
+            i += 2;
+            continue;
+        }
+        out.push(format!(
+            "{} [line cut, {} bytes]",
+            cut(l, MAX_ERROR_LINE),
+            l.len()
+        ));
+        i += 1;
+    }
+    out.join("\n")
+}
+
+/// For a quoted source line (`N | text`) and its marker line (`  |   ^`), a window of the
+/// source around the marker and the marker moved along with it.
+fn caret_window(src: &str, marker: &str) -> Option<(String, String)> {
+    let bar = src.find("| ")? + 2;
+    let col = marker.find('^')?;
+    if !marker[..col].chars().all(|c| c == ' ' || c == '|') || col < bar || !src.is_ascii() {
+        return None;
+    }
+    let half = MAX_ERROR_LINE / 2;
+    let start = col.saturating_sub(half).max(bar);
+    let end = (col + half).min(src.len());
+    let lead = if start > bar { "…" } else { "" };
+    let tail = if end < src.len() { "…" } else { "" };
+    let shift = col - start + lead.chars().count();
+    Some((
+        format!("{}{lead}{}{tail}", &src[..bar], &src[start..end]),
+        format!("{}{}^", &marker[..bar], " ".repeat(shift)),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,11 +509,21 @@ mod tests {
         let long = "y".repeat(100_000);
         let e = validate_name(&long, "profile").unwrap_err();
         assert!(e.len() < 200, "{e}");
-        let msg = format!("TOML parse error\n1 | {long}\n  | ^");
+        let msg = format!("TOML parse error\n{long}\nend");
         let cut = cut_long_lines(&msg);
         assert!(cut.len() < 400, "{}", cut.len());
         assert!(cut.contains("line cut"));
         assert!(cut.starts_with("TOML parse error\n"));
+        assert!(cut.ends_with("\nend"));
+        // A quoted line keeps its caret under the error.
+        let src = format!("1 | {}X{}", "a".repeat(5000), "b".repeat(5000));
+        let marker = format!("  | {}^", " ".repeat(5000));
+        let cut = cut_long_lines(&format!("err\n{src}\n{marker}\nwhy"));
+        let lines: Vec<&str> = cut.lines().collect();
+        assert_eq!(lines.len(), 4, "{cut}");
+        assert!(lines[1].chars().count() < MAX_ERROR_LINE + 10, "{cut}");
+        let caret = lines[2].chars().position(|c| c == '^').unwrap();
+        assert_eq!(lines[1].chars().nth(caret), Some('X'), "{cut}");
     }
 
     #[test]

@@ -397,6 +397,43 @@ interfaces = ["all", "eth0"]
     }
 
     #[test]
+    fn sysctl_keys_by_path_keep_dotted_interfaces() {
+        let p = parse("[sysctl]\n\"net/ipv4/conf/eth0.100/rp_filter\" = 2\n", "x").unwrap();
+        let k = SysctlKey("net/ipv4/conf/eth0.100/rp_filter".into());
+        assert_eq!(p.intent.sysctls.get(&k).map(String::as_str), Some("2"));
+        let p = parse("[sysctl]\n\"net.ipv4.conf.eth0.100.rp_filter\" = 2\n", "x").unwrap();
+        let k = SysctlKey("net/ipv4/conf/eth0/100/rp_filter".into());
+        assert!(
+            p.intent.sysctls.contains_key(&k),
+            "dotted form splits at every dot"
+        );
+        for bad in ["net/ipv4//x", "net/ipv4/./x", "net/ipv4/../../kernel/panic"] {
+            assert!(
+                parse(&format!("[sysctl]\n\"{bad}\" = 1\n"), "x").is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let e = parse(&format!("name = \"{}\"\n", "n".repeat(65)), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1-64"), "{e}");
+        let mut many = String::from("[arp]\nmode = \"none\"\n");
+        for i in 0..=crate::guard::MAX_PROFILE_VIPS as u32 {
+            many.push_str(&format!(
+                "[[vip]]\naddress = \"198.18.{}.{}\"\n",
+                2 + i / 250,
+                1 + i % 250
+            ));
+        }
+        let e = parse(&many, "x").unwrap_err().to_string();
+        assert!(e.contains("at most 16384"), "{e}");
+    }
+
+    #[test]
     fn shipped_examples_parse() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
         let mut n = 0;
