@@ -116,6 +116,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l mode -d 'How to suppress' -r -f -a "nft\t'An lbctl-owned `arp` family nftables table (drop requests for the VIP, rewrite it as sender)'
 sysctl\t'The arp_ignore=1 / arp_announce=2 sysctls on the ARP-facing interface'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l force -d 'Accept a real IP that is not configured on any interface yet (an ifupdown pre-up hook runs before the interface has its address)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s q -l quiet -d 'Only errors'

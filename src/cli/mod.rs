@@ -234,7 +234,7 @@ pub enum ArpModeArg {
 #[derive(Debug, Subcommand)]
 pub enum ArpCmd {
     /// Stop answering ARP for VIP (do this before `vip add`).
-    Suppress(ArpArgs),
+    Suppress(ArpSuppressArgs),
     /// Undo `suppress` for VIP, restoring exactly the prior state.
     Restore(ArpArgs),
     /// Show the suppression lbctl manages and the effective ARP sysctls.
@@ -254,8 +254,14 @@ pub struct ArpArgs {
     /// How to suppress.
     #[arg(long, value_enum, default_value_t)]
     pub mode: ArpModeArg,
-    /// `suppress`: accept a real IP that is not configured yet (an ifupdown pre-up hook runs
-    /// before the interface has its address).
+}
+
+#[derive(Debug, Args)]
+pub struct ArpSuppressArgs {
+    #[command(flatten)]
+    pub arp: ArpArgs,
+    /// Accept a real IP that is not configured on any interface yet (an ifupdown pre-up hook
+    /// runs before the interface has its address).
     #[arg(long)]
     pub force: bool,
 }

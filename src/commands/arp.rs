@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::json;
 
 use super::{cli_intent, Env};
-use crate::cli::{ArpArgs, ArpCmd, ArpModeArg, ArpStatusArgs};
+use crate::cli::{ArpArgs, ArpCmd, ArpModeArg, ArpStatusArgs, ArpSuppressArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
 use crate::guard::HostAddrs;
@@ -36,7 +36,9 @@ fn v4_vip(s: &str) -> Result<Ipv4Addr> {
     }
 }
 
-fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
+fn suppress(ctx: &Ctx, env: &Env, a: ArpSuppressArgs) -> Result<Outcome> {
+    let force = a.force;
+    let a = a.arp;
     let vip = v4_vip(&a.vip)?;
     let rip = match &a.real_ip {
         Some(s) => match parse_ip(s, "real IP")? {
@@ -83,7 +85,7 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
                         " (are the VIP and --real-ip swapped?)",
                     )?;
                     if holder(rip).is_none() {
-                        if !a.force {
+                        if !force {
                             return Err(usage!(
                                 "real IP {rip} is on no interface: it must be this backend's \
                                  own address on the ARP-facing interface (if it is configured \
