@@ -412,7 +412,7 @@ fn issue12_oversized_inputs_fail_fast() {
     let before = snapshot(&ns);
     let out = lb.run(&["plan", "-f", s(&write(&dir, "l.toml", &huge_line))]);
     out.expect_code(2);
-    assert!(out.stderr.contains("zzz…"), "{out}");
+    assert!(out.stderr.contains("…zzz"), "{out}");
     assert!(
         out.stderr.len() < 2000,
         "stderr is {} bytes",
