@@ -780,7 +780,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__suppress)
-            opts="-v -q -n -h -V --real-ip --iface --mode --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --real-ip --iface --mode --force --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -124,6 +124,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcomm
 sysctl\t'The arp_ignore=1 / arp_announce=2 sysctls on the ARP-facing interface'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l force -d 'Accept a real IP that is not configured on any interface yet (an ifupdown pre-up hook runs before the interface has its address)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand arp; and __fish_seen_subcommand_from suppress" -s q -l quiet -d 'Only errors'

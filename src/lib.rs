@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod firewall;
+pub mod guard;
 pub mod ipvs;
 pub mod journal;
 pub mod lab;

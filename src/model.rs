@@ -49,10 +49,26 @@ pub fn parse_vip(s: &str) -> Result<IpAddr> {
     if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
         return Err(usage!("invalid VIP '{s}': not a unicast service address"));
     }
-    if let IpAddr::V4(v4) = ip {
-        if v4.is_broadcast() || v4.is_link_local() {
+    match ip {
+        IpAddr::V4(v4) if v4.is_broadcast() || v4.is_link_local() => {
             return Err(usage!("invalid VIP '{s}': not a unicast service address"));
         }
+        // fe80::/10, refused as 169.254/16 is: link-local addresses are per link, never a
+        // service address clients reach through a balancer.
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
+            return Err(usage!(
+                "invalid VIP '{s}': an IPv6 link-local address (fe80::/10) is not a service \
+                 address"
+            ));
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return Err(usage!(
+                    "invalid VIP '{s}': an IPv4-mapped IPv6 address; use the IPv4 VIP {v4}"
+                ));
+            }
+        }
+        IpAddr::V4(_) => {}
     }
     Ok(ip)
 }
@@ -360,6 +376,10 @@ mod tests {
         assert!(parse_vip("127.0.0.2").is_err());
         assert!(parse_vip("224.0.0.1").is_err());
         assert!(parse_vip("").is_err());
+        for bad in ["fe80::1", "febf::1", "::ffff:198.18.0.100", "169.254.1.1"] {
+            assert!(parse_vip(bad).is_err(), "{bad}");
+        }
+        assert!(parse_vip("fec0::1").is_ok());
     }
 
     #[test]

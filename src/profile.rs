@@ -115,8 +115,7 @@ const MANAGED_SYSCTL_PREFIXES: [&str; 2] = ["net/ipv4/", "net/ipv6/"];
 
 /// Read and validate a profile file.
 pub fn load(path: &Path) -> Result<Profile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage!("cannot read profile {}: {e}", path.display()))?;
+    let text = crate::guard::read_capped(path, "profile")?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -126,15 +125,15 @@ pub fn load(path: &Path) -> Result<Profile> {
 
 /// Parse and validate profile text; `default_name` is used when the file has no `name`.
 pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
-    let f: File = toml::from_str(text).map_err(|e| usage!("{}", e.to_string().trim_end()))?;
+    let f: File = toml::from_str(text)
+        .map_err(|e| usage!("{}", crate::guard::cut_long_lines(e.to_string().trim_end())))?;
     let name = f.name.clone().unwrap_or_else(|| default_name.to_string());
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-    {
+    crate::guard::validate_name(&name, "profile").map_err(|e| usage!("{e}"))?;
+    if f.vips.len() > crate::guard::MAX_PROFILE_VIPS {
         return Err(usage!(
-            "invalid profile name '{name}': use letters, digits, '-', '_', '.', '@'"
+            "{} VIPs in one profile; at most {} are supported (split them over several profiles)",
+            f.vips.len(),
+            crate::guard::MAX_PROFILE_VIPS
         ));
     }
     let mut intent = Intent::default();
@@ -280,8 +279,17 @@ pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
     }
 
     for (k, v) in &f.sysctl {
-        let key = SysctlKey(k.replace('.', "/"));
-        if !MANAGED_SYSCTL_PREFIXES.iter().any(|p| key.0.starts_with(p)) || k.contains("..") {
+        // Dotted (`net.ipv4.ip_forward`), or a path (`net/ipv4/conf/eth0.100/rp_filter`): the
+        // only way to name an interface with a dot in its name, as with sysctl(8).
+        let key = if k.contains('/') {
+            SysctlKey(k.trim_matches('/').to_string())
+        } else {
+            SysctlKey(k.replace('.', "/"))
+        };
+        if !MANAGED_SYSCTL_PREFIXES.iter().any(|p| key.0.starts_with(p))
+            || k.contains("..")
+            || key.0.split('/').any(|c| c.is_empty() || c == ".")
+        {
             return Err(usage!(
                 "sysctl '{k}': only net.ipv4.* and net.ipv6.* keys can be managed by a profile"
             ));
@@ -386,6 +394,43 @@ interfaces = ["all", "eth0"]
             let e = parse(bad, "x").unwrap_err().to_string();
             assert!(e.contains(what), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sysctl_keys_by_path_keep_dotted_interfaces() {
+        let p = parse("[sysctl]\n\"net/ipv4/conf/eth0.100/rp_filter\" = 2\n", "x").unwrap();
+        let k = SysctlKey("net/ipv4/conf/eth0.100/rp_filter".into());
+        assert_eq!(p.intent.sysctls.get(&k).map(String::as_str), Some("2"));
+        let p = parse("[sysctl]\n\"net.ipv4.conf.eth0.100.rp_filter\" = 2\n", "x").unwrap();
+        let k = SysctlKey("net/ipv4/conf/eth0/100/rp_filter".into());
+        assert!(
+            p.intent.sysctls.contains_key(&k),
+            "dotted form splits at every dot"
+        );
+        for bad in ["net/ipv4//x", "net/ipv4/./x", "net/ipv4/../../kernel/panic"] {
+            assert!(
+                parse(&format!("[sysctl]\n\"{bad}\" = 1\n"), "x").is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let e = parse(&format!("name = \"{}\"\n", "n".repeat(65)), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1-64"), "{e}");
+        let mut many = String::from("[arp]\nmode = \"none\"\n");
+        for i in 0..=crate::guard::MAX_PROFILE_VIPS as u32 {
+            many.push_str(&format!(
+                "[[vip]]\naddress = \"198.18.{}.{}\"\n",
+                2 + i / 250,
+                1 + i % 250
+            ));
+        }
+        let e = parse(&many, "x").unwrap_err().to_string();
+        assert!(e.contains("at most 16384"), "{e}");
     }
 
     #[test]

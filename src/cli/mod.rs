@@ -241,7 +241,7 @@ pub enum ArpModeArg {
 #[derive(Debug, Subcommand)]
 pub enum ArpCmd {
     /// Stop answering ARP for VIP (do this before `vip add`).
-    Suppress(ArpArgs),
+    Suppress(ArpSuppressArgs),
     /// Undo `suppress` for VIP, restoring exactly the prior state.
     Restore(ArpArgs),
     /// Show the suppression lbctl manages and the effective ARP sysctls.
@@ -261,6 +261,16 @@ pub struct ArpArgs {
     /// How to suppress.
     #[arg(long, value_enum, default_value_t)]
     pub mode: ArpModeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ArpSuppressArgs {
+    #[command(flatten)]
+    pub arp: ArpArgs,
+    /// Accept a real IP that is not configured on any interface yet (an ifupdown pre-up hook
+    /// runs before the interface has its address).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::json;
 
 use super::{cli_intent, Env};
-use crate::cli::{ArpArgs, ArpCmd, ArpModeArg, ArpStatusArgs};
+use crate::cli::{ArpArgs, ArpCmd, ArpModeArg, ArpStatusArgs, ArpSuppressArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
+use crate::guard::HostAddrs;
 use crate::model::{parse_ip, parse_vip, SysctlKey, ARP_SYSCTLS};
 use crate::sys::{nft, sysctl};
 use crate::{usage, Ctx, Outcome};
@@ -35,7 +36,9 @@ fn v4_vip(s: &str) -> Result<Ipv4Addr> {
     }
 }
 
-fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
+fn suppress(ctx: &Ctx, env: &Env, a: ArpSuppressArgs) -> Result<Outcome> {
+    let force = a.force;
+    let a = a.arp;
     let vip = v4_vip(&a.vip)?;
     let rip = match &a.real_ip {
         Some(s) => match parse_ip(s, "real IP")? {
@@ -69,16 +72,36 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
             let rip = rip.ok_or_else(|| {
                 usage!("nft mode needs --real-ip RIP (the address ARP replies and requests use instead of the VIP)")
             })?;
-            if holder(rip).is_none() {
-                ctx.warn(format!(
-                    "{rip} is not configured on any interface yet; ARP requests from the VIP \
-                     will be sent with it as sender"
-                ));
-            }
-            let report = converge(ctx, &env.sys, &env.journal, "arp suppress", |state, _| {
-                cli_intent(state).arp_nft.insert(vip, rip);
-                Ok(())
-            })?;
+            let report = converge(
+                ctx,
+                &env.sys,
+                &env.journal,
+                "arp suppress",
+                |state, snap| {
+                    // The VIP first: with the arguments swapped, this is the conflict to name.
+                    HostAddrs::of(snap, state).check_service_addr(
+                        IpAddr::V4(vip),
+                        "VIP",
+                        " (are the VIP and --real-ip swapped?)",
+                    )?;
+                    if holder(rip).is_none() {
+                        if !force {
+                            return Err(usage!(
+                                "real IP {rip} is on no interface: it must be this backend's \
+                                 own address on the ARP-facing interface (if it is configured \
+                                 later, e.g. in an ifupdown pre-up hook, add --force); nothing \
+                                 was changed"
+                            ));
+                        }
+                        ctx.warn(format!(
+                            "{rip} is not configured on any interface yet; ARP requests from \
+                             the VIP will be sent with it as sender"
+                        ));
+                    }
+                    cli_intent(state).arp_nft.insert(vip, rip);
+                    Ok(())
+                },
+            )?;
             Ok(print_report(ctx, &report))
         }
         ArpModeArg::Sysctl => {
@@ -98,10 +121,21 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpArgs) -> Result<Outcome> {
                     "--iface must be the ARP-facing interface (e.g. eth0), not lo"
                 ));
             }
-            let report = converge(ctx, &env.sys, &env.journal, "arp suppress", |state, _| {
-                cli_intent(state).arp_sysctl.insert(vip, iface);
-                Ok(())
-            })?;
+            let report = converge(
+                ctx,
+                &env.sys,
+                &env.journal,
+                "arp suppress",
+                |state, snap| {
+                    HostAddrs::of(snap, state).check_service_addr(
+                        IpAddr::V4(vip),
+                        "VIP",
+                        " (are the VIP and --real-ip swapped?)",
+                    )?;
+                    cli_intent(state).arp_sysctl.insert(vip, iface);
+                    Ok(())
+                },
+            )?;
             Ok(print_report(ctx, &report))
         }
     }

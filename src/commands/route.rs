@@ -9,6 +9,7 @@ use super::{cli_intent, Env};
 use crate::cli::{RouteAddArgs, RouteCmd, RouteDelArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
+use crate::guard::{check_one_table, HostAddrs};
 use crate::model::{
     host_prefix, parse_ip, parse_vip, same_family, validate_table, PolicyRoute, RuleObj,
 };
@@ -52,6 +53,25 @@ fn add(ctx: &Ctx, env: &Env, a: RouteAddArgs) -> Result<Outcome> {
             return Err(usage!(
                 "table {} is already used by ip rules lbctl did not create; pick another table",
                 a.table
+            ));
+        }
+        HostAddrs::of(snap, state).check_gateway(via, "gateway")?;
+        check_one_table(
+            vip,
+            a.table,
+            &state.intents,
+            &snap.observed.rules,
+            crate::journal::CLI_OWNER,
+        )?;
+        if let Some(r) = cli_intent(state)
+            .routes
+            .iter()
+            .find(|r| r.vip == vip && r.table != a.table)
+        {
+            return Err(usage!(
+                "{vip} already has policy routing in table {t}; a second table for the same VIP \
+                 would never be used; remove it first (`lbctl route del {vip} --table {t}`)",
+                t = r.table
             ));
         }
         if !snap.observed.addrs.keys().any(|x| x.addr == vip) {

@@ -8,6 +8,7 @@ use super::{cli_intent, Env};
 use crate::cli::{VipAddArgs, VipCmd, VipDelArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
+use crate::guard::HostAddrs;
 use crate::model::{host_prefix, parse_vip, validate_ifname, AddrObj, Vip};
 use crate::{usage, Ctx, Outcome};
 
@@ -32,6 +33,7 @@ fn add(ctx: &Ctx, env: &Env, a: VipAddArgs) -> Result<Outcome> {
         prefix: host_prefix(addr),
     };
     let report = converge(ctx, &env.sys, &env.journal, "vip add", |state, snap| {
+        HostAddrs::of(snap, state).check_service_addr(addr, "VIP", "")?;
         let foreign =
             snap.observed.addrs.get(&obj) == Some(&false) && !state.owned.addrs.contains(&obj);
         if foreign {

@@ -36,7 +36,11 @@ fn apply_profile(ctx: &Ctx, env: &Env, a: &WatchArgs) -> Result<()> {
     let profile = crate::profile::load(path)?;
     env.require_links(&profile.interfaces)?;
     let owner = profile.owner();
-    let report = converge(ctx, &env.sys, &env.journal, "watch", |state, _| {
+    let report = converge(ctx, &env.sys, &env.journal, "watch", |state, snap| {
+        crate::guard::check_profile(&profile, state, snap)?;
+        if let Some(why) = crate::guard::empty_profile_refusal(&profile, state, path) {
+            return Err(crate::usage!("{why}"));
+        }
         state.intents.insert(owner.clone(), profile.intent.clone());
         Ok(())
     })?;

@@ -377,8 +377,7 @@ pub struct LbFile {
 
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
 pub fn load_lb_file(path: &Path) -> Result<LbFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read LB file {}: {e}", path.display()))?;
+    let text = crate::guard::read_capped(path, "LB file").map_err(|e| e.to_string())?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -388,17 +387,10 @@ pub fn load_lb_file(path: &Path) -> Result<LbFile, String> {
 
 /// Parse and validate LB file text; `default_name` is used when the file has no `name`.
 pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
-    let f: FileToml = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    let f: FileToml =
+        toml::from_str(text).map_err(|e| crate::guard::cut_long_lines(e.to_string().trim_end()))?;
     let name = f.name.unwrap_or_else(|| default_name.to_string());
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-    {
-        return Err(format!(
-            "invalid LB file name '{name}': use letters, digits, '-', '_', '.', '@'"
-        ));
-    }
+    crate::guard::validate_name(&name, "LB file")?;
     let balancer = crate::lb::config::balancer(&f.balancer.unwrap_or_default())?;
     let mut runs = Vec::new();
     let mut table = Table::default();
