@@ -210,7 +210,8 @@ fn hook_without_real_ip_passes_no_empty_real_ip_and_reads_lbctl_from_defaults() 
     let calls = hook_calls(&with, false);
     assert_eq!(
         calls.trim(),
-        "-q arp suppress 198.18.0.100 --real-ip 198.18.0.11",
+        // --force: in pre-up the real IP is not configured yet (lbctl would refuse it).
+        "-q arp suppress 198.18.0.100 --real-ip 198.18.0.11 --force",
         "{calls:?}"
     );
 }

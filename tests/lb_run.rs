@@ -945,6 +945,13 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
         v["daemons"][0]["kernel"]["problems"][0],
         "table netdev lbctl_lb_web is missing: no traffic is balanced"
     );
+    let list = lab.lb_run.run(&["lb", "list"]);
+    list.expect_code(1);
+    assert!(
+        list.stdout
+            .contains("! kernel: table netdev lbctl_lb_web is missing"),
+        "{list}"
+    );
     lab.signal(libc::SIGCONT);
     let took = lab.wait_status("the table rebuilt", |s| s["repairs"].as_u64() >= Some(1));
     eprintln!("repair noticed after {took:?}");
@@ -955,6 +962,7 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
     let t = tally(&requests(&lab, 20));
     assert!(!t.contains_key("FAILED"), "after the flush: {t:?}");
     lab.lb_run.ok(&["lb", "status"]);
+    lab.lb_run.ok(&["lb", "list"]);
     assert!(
         lab.log().contains("rebuilt (the table is gone)"),
         "{}",

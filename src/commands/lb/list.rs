@@ -103,7 +103,7 @@ pub(super) fn list(ctx: &Ctx, env: &Env, a: &ListArgs) -> Result<Outcome> {
             if nft.is_empty() {
                 return Err(ipvs_err(ipvs::Error::NoIpvs));
             }
-            return super::run::list_nft(ctx, &nft, filter.as_ref());
+            return super::run::list_nft(ctx, env, &nft, filter.as_ref());
         }
         Err(e) => return Err(ipvs_err(e)),
     };

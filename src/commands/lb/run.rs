@@ -295,14 +295,28 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-/// `lb list` on a kernel without IPVS: the nft engine's services in ipvsadm's layout.
+/// `lb list` on a kernel without IPVS: the nft engine's services in ipvsadm's layout, checked
+/// against the kernel (exit 1 naming what is missing: a flushed table is not a healthy list).
 pub fn list_nft(
     ctx: &Ctx,
+    env: &Env,
     daemons: &[RunStatus],
     filter: Option<&crate::ipvs::ServiceKey>,
 ) -> Result<Outcome> {
     let wanted = filter.map(crate::ipvs::spec::key_name);
     let keep = |v: &status::ServiceStatus| wanted.as_ref().is_none_or(|w| *w == v.service);
+    let verdicts: Vec<crate::lb::verify::Verdict> = daemons
+        .iter()
+        .map(|d| crate::lb::verify::check(&env.sys, d))
+        .collect();
+    let findings = verdicts
+        .iter()
+        .any(|v| !v.problems.is_empty() || !v.unchecked.is_empty());
+    let outcome = if findings {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    };
     if ctx.global.json {
         let services: Vec<Value> = daemons
             .iter()
@@ -315,14 +329,27 @@ pub fn list_nft(
                 })
             })
             .collect();
-        ctx.emit_json(&json!({ "engine": "nft", "services": services }));
-        return Ok(Outcome::Clean);
+        let kernel: Vec<Value> = daemons
+            .iter()
+            .zip(&verdicts)
+            .map(|(d, v)| {
+                json!({ "daemon": d.name, "problems": v.problems, "could_not_check": v.unchecked })
+            })
+            .collect();
+        ctx.emit_json(&json!({ "engine": "nft", "services": services, "kernel": kernel }));
+        return Ok(outcome);
     }
-    for d in daemons {
+    for (d, verdict) in daemons.iter().zip(&verdicts) {
         ctx.say(format!(
             "engine nft: lbctl lb run {} (PID {}), table netdev lbctl_lb_* on {}; this kernel has no IPVS",
             d.name, d.pid, d.interface
         ));
+        for p in &verdict.problems {
+            ctx.say(format!("! kernel: {p}"));
+        }
+        for u in &verdict.unchecked {
+            ctx.say(format!("? could not check {u}"));
+        }
         ctx.say("Prot LocalAddress:Port Scheduler Flags");
         ctx.say("  -> RemoteAddress:Port           Forward Weight State    Slots");
         for v in d.services.iter().filter(|v| keep(v)) {
@@ -342,5 +369,5 @@ pub fn list_nft(
             }
         }
     }
-    Ok(Outcome::Clean)
+    Ok(outcome)
 }
