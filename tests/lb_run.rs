@@ -983,6 +983,37 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
         "after the VIP was deleted: {t:?}"
     );
 
+    // Elements deleted from the Maglev slot map: rewritten (checked every 5 s).
+    let map = || {
+        lab.lb
+            .nft_text(&[
+                "list",
+                "map",
+                "netdev",
+                "lbctl_lb_web",
+                "m_198_18_0_100_tcp_80",
+            ])
+            .stdout
+    };
+    let full = map();
+    let repairs = lab.status().unwrap()["repairs"].as_u64().unwrap();
+    lab.lb.exec_ok(&[
+        "nft",
+        "delete element netdev lbctl_lb_web m_198_18_0_100_tcp_80 { 0, 1, 2 }",
+    ]);
+    assert_ne!(map(), full);
+    lab.wait_status("the slot map rewritten", |s| {
+        s["repairs"].as_u64() > Some(repairs)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(map(), full);
+    assert!(
+        lab.log()
+            .contains("slot map(s) of 198_18_0_100_tcp_80 rewritten"),
+        "{}",
+        lab.log()
+    );
+
     // A storm: 100 flushes as fast as nft runs them. Repairs stay about one per second.
     let before = lab.status().unwrap()["repairs"].as_u64().unwrap();
     let start = Instant::now();

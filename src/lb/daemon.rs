@@ -251,6 +251,8 @@ struct Daemon<'a> {
     last_repair: Option<String>,
     /// The last data-path update failed (retried; the structure is checked meanwhile).
     program_failed: bool,
+    /// Reconcile passes so far (the slot maps' contents are checked every fifth).
+    reconciles: u64,
 }
 
 fn backends_of(
@@ -427,6 +429,7 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         repairs: 0,
         last_repair: None,
         program_failed: false,
+        reconciles: 0,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -1039,8 +1042,28 @@ impl Daemon<'_> {
             ),
         }
         let wants = self.wants();
+        self.reconciles += 1;
+        // The slot maps' contents every 5 s: listing a 65537-slot map costs tens of ms.
+        let check_slots = self.reconciles % 5 == 0;
         match &mut self.path {
             DataPath::Nft(n) => match n.intact() {
+                Ok(None) if check_slots => match n.slots_drifted() {
+                    Ok(ids) if !ids.is_empty() => {
+                        n.forget_slots(&ids);
+                        self.dirty = true;
+                        self.next_program = Instant::now();
+                        repaired.push(format!(
+                            "slot map(s) of {} rewritten (changed behind lbctl's back)",
+                            ids.join(", ")
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.log.emit(
+                        "warning",
+                        &format!("could not check the slot maps: {e}"),
+                        json!({}),
+                    ),
+                },
                 Ok(None) => {}
                 Ok(Some(why)) => match n.rebuild() {
                     Ok(()) => {

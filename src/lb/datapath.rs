@@ -271,6 +271,35 @@ impl NftPath {
         })
     }
 
+    /// Services whose Maglev slot map in the kernel differs from what was last written
+    /// (elements deleted or changed behind lbctl's back); [`NftPath::forget_slots`] makes the
+    /// next [`NftPath::program`] write them in full.
+    pub fn slots_drifted(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for svc in &self.layout.services {
+            let Some(loaded) = self.loaded.get(&svc.id()) else {
+                continue;
+            };
+            let Some(doc) =
+                sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.slot_map()])?
+            else {
+                out.push(svc.id());
+                continue;
+            };
+            if nft::parse_slots(&doc, svc.size) != *loaded {
+                out.push(svc.id());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget what was written to these services' slot maps (see [`NftPath::slots_drifted`]).
+    pub fn forget_slots(&mut self, ids: &[String]) {
+        for id in ids {
+            self.loaded.remove(id);
+        }
+    }
+
     /// Build the table again from scratch (after it was changed behind lbctl's back): the
     /// structure now, the Maglev slots at the next [`NftPath::program`]. Pinned flows that
     /// survived are lost with the old table.

@@ -387,6 +387,31 @@ pub fn shape(doc: &Value) -> Vec<String> {
     out
 }
 
+/// A slot map's contents from `nft -j list map …`: slot index → MAC (`None`: empty slot).
+pub fn parse_slots(doc: &Value, size: usize) -> Vec<Option<Mac>> {
+    let mut slots = vec![None; size];
+    let elems = doc
+        .get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("map")?.get("elem")?.as_array())
+        .flatten();
+    for e in elems {
+        let Some(pair) = e.as_array() else { continue };
+        let (Some(i), Some(mac)) = (
+            pair.first().and_then(Value::as_u64),
+            pair.get(1).and_then(Value::as_str).and_then(parse_mac),
+        ) else {
+            continue;
+        };
+        if let Some(slot) = slots.get_mut(i as usize) {
+            *slot = Some(mac);
+        }
+    }
+    slots
+}
+
 /// Service id → (packets, bytes) from `nft -j list counters table netdev T` (the per-service
 /// named counters `c_ID`).
 pub fn parse_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
@@ -428,6 +453,22 @@ mod tests {
             flow_size: 1024,
             services: vec![svc()],
         }
+    }
+
+    #[test]
+    fn slots_parse() {
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},{"map":{"name":"m_x","elem":[[0,"02:00:00:00:00:11"],[2,"02:00:00:00:00:12"]]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_slots(&doc, 3),
+            vec![
+                Some([2, 0, 0, 0, 0, 0x11]),
+                None,
+                Some([2, 0, 0, 0, 0, 0x12])
+            ]
+        );
     }
 
     #[test]
