@@ -116,7 +116,10 @@ const MANAGED_SYSCTL_PREFIXES: [&str; 2] = ["net/ipv4/", "net/ipv6/"];
 /// Read and validate a profile file.
 pub fn load(path: &Path) -> Result<Profile> {
     let text = crate::guard::read_capped(path, "profile")?;
-    let stem = path
+    // A profile reached through a symlink is the target's (`/etc/lbctl/web.toml ->
+    // /srv/profiles/web-v2.toml` is profile web-v2): one owner however it is named.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let stem = real
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "default".into());

@@ -109,6 +109,17 @@ fn failed(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A fix as printed for `--netns NS` (`lbctl --netns NS …`, `ip netns exec NS …`), with the
+/// namespace part taken out so the tests can compare the command itself.
+fn without_netns(fix: &str) -> String {
+    let words: Vec<&str> = fix.split(' ').collect();
+    match words.as_slice() {
+        ["lbctl", "--netns", _, rest @ ..] => format!("lbctl {}", rest.join(" ")),
+        ["ip", "netns", "exec", _, rest @ ..] => rest.join(" "),
+        _ => fix.to_string(),
+    }
+}
+
 fn fix_of(v: &Value, id: &str) -> String {
     v["checks"]
         .as_array()
@@ -126,6 +137,13 @@ fn expect_only(lab: &Lab, id: &str, fix_contains: &str) {
     assert_eq!(code, 1, "{v:#}");
     assert_eq!(failed(&v), vec![id.to_string()], "{v:#}");
     let fix = fix_of(&v, id);
+    // Pasted from outside, a fix must act inside the backend's namespace (issue 12).
+    assert!(
+        fix.starts_with(&format!("lbctl --netns {} ", lab.be[0].name()))
+            || fix.starts_with(&format!("ip netns exec {} ", lab.be[0].name())),
+        "fix for {id} does not name the namespace: {fix:?}"
+    );
+    let fix = without_netns(&fix);
     assert!(fix.contains(fix_contains), "fix for {id}: {fix:?}");
 }
 
@@ -225,7 +243,7 @@ fn each_fault_is_reported_with_its_fix() {
         "{v:#}"
     );
     assert!(
-        fix_of(&v, "rpfilter.accepts").contains("lbctl rpfilter fix"),
+        without_netns(&fix_of(&v, "rpfilter.accepts")).contains("lbctl rpfilter fix"),
         "{v:#}"
     );
     be.set_conf(&[("all", "rp_filter", 0), ("eth0", "rp_filter", 0)]);

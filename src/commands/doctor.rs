@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
         let vips: Vec<IpAddr> = f.targets.iter().map(|(v, _)| *v).collect();
         f.capture = Some((facts::capture(ctx, &vips, secs)?, secs));
     }
-    let report = Report {
+    let mut report = Report {
         role: match a.role {
             Role::Backend => "backend",
             Role::Lb => "lb",
@@ -116,6 +116,10 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
             }
         },
     };
+    if let Some(ns) = &ctx.global.netns {
+        // Fixes pasted from outside the namespace must act inside it.
+        report.in_netns(ns);
+    }
     if ctx.global.json {
         ctx.emit_json(&report.to_json());
     } else if !ctx.global.quiet {

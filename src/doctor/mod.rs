@@ -93,6 +93,28 @@ impl Finding {
     }
 }
 
+/// One fix line for `--netns NS` (see [`Report::in_netns`]).
+pub fn fix_in_netns(fix: &str, ns: &str) -> String {
+    const HERE: [&str; 7] = [
+        "ip ",
+        "nft ",
+        "sysctl ",
+        "arping ",
+        "ss ",
+        "iptables ",
+        "ip6tables ",
+    ];
+    if fix.starts_with("ip netns exec ") || fix.contains("--netns ") {
+        fix.to_string()
+    } else if let Some(rest) = fix.strip_prefix("lbctl ") {
+        format!("lbctl --netns {ns} {rest}")
+    } else if HERE.iter().any(|c| fix.starts_with(c)) {
+        format!("ip netns exec {ns} {fix}")
+    } else {
+        fix.to_string()
+    }
+}
+
 /// The whole checklist.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -103,6 +125,17 @@ pub struct Report {
 impl Report {
     pub fn count(&self, s: Status) -> usize {
         self.findings.iter().filter(|f| f.status == s).count()
+    }
+
+    /// Rewrite every fix for a run with `--netns NS`: `lbctl …` gets `--netns NS`, and the
+    /// commands that act on the current namespace (`ip`, `nft`, `sysctl`, `arping`, …) get
+    /// `ip netns exec NS` — so a pasted fix changes that namespace, never the host's own.
+    pub fn in_netns(&mut self, ns: &str) {
+        for f in &mut self.findings {
+            if let Some(fix) = &f.fix {
+                f.fix = Some(fix_in_netns(fix, ns));
+            }
+        }
     }
 
     pub fn failed(&self) -> bool {
@@ -153,5 +186,28 @@ impl Report {
             n => out.push_str(&format!(", {n} could not be checked\n")),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod netns_tests {
+    use super::fix_in_netns;
+
+    #[test]
+    fn fixes_act_inside_the_namespace() {
+        assert_eq!(
+            fix_in_netns(
+                "lbctl arp suppress 198.18.0.100 --real-ip 198.18.0.11",
+                "be1"
+            ),
+            "lbctl --netns be1 arp suppress 198.18.0.100 --real-ip 198.18.0.11"
+        );
+        assert_eq!(
+            fix_in_netns("sysctl -w net.ipv4.conf.all.proxy_arp=0", "be1"),
+            "ip netns exec be1 sysctl -w net.ipv4.conf.all.proxy_arp=0"
+        );
+        let done = "ip netns exec be1 nft insert rule inet filter input accept";
+        assert_eq!(fix_in_netns(done, "be1"), done);
+        assert_eq!(fix_in_netns("check the cable", "be1"), "check the cable");
     }
 }
