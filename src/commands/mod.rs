@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod arp;
+pub mod arp_whohas;
 pub mod capture;
 pub mod doctor;
 pub mod down;

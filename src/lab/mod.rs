@@ -605,3 +605,28 @@ mod tests {
         assert!(e.to_string().contains("cannot read profile"), "{e}");
     }
 }
+
+/// The lab node that owns `mac` (`be1` of lab `demo`), from the records under `run_dir`: doctor
+/// names the host behind an unexpected ARP answer with it. Labs that use the namespace `netns`
+/// (the one doctor runs in) come first.
+pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<(String, String)> {
+    let mut found: Option<(String, String)> = None;
+    for lab in state::list(run_dir) {
+        let Ok(Some(st)) = state::read(run_dir, &lab) else {
+            continue;
+        };
+        let Some(n) = st.nodes.iter().find(|n| {
+            n.mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+        }) else {
+            continue;
+        };
+        let hit = (st.name.clone(), n.node.clone());
+        if netns.is_some_and(|ns| st.nodes.iter().any(|n| n.ns == ns)) {
+            return Some(hit);
+        }
+        found.get_or_insert(hit);
+    }
+    found
+}

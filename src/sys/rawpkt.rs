@@ -45,7 +45,7 @@ fn fold(mut acc: u32) -> u16 {
     !(acc as u16)
 }
 
-fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
+pub(crate) fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + body.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -55,7 +55,7 @@ fn eth(dst: Mac, src: Mac, ethertype: u16, body: &[u8]) -> Vec<u8> {
 }
 
 /// Checksum over an IP pseudo-header and an upper-layer segment.
-fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
+pub(crate) fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
     let mut acc = 0;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -77,7 +77,13 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
 }
 
 /// An IPv4 or IPv6 packet around `seg`.
-fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, hop: u8, seg: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    hop: u8,
+    seg: &[u8],
+) -> (u16, Vec<u8>) {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let total = (20 + seg.len()) as u16;
@@ -228,7 +234,7 @@ impl RawSocket {
     }
 
     /// The next frame received (not sent) on the interface before `deadline`, decoded.
-    fn recv_until(&mut self, deadline: Instant) -> Result<Option<Packet>> {
+    pub(crate) fn recv_until(&mut self, deadline: Instant) -> Result<Option<Packet>> {
         loop {
             let now = Instant::now();
             if now >= deadline {
