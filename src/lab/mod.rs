@@ -584,28 +584,6 @@ pub fn down_all(run_dir: &Path) -> Result<Vec<DownReport>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_validation_touches_nothing() {
-        let mut s = LabSpec::new("ok", "/bin/true");
-        assert!(s.validate().is_ok());
-        s.backends = 0;
-        assert!(s.validate().is_err());
-        s.backends = MAX_BACKENDS + 1;
-        assert!(s.validate().is_err());
-        s.backends = 2;
-        s.name = "Bad Name".into();
-        assert!(s.validate().is_err());
-        s.name = "ok".into();
-        s.profile = Some("/nonexistent/profile.toml".into());
-        let e = s.validate().unwrap_err();
-        assert!(e.to_string().contains("cannot read profile"), "{e}");
-    }
-}
-
 /// The lab node that owns `mac` (`be1` of lab `demo`), from the records under `run_dir`: doctor
 /// names the host behind an unexpected ARP answer with it. Labs that use the namespace `netns`
 /// (the one doctor runs in) come first.
@@ -629,4 +607,26 @@ pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<(
         found.get_or_insert(hit);
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_validation_touches_nothing() {
+        let mut s = LabSpec::new("ok", "/bin/true");
+        assert!(s.validate().is_ok());
+        s.backends = 0;
+        assert!(s.validate().is_err());
+        s.backends = MAX_BACKENDS + 1;
+        assert!(s.validate().is_err());
+        s.backends = 2;
+        s.name = "Bad Name".into();
+        assert!(s.validate().is_err());
+        s.name = "ok".into();
+        s.profile = Some("/nonexistent/profile.toml".into());
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("cannot read profile"), "{e}");
+    }
 }

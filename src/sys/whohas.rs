@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(p.dst_mac, [0xff; 6]);
         assert!(matches!(
             p.l3,
-            L3::Arp { op: 1, sender_ip, target_ip, target_mac: [0; 6], .. }
+            L3::Arp { op: 1, sender_ip, target_ip, target_mac: [0, 0, 0, 0, 0, 0], .. }
                 if sender_ip == Ipv4Addr::new(198, 18, 0, 2)
                     && target_ip == Ipv4Addr::new(198, 18, 0, 100)
         ));
