@@ -584,11 +584,11 @@ pub fn down_all(run_dir: &Path) -> Result<Vec<DownReport>> {
     }
 }
 
-/// The lab node that owns `mac` (`be1` of lab `demo`), from the records under `run_dir`: doctor
+/// The lab node that owns `mac` (`be1`; its namespace names the lab), from the records under `run_dir`: doctor
 /// names the host behind an unexpected ARP answer with it. Labs that use the namespace `netns`
 /// (the one doctor runs in) come first.
-pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<(String, String)> {
-    let mut found: Option<(String, String)> = None;
+pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<Node> {
+    let mut found: Option<Node> = None;
     for lab in state::list(run_dir) {
         let Ok(Some(st)) = state::read(run_dir, &lab) else {
             continue;
@@ -600,7 +600,7 @@ pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<(
         }) else {
             continue;
         };
-        let hit = (st.name.clone(), n.node.clone());
+        let hit = n.clone();
         if netns.is_some_and(|ns| st.nodes.iter().any(|n| n.ns == ns)) {
             return Some(hit);
         }
