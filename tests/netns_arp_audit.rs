@@ -46,7 +46,14 @@ fn segment(tag: &str) -> Seg {
     let h2 = host("h2", H2_MAC, 12);
     lb.add_addr("eth0", &format!("{VIP}/32"));
     h1.add_addr("eth0", &format!("{VIP}/32"));
-    h1.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "eth0", "nodad"]);
+    h1.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
     h2.add_addr("lo", &format!("{VIP}/32"));
     for ns in [&lb, &h1, &h2] {
         ns.settle();
@@ -90,15 +97,34 @@ fn who_has_lists_every_mac_and_doctor_names_the_intruders() {
     let v = out.json();
     assert_eq!(macs(&v), [H1_MAC, H2_MAC], "{v:#}");
     assert_eq!(v["local"]["mac"], LB_MAC, "{v:#}");
-    assert_eq!(v["from"]["ip"], "198.18.0.2", "sender is the interface's own address");
+    assert_eq!(
+        v["from"]["ip"], "198.18.0.2",
+        "sender is the interface's own address"
+    );
     assert_eq!(v["claimants"], 3);
     // IPv6: a neighbour solicitation to the solicited-node group; only h1 has it on a NIC.
     let v = lb
-        .run(&["--json", "arp", "who-has", VIP6, "--iface", "eth0", "--timeout", "400"])
+        .run(&[
+            "--json",
+            "arp",
+            "who-has",
+            VIP6,
+            "--iface",
+            "eth0",
+            "--timeout",
+            "400",
+        ])
         .json();
     assert_eq!(macs(&v), [H1_MAC], "{v:#}");
     // A host that exists: one claimant, exit 0.
-    let out = lb.run(&["--json", "arp", "who-has", "198.18.0.12", "--timeout", "300"]);
+    let out = lb.run(&[
+        "--json",
+        "arp",
+        "who-has",
+        "198.18.0.12",
+        "--timeout",
+        "300",
+    ]);
     out.expect_code(0);
     assert_eq!(macs(&out.json()), [H2_MAC]);
 
@@ -144,8 +170,14 @@ fn balancer_probe_is_a_real_arp_probe() {
     let c = check(&v, "l2.balancer_arp");
     assert_eq!(c.len(), 1, "{v:#}");
     assert_eq!(c[0]["status"], "fail", "{v:#}");
-    assert!(c[0]["fix"].as_str().unwrap().contains("who-has 198.18.0.77"));
-    assert!(check(&v, "l2.balancer_vip").is_empty(), "no VIP verdict without a balancer");
+    assert!(c[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("who-has 198.18.0.77"));
+    assert!(
+        check(&v, "l2.balancer_vip").is_empty(),
+        "no VIP verdict without a balancer"
+    );
     // The real balancer answers, and so does the VIP (lb and h1 both claim it; the balancer
     // is among them, or the first answer was h1's: a warning, never a pass of someone else).
     let v = doctor("198.18.0.2");
