@@ -107,18 +107,29 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
             }
         }
     }
-    let mut f = facts::gather(
-        env,
-        targets,
-        client,
-        balancer,
-        a.role == Role::Lb,
-        ctx.global.netns.clone(),
-    )?;
-    if let Some(secs) = a.capture {
-        let vips: Vec<IpAddr> = f.targets.iter().map(|(v, _)| *v).collect();
-        let start = std::time::Instant::now();
-        f.capture = Some((facts::capture(ctx, &vips, secs)?, secs));
+    // The capture starts at once, next to gathering the facts (the ARP audits take a few
+    // hundred milliseconds): traffic the user starts with doctor is not missed. The thread
+    // inherits this thread's network namespace.
+    let vips: Vec<IpAddr> = targets.iter().map(|(v, _)| *v).collect();
+    let start = std::time::Instant::now();
+    let (f, captured) = std::thread::scope(|s| {
+        let cap = a
+            .capture
+            .map(|secs| s.spawn(move || facts::capture(ctx, &vips, secs)));
+        let f = facts::gather(
+            env,
+            targets,
+            client,
+            balancer,
+            a.role == Role::Lb,
+            ctx.global.netns.clone(),
+        );
+        let captured = cap.map(|h| h.join().expect("the capture thread does not panic"));
+        (f, captured)
+    });
+    let mut f = f?;
+    if let (Some(secs), Some(packets)) = (a.capture, captured) {
+        f.capture = Some((packets?, secs));
         facts::reread_counters(&mut f, start.elapsed().as_secs_f64());
     }
     let report = Report {
