@@ -112,7 +112,7 @@ pub struct Engine {
     pub status: crate::lb::status::RunStatus,
     pub alive: bool,
     pub verdict: crate::lb::verify::Verdict,
-    /// `nft list table netdev lbctl_lb_NAME` (nft engine; `None` inside: no such table).
+    /// `nft -t list table netdev lbctl_lb_NAME` (nft engine; `None` inside: no such table).
     pub table: Option<std::result::Result<Option<String>, String>>,
     /// Named counters (service id → packets, bytes), read at gather time…
     pub counters: Option<std::result::Result<Counters, String>>,
@@ -314,34 +314,15 @@ fn vip_iface(env: &Env, f: &Facts, vip: IpAddr) -> std::result::Result<String, S
 /// `--role lb`: the daemons and their engines, the bonds, and the ARP audit of every VIP.
 fn gather_lb(env: &Env, f: &mut Facts) {
     for status in crate::lb::status::read_all(env.journal.dir()).unwrap_or_default() {
-        let alive = status.alive();
-        let verdict = if alive {
-            crate::lb::verify::check(&env.sys, &status)
-        } else {
-            crate::lb::verify::Verdict::default()
-        };
-        let (table, counters) = if alive && status.engine == "nft" {
-            let t = crate::lb::nft::table_name(&status.name);
-            (
-                Some(nft::list_table_text("netdev", &t).map_err(|e| e.to_string())),
-                Some(read_counters(&t)),
-            )
-        } else {
-            (None, None)
-        };
         f.engines.push(Engine {
+            alive: status.alive(),
             status,
-            alive,
-            verdict,
-            table,
-            counters,
+            verdict: crate::lb::verify::Verdict::default(),
+            table: None,
+            counters: None,
             counters_later: None,
         });
     }
-    f.bonds = procnet::bonding_files()
-        .iter()
-        .map(|(n, t)| crate::doctor::bonding::parse(n, t))
-        .collect();
     // One query per interface, every VIP at once, for the whole window.
     let mut by_iface: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     let mut audits = Vec::new();
@@ -358,18 +339,52 @@ fn gather_lb(env: &Env, f: &mut Facts) {
             owners: BTreeMap::new(),
         });
     }
+    let queries: Vec<(Vec<IpAddr>, std::result::Result<Query, String>)> = by_iface
+        .into_iter()
+        .map(|(iface, vips)| {
+            let q = Query::from_iface(
+                &f.links,
+                &f.addrs,
+                &iface,
+                vips.clone(),
+                AUDIT_WINDOW,
+                false,
+            )
+            .map_err(|e| e.to_string());
+            (vips, q)
+        })
+        .collect();
+    // The audits listen for their whole window: read the engines meanwhile (the threads
+    // inherit this thread's network namespace).
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .into_iter()
+            .map(|(vips, q)| {
+                s.spawn(move || {
+                    let r = q.and_then(|q| who_has(&q).map_err(|e| e.to_string()));
+                    (vips, r)
+                })
+            })
+            .collect();
+        for e in f.engines.iter_mut().filter(|e| e.alive) {
+            e.verdict = crate::lb::verify::check(&env.sys, &e.status);
+            if e.status.engine == "nft" {
+                let t = crate::lb::nft::table_name(&e.status.name);
+                e.table = Some(nft::list_table_text_terse("netdev", &t).map_err(|e| e.to_string()));
+                e.counters = Some(read_counters(&t));
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an ARP audit thread does not panic"))
+            .collect::<Vec<_>>()
+    });
+    f.bonds = procnet::bonding_files()
+        .iter()
+        .map(|(n, t)| crate::doctor::bonding::parse(n, t))
+        .collect();
     let run_dir = crate::lab::state::default_run_dir();
-    for (iface, vips) in by_iface {
-        let res = Query::from_iface(
-            &f.links,
-            &f.addrs,
-            &iface,
-            vips.clone(),
-            AUDIT_WINDOW,
-            false,
-        )
-        .and_then(|q| who_has(&q))
-        .map_err(|e| e.to_string());
+    for (vips, res) in results {
         for a in audits.iter_mut().filter(|a| vips.contains(&a.vip)) {
             a.answers = match &res {
                 Ok(list) => Ok(list.iter().filter(|x| x.target == a.vip).copied().collect()),
