@@ -173,3 +173,92 @@ pub fn balancer(f: &Facts) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::facts::{ArpAudit, BalancerProbe};
+    use super::super::Status;
+    use super::*;
+    use crate::sys::whohas::Answer;
+
+    const LB: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const BE1: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+
+    fn audit_with(answers: Vec<[u8; 6]>) -> Facts {
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let mut owners = std::collections::BTreeMap::new();
+        owners.insert(
+            BE1,
+            crate::lab::Node {
+                node: "be1".into(),
+                role: crate::lab::Role::Backend,
+                ns: "lbl-x-be1".into(),
+                ipv4: Some("198.18.0.11".parse().unwrap()),
+                ipv6: None,
+                mac: Some("02:00:00:00:00:11".into()),
+            },
+        );
+        Facts {
+            arp_audit: vec![ArpAudit {
+                vip,
+                iface: Ok("eth0".into()),
+                own_mac: Some(LB),
+                answers: Ok(answers
+                    .into_iter()
+                    .map(|mac| Answer {
+                        target: vip,
+                        mac,
+                        ms: 1,
+                    })
+                    .collect()),
+                owners,
+            }],
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn a_foreign_answer_is_a_failure_naming_the_node() {
+        let f = lb_audit(&audit_with(vec![BE1]));
+        assert_eq!(f[0].status, Status::Fail);
+        assert!(f[0].evidence[0].contains("02:00:00:00:00:11"));
+        assert!(f[0].evidence[0].contains("lab node be1"));
+        assert_eq!(
+            f[0].fix.as_deref(),
+            Some("lbctl --netns lbl-x-be1 arp suppress 198.18.0.100 --real-ip 198.18.0.11")
+        );
+        // No answer and the VIP not here: a warning (lb.vip fails for the VIP itself).
+        assert_eq!(lb_audit(&audit_with(vec![]))[0].status, Status::Warn);
+    }
+
+    #[test]
+    fn balancer_that_does_not_answer_fails_and_stops_there() {
+        let b: IpAddr = "198.18.0.77".parse().unwrap();
+        let mut f = Facts {
+            balancer: Some(b),
+            balancer_probe: Some(BalancerProbe {
+                iface: "eth0".into(),
+                vips: vec!["198.18.0.100".parse().unwrap()],
+                answers: Ok(vec![]),
+            }),
+            ..Facts::default()
+        };
+        let x = balancer(&f);
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].status, Status::Fail);
+        // The balancer answers, the VIP does not: the balancer lost it.
+        f.balancer_probe.as_mut().unwrap().answers = Ok(vec![Answer {
+            target: b,
+            mac: LB,
+            ms: 0,
+        }]);
+        let x = balancer(&f);
+        assert_eq!(
+            x.iter().map(|x| (x.id, x.status)).collect::<Vec<_>>(),
+            [
+                ("l2.balancer_arp", Status::Pass),
+                ("l2.balancer_vip", Status::Fail)
+            ]
+        );
+    }
+}
