@@ -79,6 +79,9 @@ _lbctl() {
             lbctl__subcmd__arp,suppress)
                 cmd="lbctl__subcmd__arp__subcmd__suppress"
                 ;;
+            lbctl__subcmd__arp,who-has)
+                cmd="lbctl__subcmd__arp__subcmd__who__subcmd__has"
+                ;;
             lbctl__subcmd__arp__subcmd__help,help)
                 cmd="lbctl__subcmd__arp__subcmd__help__subcmd__help"
                 ;;
@@ -90,6 +93,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__arp__subcmd__help,suppress)
                 cmd="lbctl__subcmd__arp__subcmd__help__subcmd__suppress"
+                ;;
+            lbctl__subcmd__arp__subcmd__help,who-has)
+                cmd="lbctl__subcmd__arp__subcmd__help__subcmd__who__subcmd__has"
                 ;;
             lbctl__subcmd__firewall,check)
                 cmd="lbctl__subcmd__firewall__subcmd__check"
@@ -180,6 +186,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help__subcmd__arp,suppress)
                 cmd="lbctl__subcmd__help__subcmd__arp__subcmd__suppress"
+                ;;
+            lbctl__subcmd__help__subcmd__arp,who-has)
+                cmd="lbctl__subcmd__help__subcmd__arp__subcmd__who__subcmd__has"
                 ;;
             lbctl__subcmd__help__subcmd__firewall,check)
                 cmd="lbctl__subcmd__help__subcmd__firewall__subcmd__check"
@@ -628,7 +637,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version suppress restore status help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version suppress restore status who-has help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,7 +659,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__help)
-            opts="suppress restore status help"
+            opts="suppress restore status who-has help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -706,6 +715,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__arp__subcmd__help__subcmd__suppress)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__arp__subcmd__help__subcmd__who__subcmd__has)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -796,6 +819,36 @@ _lbctl() {
                     ;;
                 --mode)
                     COMPREPLY=($(compgen -W "nft sysctl" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__arp__subcmd__who__subcmd__has)
+            opts="-v -q -n -h -V --iface --timeout --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --netns)
@@ -1230,7 +1283,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__arp)
-            opts="suppress restore status"
+            opts="suppress restore status who-has"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1272,6 +1325,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__arp__subcmd__suppress)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__arp__subcmd__who__subcmd__has)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2008,7 +2075,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

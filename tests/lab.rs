@@ -278,8 +278,8 @@ fn each_fault_is_reported_by_doctor() {
     let run = Run::new();
     for fault in Fault::ALL {
         let name = lab_name(&format!("f{}", fault as u8));
-        let mut spec = run.spec(&name);
-        spec.start_balancer = false;
+        // With the balancer: a backend's doctor asks the segment who holds the VIP.
+        let spec = run.spec(&name);
         let lab = Lab::up(&spec).unwrap().guard();
         let (code, v) = lab.doctor("be1").unwrap();
         assert_eq!(code, 0, "{fault:?}: healthy before the fault\n{v:#}");
@@ -294,9 +294,13 @@ fn each_fault_is_reported_by_doctor() {
             fault.check_id(),
             failed(&v)
         );
-        // Only be1 is broken.
+        // Only be1 is broken (no-balancer takes the balancer away from every backend).
         let (code, v) = lab.doctor("be2").unwrap();
-        assert_eq!(code, 0, "{fault:?}: be2 must be untouched\n{v:#}");
+        if fault == Fault::NoBalancer {
+            assert_eq!(failed(&v), [fault.check_id()], "{v:#}");
+        } else {
+            assert_eq!(code, 0, "{fault:?}: be2 must be untouched\n{v:#}");
+        }
         // The record knows; a second injection of the same fault is refused.
         let st = run
             .lbctl(&["--json", "lab", "status", "--name", &name])
@@ -557,9 +561,9 @@ fn bad_input_is_a_usage_error_and_creates_nothing() {
     assert!(namespaces_of(&name).is_empty());
     assert!(!run.has_record(&name));
 
-    // Against a lab that exists: unknown node or fault changes nothing.
-    let mut spec = run.spec(&name);
-    spec.start_balancer = false;
+    // Against a lab that exists: unknown node or fault changes nothing. (With the balancer:
+    // doctor on a backend asks the segment who holds the VIP.)
+    let spec = run.spec(&name);
     let lab = Lab::up(&spec).unwrap().guard();
     let before = std::fs::read_to_string(lab.dir().join("state.json")).unwrap();
     for args in [

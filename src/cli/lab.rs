@@ -183,6 +183,9 @@ pub enum FaultArg {
     /// writes it) while replies from the VIP leave by a second port on the switch (`eth1`):
     /// replies would work, but the filter drops the requests.
     FibRpfilter,
+    /// Stop the lab's balancer (`lbctl lb run`, by its recorded PID) and make sure its VIP is
+    /// gone: seen from the backend, nobody answers ARP for the VIP.
+    NoBalancer,
 }
 
 impl From<FaultArg> for Fault {
@@ -195,6 +198,7 @@ impl From<FaultArg> for Fault {
             FaultArg::PolicyTableWithoutLinkRoute => Fault::PolicyTableWithoutLinkRoute,
             FaultArg::FirewallDrop => Fault::FirewallDrop,
             FaultArg::FibRpfilter => Fault::FibRpfilter,
+            FaultArg::NoBalancer => Fault::NoBalancer,
         }
     }
 }

@@ -246,6 +246,8 @@ pub enum ArpCmd {
     Restore(ArpArgs),
     /// Show the suppression lbctl manages and the effective ARP sysctls.
     Status(ArpStatusArgs),
+    /// List every MAC on the segment that answers ARP (IPv6: NS) for an address.
+    WhoHas(crate::commands::arp_whohas::WhoHasArgs),
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: ArpCmd) -> Result<Outcome> {
         ArpCmd::Suppress(a) => suppress(ctx, env, a),
         ArpCmd::Restore(a) => restore(ctx, env, a),
         ArpCmd::Status(a) => status(ctx, env, a),
+        ArpCmd::WhoHas(a) => super::arp_whohas::run(ctx, env, a),
     }
 }
 

@@ -92,11 +92,45 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
         }
     }
 
-    let mut f = facts::gather(env, targets, client, balancer, a.role == Role::Lb)?;
-    f.netns = ctx.global.netns.clone();
-    if let Some(secs) = a.capture {
-        let vips: Vec<IpAddr> = f.targets.iter().map(|(v, _)| *v).collect();
-        f.capture = Some((facts::capture(ctx, &vips, secs)?, secs));
+    if a.role == Role::Lb && a.vips.is_empty() && a.file.is_none() {
+        // The VIPs of this namespace's `lbctl lb run` daemons.
+        for d in crate::lb::status::read_all(env.journal.dir())? {
+            if !d.alive() {
+                continue;
+            }
+            for s in &d.services {
+                if let Ok(vip) = s.vip.parse::<IpAddr>() {
+                    if !vip.is_unspecified() {
+                        add(&mut targets, vip, vec![s.port]);
+                    }
+                }
+            }
+        }
+    }
+    // The capture starts at once, next to gathering the facts (the ARP audits take a few
+    // hundred milliseconds): traffic the user starts with doctor is not missed. The thread
+    // inherits this thread's network namespace.
+    let vips: Vec<IpAddr> = targets.iter().map(|(v, _)| *v).collect();
+    let start = std::time::Instant::now();
+    let (f, captured) = std::thread::scope(|s| {
+        let cap = a
+            .capture
+            .map(|secs| s.spawn(move || facts::capture(ctx, &vips, secs)));
+        let f = facts::gather(
+            env,
+            targets,
+            client,
+            balancer,
+            a.role == Role::Lb,
+            ctx.global.netns.clone(),
+        );
+        let captured = cap.map(|h| h.join().expect("the capture thread does not panic"));
+        (f, captured)
+    });
+    let mut f = f?;
+    if let (Some(secs), Some(packets)) = (a.capture, captured) {
+        f.capture = Some((packets?, secs));
+        facts::reread_counters(&mut f, start.elapsed().as_secs_f64());
     }
     let mut report = Report {
         role: match a.role {
@@ -106,11 +140,14 @@ pub fn run(ctx: &Ctx, env: &Env, a: DoctorArgs) -> Result<Outcome> {
         findings: match a.role {
             Role::Backend => {
                 let mut v = backend::checks(&f);
+                v.extend(crate::doctor::segment::balancer(&f));
                 v.extend(crate::doctor::evidence::backend(&f));
                 v
             }
             Role::Lb => {
                 let mut v = lb::checks(&f);
+                v.extend(crate::doctor::segment::lb_audit(&f));
+                v.extend(crate::doctor::engine::checks(&f));
                 v.extend(crate::doctor::evidence::lb(&f));
                 v
             }

@@ -389,6 +389,10 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "lbctl-arp-restore" => &[("lbctl arp restore 198.18.0.100", "Undo the suppression, restoring exactly the prior state.")],
         "lbctl-arp-status" => &[("lbctl arp status --iface eth0", "The suppression lbctl manages and the effective ARP sysctls of eth0.")],
+        "lbctl-arp-who-has" => &[
+            ("sudo lbctl arp who-has 198.18.0.100", "Every MAC on the segment answering ARP for the VIP (exit 1 unless exactly one host claims it)."),
+            ("sudo lbctl --json arp who-has 2001:db8::100 --iface eth0 --timeout 300", "A neighbour solicitation instead, listening 300 ms."),
+        ],
         "lbctl-route-add" => &[("lbctl route add 198.18.0.100 --table 100 --via 198.18.0.1 --dev eth0", "Replies from the VIP leave by 198.18.0.1 on eth0 (ip rule + table 100).")],
         "lbctl-route-del" => &[("lbctl route del 198.18.0.100 --table 100", "Remove that policy routing.")],
         "lbctl-route-list" => &[("lbctl route list --json", "The rules and routes lbctl manages.")],
@@ -421,6 +425,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("lbctl doctor --vip 198.18.0.100:80 --client 192.0.2.7 --balancer 198.18.0.2", "Every DSR check for this backend, with the evidence and the fix."),
             ("lbctl doctor -f /etc/lbctl/web.toml --capture 5", "VIPs from a profile, plus 5 seconds of captured traffic judged."),
             ("lbctl doctor --role lb --vip 198.18.0.100:80", "Check a balancer."),
+            ("lbctl doctor --role lb", "Check the VIPs of this host's lbctl lb run daemons: who else answers ARP for them, and the nft engine."),
         ],
         "lbctl-capture" => &[
             ("lbctl capture -i eth0 --vip 198.18.0.100 -c 20", "20 packets to or from the VIP, with MACs and direction."),

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod apply;
 pub mod arp;
+pub mod arp_whohas;
 pub mod capture;
 pub mod doctor;
 pub mod down;

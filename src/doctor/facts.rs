@@ -13,6 +13,7 @@ use crate::plan::ArpMap;
 use crate::sys::mac::Mac;
 use crate::sys::netlink::{AddrInfo, Link, Lookup, Neigh, RouteInfo, Rules};
 use crate::sys::procnet::Listener;
+use crate::sys::whohas::{who_has, Answer, Query};
 use crate::sys::{nft, procnet, sysctl};
 
 /// ipv4 conf keys doctor reads for `all` and every interface.
@@ -66,6 +67,58 @@ pub struct Facts {
     pub rs_paths: BTreeMap<IpAddr, std::result::Result<Lookup, String>>,
     /// Frames captured for the VIPs (`--capture SECS`), with the capture's duration.
     pub capture: Option<(Vec<crate::sys::capture::Packet>, f64)>,
+    /// `--role lb`: who answers ARP/NS for each VIP on the segment.
+    pub arp_audit: Vec<ArpAudit>,
+    /// `--balancer` on a backend: ARP/NS for the balancer and the VIPs on the shared segment.
+    pub balancer_probe: Option<BalancerProbe>,
+    /// `--role lb`: the `lbctl lb run` daemons of this namespace and their data path.
+    pub engines: Vec<Engine>,
+    /// `--role lb`: `/proc/net/bonding/*`.
+    pub bonds: Vec<crate::doctor::bonding::Bond>,
+}
+
+/// How long `--role lb` listens for ARP answers for its VIPs (every answer is wanted).
+pub const AUDIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long a backend waits for the balancer's ARP answer (it stops at the first one).
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Who answered ARP/NS for one VIP, asked from the balancer.
+#[derive(Debug, Clone)]
+pub struct ArpAudit {
+    pub vip: IpAddr,
+    /// The interface asked on, or why there is none.
+    pub iface: std::result::Result<String, String>,
+    /// This balancer's MAC on that interface.
+    pub own_mac: Option<[u8; 6]>,
+    pub answers: std::result::Result<Vec<Answer>, String>,
+    /// The lab nodes behind answering MACs, when the MAC is a lab node's.
+    pub owners: BTreeMap<[u8; 6], crate::lab::Node>,
+}
+
+/// A backend's ARP/NS probe of its balancer.
+#[derive(Debug, Clone)]
+pub struct BalancerProbe {
+    pub iface: String,
+    /// The VIPs asked about too (same family as the balancer).
+    pub vips: Vec<IpAddr>,
+    pub answers: std::result::Result<Vec<Answer>, String>,
+}
+
+/// Named counters of an nft engine: service id → (packets, bytes).
+pub type Counters = BTreeMap<String, (u64, u64)>;
+
+/// One `lbctl lb run` daemon as doctor sees it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub status: crate::lb::status::RunStatus,
+    pub alive: bool,
+    pub verdict: crate::lb::verify::Verdict,
+    /// `nft -t list table netdev lbctl_lb_NAME` (nft engine; `None` inside: no such table).
+    pub table: Option<std::result::Result<Option<String>, String>>,
+    /// Named counters (service id → packets, bytes), read at gather time…
+    pub counters: Option<std::result::Result<Counters, String>>,
+    /// …and again after `--capture` (with the seconds in between).
+    pub counters_later: Option<(Counters, f64)>,
 }
 
 impl Facts {
@@ -121,11 +174,13 @@ pub fn gather(
     client: Option<IpAddr>,
     balancer: Option<IpAddr>,
     lb_role: bool,
+    netns: Option<String>,
 ) -> Result<Facts> {
     let sys = &env.sys;
     let mut f = Facts {
         targets,
         balancer,
+        netns,
         links: sys.links()?,
         addrs: sys.addresses()?,
         rules: sys.rules()?,
@@ -201,9 +256,170 @@ pub fn gather(
         f.ipvs = Some(services);
     }
     if let Some(b) = balancer {
-        f.balancer_path = Some(sys.route_get(b, None, None).map_err(|e| e.to_string()));
+        let path = sys.route_get(b, None, None).map_err(|e| e.to_string());
+        if let Ok(l) = &path {
+            if let (None, Some(dev), "unicast") = (l.via, &l.dev, l.kind.as_str()) {
+                let vips: Vec<IpAddr> = f
+                    .targets
+                    .iter()
+                    .map(|(v, _)| *v)
+                    .filter(|v| v.is_ipv4() == b.is_ipv4())
+                    .collect();
+                let mut targets = vec![b];
+                targets.extend(&vips);
+                let answers =
+                    Query::from_iface(&f.links, &f.addrs, dev, targets, PROBE_TIMEOUT, true)
+                        .and_then(|q| who_has(&q))
+                        .map_err(|e| e.to_string());
+                f.balancer_probe = Some(BalancerProbe {
+                    iface: dev.clone(),
+                    vips,
+                    answers,
+                });
+            }
+        }
+        f.balancer_path = Some(path);
+    }
+    if lb_role {
+        gather_lb(env, &mut f);
     }
     Ok(f)
+}
+
+/// The interface a balancer answers ARP for `vip` on: where the VIP is (not `lo`), else the
+/// interface of a daemon serving it, else the route's.
+fn vip_iface(env: &Env, f: &Facts, vip: IpAddr) -> std::result::Result<String, String> {
+    if let Some(a) = f
+        .addrs
+        .iter()
+        .find(|a| a.obj.addr == vip && a.obj.dev != "lo")
+    {
+        return Ok(a.obj.dev.clone());
+    }
+    if let Some(e) = f
+        .engines
+        .iter()
+        .find(|e| e.status.services.iter().any(|s| s.vip.parse() == Ok(vip)))
+    {
+        return Ok(e.status.interface.clone());
+    }
+    match env.sys.route_get(vip, None, None) {
+        Ok(l) => match l.dev {
+            Some(d) if d != "lo" => Ok(d),
+            _ => Err(format!("{vip} is on no segment interface")),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--role lb`: the daemons and their engines, the bonds, and the ARP audit of every VIP.
+fn gather_lb(env: &Env, f: &mut Facts) {
+    for status in crate::lb::status::read_all(env.journal.dir()).unwrap_or_default() {
+        f.engines.push(Engine {
+            alive: status.alive(),
+            status,
+            verdict: crate::lb::verify::Verdict::default(),
+            table: None,
+            counters: None,
+            counters_later: None,
+        });
+    }
+    // One query per interface, every VIP at once, for the whole window.
+    let mut by_iface: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    let mut audits = Vec::new();
+    for (vip, _) in &f.targets {
+        let iface = vip_iface(env, f, *vip);
+        if let Ok(i) = &iface {
+            by_iface.entry(i.clone()).or_default().push(*vip);
+        }
+        audits.push(ArpAudit {
+            vip: *vip,
+            own_mac: iface.as_ref().ok().and_then(|i| f.mac_of(i)),
+            iface,
+            answers: Ok(Vec::new()),
+            owners: BTreeMap::new(),
+        });
+    }
+    let queries: Vec<(Vec<IpAddr>, std::result::Result<Query, String>)> = by_iface
+        .into_iter()
+        .map(|(iface, vips)| {
+            let q = Query::from_iface(
+                &f.links,
+                &f.addrs,
+                &iface,
+                vips.clone(),
+                AUDIT_WINDOW,
+                false,
+            )
+            .map_err(|e| e.to_string());
+            (vips, q)
+        })
+        .collect();
+    // The audits listen for their whole window: read the engines meanwhile (the threads
+    // inherit this thread's network namespace).
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .into_iter()
+            .map(|(vips, q)| {
+                s.spawn(move || {
+                    let r = q.and_then(|q| who_has(&q).map_err(|e| e.to_string()));
+                    (vips, r)
+                })
+            })
+            .collect();
+        for e in f.engines.iter_mut().filter(|e| e.alive) {
+            e.verdict = crate::lb::verify::check(&env.sys, &e.status);
+            if e.status.engine == "nft" {
+                let t = crate::lb::nft::table_name(&e.status.name);
+                e.table = Some(nft::list_table_text_terse("netdev", &t).map_err(|e| e.to_string()));
+                e.counters = Some(read_counters(&t));
+            }
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an ARP audit thread does not panic"))
+            .collect::<Vec<_>>()
+    });
+    f.bonds = procnet::bonding_files()
+        .iter()
+        .map(|(n, t)| crate::doctor::bonding::parse(n, t))
+        .collect();
+    let run_dir = crate::lab::state::default_run_dir();
+    for (vips, res) in results {
+        for a in audits.iter_mut().filter(|a| vips.contains(&a.vip)) {
+            a.answers = match &res {
+                Ok(list) => Ok(list.iter().filter(|x| x.target == a.vip).copied().collect()),
+                Err(e) => Err(e.clone()),
+            };
+            if let Ok(list) = &a.answers {
+                for x in list {
+                    let m = crate::doctor::backend::mac(&x.mac);
+                    if let Some(n) = crate::lab::node_with_mac(&run_dir, &m, f.netns.as_deref()) {
+                        a.owners.insert(x.mac, n);
+                    }
+                }
+            }
+        }
+    }
+    f.arp_audit = audits;
+}
+
+fn read_counters(table: &str) -> std::result::Result<BTreeMap<String, (u64, u64)>, String> {
+    match nft::list_json(&["counters", "table", "netdev", table]) {
+        Ok(Some(doc)) => Ok(crate::lb::nft::parse_counters(&doc)),
+        Ok(None) => Ok(BTreeMap::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Read the engines' counters again (after `--capture`), `secs` after the first read.
+pub fn reread_counters(f: &mut Facts, secs: f64) {
+    for e in f.engines.iter_mut().filter(|e| e.counters.is_some()) {
+        let t = crate::lb::nft::table_name(&e.status.name);
+        if let Ok(c) = read_counters(&t) {
+            e.counters_later = Some((c, secs));
+        }
+    }
 }
 
 /// Capture traffic for `vips` on every interface for `secs` seconds (a spinner on a TTY).

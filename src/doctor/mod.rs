@@ -6,10 +6,13 @@
 //! exit code is the worst outcome: 1 if anything failed, 0 otherwise (warnings included).
 
 pub mod backend;
+pub mod bonding;
+pub mod engine;
 pub mod evidence;
 pub mod facts;
 pub mod firewall;
 pub mod lb;
+pub mod segment;
 
 use serde::Serialize;
 use serde_json::json;

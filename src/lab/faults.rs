@@ -39,11 +39,15 @@ pub enum Fault {
     /// writes it) while replies from the VIP leave by a second port on the switch (`eth1`):
     /// replies would work, but the filter drops the requests.
     FibRpfilter,
+    /// The balancer is gone: the lab's `lbctl lb run` is stopped (by its recorded PID) and its
+    /// VIP removed if still there. The backend is untouched; its doctor with `--balancer`
+    /// finds nobody answering ARP for the VIP.
+    NoBalancer,
 }
 
 impl Fault {
     /// Every fault, in help order.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::ArpFlux,
         Fault::RpFilter,
         Fault::NoVip,
@@ -51,6 +55,7 @@ impl Fault {
         Fault::PolicyTableWithoutLinkRoute,
         Fault::FirewallDrop,
         Fault::FibRpfilter,
+        Fault::NoBalancer,
     ];
 
     /// The command-line name (`arp-flux`, …).
@@ -63,6 +68,7 @@ impl Fault {
             Fault::PolicyTableWithoutLinkRoute => "policy-table-without-link-route",
             Fault::FirewallDrop => "firewall-drop",
             Fault::FibRpfilter => "fib-rpfilter",
+            Fault::NoBalancer => "no-balancer",
         }
     }
 
@@ -80,6 +86,7 @@ impl Fault {
             Fault::NoListener => "listener",
             Fault::PolicyTableWithoutLinkRoute => "return.policy_table",
             Fault::FirewallDrop | Fault::FibRpfilter => "firewall.request",
+            Fault::NoBalancer => "l2.balancer_vip",
         }
     }
 
@@ -101,6 +108,10 @@ impl Fault {
             Fault::FibRpfilter => {
                 "nft `fib saddr . iif oif missing drop` (hook prerouting) and replies from the VIP \
                  routed out of a second switch port (eth1)"
+            }
+            Fault::NoBalancer => {
+                "the balancer (lbctl lb run) was stopped and its VIP is gone: nobody answers ARP \
+                 for the VIP"
             }
         }
     }
@@ -300,6 +311,45 @@ pub(super) fn inject(dir: &StateDir, st: &mut LabState, n: &Node, fault: Fault) 
                     nft_script(fault).unwrap_or_default(),
                 )
             })??;
+        }
+        Fault::NoBalancer => {
+            let mut found = false;
+            for p in st
+                .processes
+                .iter_mut()
+                .filter(|p| p.role == "balancer" && !p.stopped)
+            {
+                process::terminate(p.pid, p.start_time, STOP_GRACE)?;
+                p.stopped = true;
+                found = true;
+            }
+            if !found {
+                return Err(usage!("the lab runs no balancer to stop"));
+            }
+            // The daemon removes its VIP when it stops; make sure, as a crash would not.
+            let lb = ns_of(st, "lb");
+            let _ = netns::ip_in(
+                &lb,
+                &[
+                    "addr",
+                    "del",
+                    &format!("{vip}/32"),
+                    "dev",
+                    topology::HOST_IF,
+                ],
+            );
+            if st.ipv6 {
+                let _ = netns::ip_in(
+                    &lb,
+                    &[
+                        "addr",
+                        "del",
+                        &format!("{VIP6}/128"),
+                        "dev",
+                        topology::HOST_IF,
+                    ],
+                );
+            }
         }
         Fault::PolicyTableWithoutLinkRoute => {
             ip(&[

@@ -584,6 +584,31 @@ pub fn down_all(run_dir: &Path) -> Result<Vec<DownReport>> {
     }
 }
 
+/// The lab node that owns `mac` (`be1`; its namespace names the lab), from the records under `run_dir`: doctor
+/// names the host behind an unexpected ARP answer with it. Labs that use the namespace `netns`
+/// (the one doctor runs in) come first.
+pub fn node_with_mac(run_dir: &Path, mac: &str, netns: Option<&str>) -> Option<Node> {
+    let mut found: Option<Node> = None;
+    for lab in state::list(run_dir) {
+        let Ok(Some(st)) = state::read(run_dir, &lab) else {
+            continue;
+        };
+        let Some(n) = st.nodes.iter().find(|n| {
+            n.mac
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+        }) else {
+            continue;
+        };
+        let hit = n.clone();
+        if netns.is_some_and(|ns| st.nodes.iter().any(|n| n.ns == ns)) {
+            return Some(hit);
+        }
+        found.get_or_insert(hit);
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

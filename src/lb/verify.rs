@@ -18,8 +18,26 @@ use crate::sys::{self, Sys};
 pub struct Verdict {
     /// What is missing or wrong (empty: the kernel matches the status).
     pub problems: Vec<String>,
+    /// Which part of the data path each of `problems` is about (same order), for doctor.
+    pub parts: Vec<Part>,
     /// Checks that could not run, with why.
     pub unchecked: Vec<String>,
+}
+
+/// The part of a balancer's data path a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Vip,
+    Table,
+    SlotMap,
+    Ipvs,
+}
+
+impl Verdict {
+    fn problem(&mut self, part: Part, what: String) {
+        self.problems.push(what);
+        self.parts.push(part);
+    }
 }
 
 /// MACs in an nft map listing (`nft -j list map …`): the values of its elements.
@@ -57,8 +75,7 @@ pub fn check(sys: &Sys, s: &RunStatus) -> Verdict {
                     .iter()
                     .any(|a| a.obj.addr == ip && a.obj.dev == s.interface)
                 {
-                    v.problems
-                        .push(format!("VIP {vip} is not on {}", s.interface));
+                    v.problem(Part::Vip, format!("VIP {vip} is not on {}", s.interface));
                 }
             }
         }
@@ -77,9 +94,10 @@ fn check_nft(s: &RunStatus, v: &mut Verdict) {
     match sys::nft::table_exists("netdev", &table) {
         Ok(true) => {}
         Ok(false) => {
-            v.problems.push(format!(
-                "table netdev {table} is missing: no traffic is balanced"
-            ));
+            v.problem(
+                Part::Table,
+                format!("table netdev {table} is missing: no traffic is balanced"),
+            );
             return;
         }
         Err(e) => {
@@ -100,17 +118,21 @@ fn check_nft(s: &RunStatus, v: &mut Verdict) {
             Ok(Some(doc)) => {
                 let have = map_macs(&doc);
                 if have != want {
-                    v.problems.push(format!(
-                        "{}: slot map {map} holds [{}], the backends in service are [{}]",
-                        svc.service,
-                        have.into_iter().collect::<Vec<_>>().join(", "),
-                        want.into_iter().collect::<Vec<_>>().join(", ")
-                    ));
+                    v.problem(
+                        Part::SlotMap,
+                        format!(
+                            "{}: slot map {map} holds [{}], the backends in service are [{}]",
+                            svc.service,
+                            have.into_iter().collect::<Vec<_>>().join(", "),
+                            want.into_iter().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                 }
             }
-            Ok(None) => v
-                .problems
-                .push(format!("{}: slot map {map} is missing", svc.service)),
+            Ok(None) => v.problem(
+                Part::SlotMap,
+                format!("{}: slot map {map} is missing", svc.service),
+            ),
             Err(e) => v.unchecked.push(format!("slot map {map}: {e}")),
         }
     }
@@ -133,8 +155,10 @@ fn check_ipvs(s: &RunStatus, v: &mut Verdict) {
             continue;
         };
         if table.get(&key).is_none() {
-            v.problems
-                .push(format!("IPVS service {} is missing", svc.service));
+            v.problem(
+                Part::Ipvs,
+                format!("IPVS service {} is missing", svc.service),
+            );
         }
     }
 }

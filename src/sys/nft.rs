@@ -268,7 +268,18 @@ fn list_json_with(flags: &[&str], args: &[&str]) -> Result<Option<Value>> {
 /// `nft list table FAMILY NAME` as text (what `nft -f` reads back), or `None` when there is no
 /// such table. Used to undo the deletion of a whole table.
 pub fn list_table_text(family: &str, name: &str) -> Result<Option<String>> {
-    let out = nft(&["list", "table", family, name], None)?;
+    list_text(&["list", "table", family, name])
+}
+
+/// [`list_table_text`] without set and map elements (`nft -t`): the chains and rules only,
+/// cheap even for a balancer's large slot maps.
+pub fn list_table_text_terse(family: &str, name: &str) -> Result<Option<String>> {
+    list_text(&["-t", "list", "table", family, name])
+}
+
+fn list_text(args: &[&str]) -> Result<Option<String>> {
+    let (family, name) = (args[args.len() - 2], args[args.len() - 1]);
+    let out = nft(args, None)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No such file or directory") || stderr.contains("does not exist") {

@@ -76,6 +76,22 @@ pub fn tcpext(name: &str) -> Option<u64> {
     None
 }
 
+/// (bond name, text) of every `/proc/net/bonding/*` file (none without the bonding driver).
+pub fn bonding_files() -> Vec<(String, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc/net/bonding") else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, String)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), text))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
