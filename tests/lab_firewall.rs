@@ -5,36 +5,14 @@
 #[macro_use]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{run_ok, TempDir, LBCTL};
-use lbctl::lab::{Fault, LabGuard, LabSpec};
+use common::{run_ok, TestLab};
+use lbctl::lab::{Fault, LabGuard};
 use serde_json::Value;
 
-/// A lab and its run dir. Field order = drop order: the lab is torn down (which needs its
-/// state in the run dir) before the run dir is removed.
-struct TestLab {
-    lab: LabGuard,
-    _run: TempDir,
-}
-
 fn lab(tag: &str) -> TestLab {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let run = TempDir::new("fwlab");
-    let name = format!(
-        "{tag}{}-{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    let spec = LabSpec {
-        run_dir: run.path().join("run"),
-        ..LabSpec::new(&name, LBCTL)
-    };
-    let lab = lbctl::lab::Lab::up(&spec)
-        .unwrap_or_else(|e| panic!("lab up: {e}"))
-        .guard();
-    TestLab { lab, _run: run }
+    common::test_lab(tag)
 }
 
 fn failed(v: &Value) -> Vec<String> {

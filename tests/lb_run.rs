@@ -10,43 +10,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lbctl, Netns, TempDir};
+use common::{plug, Bg, Lbctl, Netns, TempDir};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
 const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
-
-/// A background process, killed by PID on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
-    sw.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        host.name(),
-    ]);
-    sw.ip(&["link", "set", port, "master", "br0", "up"]);
-    host.set_mac("eth0", mac);
-    host.add_addr("eth0", cidr);
-    host.up("eth0");
-}
 
 fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
     let child = Command::new("ip")

@@ -8,45 +8,16 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Lbctl, Netns, TempDir};
+use common::{plug, Bg, Lbctl, Netns, TempDir};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
 const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
-
-/// A background process, killed by PID on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
-    sw.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        host.name(),
-    ]);
-    sw.ip(&["link", "set", port, "master", "br0", "up"]);
-    host.set_mac("eth0", mac);
-    host.add_addr("eth0", cidr);
-    host.up("eth0");
-}
 
 /// A UDP echo server bound to VIP:53 in `ns` (bound to the VIP, so it answers from the VIP, as
 /// a DSR UDP server must). The socket is made inside the namespace and keeps it; the echo loop

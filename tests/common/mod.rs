@@ -1017,3 +1017,61 @@ pub fn netstat_counter(ns: &Netns, group: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{group} has no {name}"));
     values[idx].parse().expect("numeric counter")
 }
+
+/// A background process, killed by PID on drop.
+pub struct Bg(pub std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Plug `host`'s new `eth0` (MAC `mac`, address `cidr`, up) into `sw`'s bridge `br0` as `port`.
+#[track_caller]
+pub fn plug(sw: &Netns, host: &Netns, port: &str, mac: &str, cidr: &str) {
+    sw.ip(&[
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        host.name(),
+    ]);
+    sw.ip(&["link", "set", port, "master", "br0", "up"]);
+    host.set_mac("eth0", mac);
+    host.add_addr("eth0", cidr);
+    host.up("eth0");
+}
+
+/// A lab (`lbctl::lab`) with its own run dir, for the lab tests. Field order = drop order: the
+/// lab is torn down (which needs its state in the run dir) before the run dir is removed.
+pub struct TestLab {
+    pub lab: lbctl::lab::LabGuard,
+    pub _run: TempDir,
+}
+
+/// A fresh lab named after `tag`, the test process and a counter (unique within the run).
+pub fn test_lab(tag: &str) -> TestLab {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let run = TempDir::new(&format!("{tag}lab"));
+    let name = format!(
+        "{tag}{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let spec = lbctl::lab::LabSpec {
+        run_dir: run.path().join("run"),
+        ..lbctl::lab::LabSpec::new(&name, LBCTL)
+    };
+    let lab = lbctl::lab::Lab::up(&spec)
+        .unwrap_or_else(|e| panic!("lab up: {e}"))
+        .guard();
+    TestLab { lab, _run: run }
+}
