@@ -649,3 +649,49 @@ fn a_lost_journal_is_recovered_from_lbctls_marks() {
         "down --all after a corrupt journal",
     );
 }
+
+/// Issue 12 (finding 13): a profile applied through a symlink belongs to the target's name (one
+/// owner however it is reached); `down -f` of a profile that is not applied says so; drift of
+/// one-shot objects is not "repaired by `lbctl apply`" (which needs a profile).
+#[test]
+fn symlinked_profiles_down_of_unapplied_and_repair_hints() {
+    require_root!();
+    let ns = backend("link");
+    let lb = Lbctl::new(&ns);
+    let dir = TempDir::new("link");
+    let p = write(
+        &dir,
+        "web-v2.toml",
+        &PROFILE.replace("name = \"web\"\n", ""),
+    );
+    let link = dir.path().join("web.toml");
+    std::os::unix::fs::symlink(&p, &link).unwrap();
+    lb.ok(&["apply", "-f", s(&link)]);
+    let st = lb.json(&["status"]);
+    assert_eq!(
+        st["owners"],
+        serde_json::json!(["profile:web-v2"]),
+        "{st:#}"
+    );
+    lb.ok(&["down", "-f", s(&p)]);
+    assert_eq!(lb.json(&["status"])["owners"], serde_json::json!([]));
+
+    let out = lb.run(&["down", "-f", s(&p)]);
+    out.expect_ok();
+    assert!(
+        out.stderr.contains("profile:web-v2 is not applied here"),
+        "{out}"
+    );
+
+    lb.ok(&["vip", "add", "198.18.0.150"]);
+    ns.ip(&["addr", "del", "198.18.0.150/32", "dev", "lo"]);
+    let st = lb.run(&["status"]);
+    st.expect_code(1);
+    assert!(!st.stdout.contains("`lbctl apply` repairs"), "{st}");
+    assert!(
+        st.stdout
+            .contains("# cli: re-run the `lbctl vip/arp/route/rpfilter` command"),
+        "{st}"
+    );
+    lb.ok(&["down", "--all"]);
+}
