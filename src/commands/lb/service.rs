@@ -118,7 +118,27 @@ pub(super) fn del(ctx: &Ctx, env: &Env, id: &ServiceId) -> Result<Outcome> {
     let mut ipvs = Ipvs::change(ctx, env, "lb service del")?;
     let before = ipvs.table()?;
     let p = match before.get(&key) {
-        None => Planned::none(format!("no service {}", key_name(&key))),
+        None => {
+            // Deleted behind lbctl's back (ipvsadm -D/-C): forget it, or `status` reports it
+            // missing for ever.
+            if !ctx.global.dry_run {
+                let mut state = env.journal.load()?;
+                let k = key.to_string();
+                let mut forgot = false;
+                for o in state.lb.values_mut() {
+                    forgot |= o.ipvs_services.remove(&k);
+                }
+                if forgot {
+                    state.lb.retain(|_, o| !o.is_empty());
+                    env.journal.save(&state)?;
+                    ctx.warn(format!(
+                        "{} was already gone; lbctl no longer records it",
+                        key_name(&key)
+                    ));
+                }
+            }
+            Planned::none(format!("no service {}", key_name(&key)))
+        }
         Some(e) => Planned::one(Change::DelService {
             service: e.service.clone(),
             dests: e.dests.clone(),

@@ -1960,6 +1960,12 @@ fn cli(c: &mut Client, r: &mut Report) {
         // back: status reports them missing (drift) until down forgets them.
         let st = lbctl(&args("--json status"));
         expect_run(&st, 1, &["is missing"])?;
+        // Deleting one of them through lbctl makes lbctl forget it.
+        ok_run("lb service del 198.18.3.3:25", &["already gone"])?;
+        let st = lbctl(&args("--json status"));
+        if st.stdout.contains("198.18.3.3:25") {
+            return Err(format!("still recorded after lb service del:\n{}", st.stdout));
+        }
         ok_run("down --all", &[])?;
         ipvsadm(&["-C"])?;
         ipvsadm(&["-A", "-t", "198.18.3.202:25", "-s", "rr"])?;
