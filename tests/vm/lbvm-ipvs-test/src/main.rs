@@ -1964,7 +1964,10 @@ fn cli(c: &mut Client, r: &mut Report) {
         ok_run("lb service del 198.18.3.3:25", &["already gone"])?;
         let st = lbctl(&args("--json status"));
         if st.stdout.contains("198.18.3.3:25") {
-            return Err(format!("still recorded after lb service del:\n{}", st.stdout));
+            return Err(format!(
+                "still recorded after lb service del:\n{}",
+                st.stdout
+            ));
         }
         ok_run("down --all", &[])?;
         ipvsadm(&["-C"])?;
