@@ -5,10 +5,9 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{assert_same, snapshot, veth_local, Lbctl, Netns, Out, TempDir};
+use common::{assert_same, s, snapshot, veth_local, write, Lbctl, Netns, Out, TempDir};
 
 /// A backend: eth0 192.0.2.11/24 (balancer side, default via 192.0.2.1), eth1 198.18.0.21/24,
 /// and `dot.0` (an interface name with a dot) 198.18.1.21/24.
@@ -45,16 +44,6 @@ dev = "eth0"
 [sysctl]
 "net.ipv4.ip_nonlocal_bind" = 1
 "#;
-
-fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `args` must be refused: exit 2, one stderr line containing `needle`, nothing changed.
 #[track_caller]

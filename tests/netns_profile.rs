@@ -5,9 +5,9 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{assert_same, run_cmd, snapshot, veth_local, Lbctl, Netns, Out, TempDir};
+use common::{assert_same, run_cmd, s, snapshot, veth_local, write, Lbctl, Netns, Out, TempDir};
 
 /// A backend namespace: eth0 198.18.0.11/24 (balancer side), eth1 192.0.2.21/24 (NAT side).
 fn backend(tag: &str) -> Netns {
@@ -47,16 +47,6 @@ interfaces = ["eth0"]
 [sysctl]
 "net.ipv4.ip_nonlocal_bind" = 1
 "#;
-
-fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Run lbctl with extra environment (the runner's own run dir included).
 fn run_env(lb: &Lbctl, args: &[&str], env: &[(&str, &str)]) -> Out {

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::step::{ipvs_error, Step, SysExec, TableStep};
+use crate::engine::step::{Step, SysExec, TableStep};
 use crate::error::{Error, Result};
 use crate::ipvs::plan::{Change, Table};
 use crate::ipvs::text::parse_service_key_text;
-use crate::ipvs::{self, Client, ServiceKey};
+use crate::ipvs::ServiceKey;
 use crate::journal::{Journal, LbOwned, State};
 use crate::sys::nft;
 
@@ -60,27 +60,9 @@ fn dropped(
     (tables, svcs)
 }
 
-/// The IPVS table, or `None` where this kernel has no IPVS (then no service can exist).
-pub fn ipvs_table(client: Option<&mut Client>) -> Result<Option<Table>> {
-    let opened;
-    let c = match client {
-        Some(c) => c,
-        None => match Client::open() {
-            Ok(c) => {
-                opened = c;
-                return Ok(Some(Table::from_listing(
-                    &{ opened }
-                        .services()
-                        .map_err(|e| ipvs_error("listing IPVS", e))?,
-                )));
-            }
-            Err(ipvs::Error::NoIpvs) => return Ok(None),
-            Err(e) => return Err(ipvs_error("opening IPVS", e)),
-        },
-    };
-    Ok(Some(Table::from_listing(
-        &c.services().map_err(|e| ipvs_error("listing IPVS", e))?,
-    )))
+/// The IPVS table now, or `None` where this kernel has no IPVS (then no service can exist).
+pub fn ipvs_table() -> Result<Option<Table>> {
+    SysExec::ipvs_table_of(&mut None)
 }
 
 /// The steps that remove the balancer objects `before` has and `after` does not, as far as
@@ -94,13 +76,7 @@ pub fn removals(
     let (tables, svcs) = dropped(before, after);
     let mut steps = Vec::new();
     if !svcs.is_empty() {
-        let table = match x.ipvs() {
-            Ok(c) => ipvs_table(Some(c))?,
-            // No IPVS here (module missing): nothing of it can exist.
-            Err(_) if matches!(Client::open(), Err(ipvs::Error::NoIpvs)) => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(table) = table {
+        if let Some(table) = x.ipvs_table()? {
             for s in &svcs {
                 let key = parse_service_key_text(s).map_err(|e| {
                     Error::Runtime(anyhow::anyhow!("the journal names a bad service: {e}"))
@@ -143,10 +119,7 @@ pub fn still_present(x: &mut SysExec<'_>, steps: &[Step]) -> Vec<String> {
             },
             Step::Ipvs(c) => {
                 if table.is_none() {
-                    table = Some(match x.ipvs() {
-                        Ok(c) => ipvs_table(Some(c)).unwrap_or(None),
-                        Err(_) => None,
-                    });
+                    table = Some(x.ipvs_table().unwrap_or(None));
                 }
                 if let Some(Some(t)) = &table {
                     if t.get(&c.key()).is_some() {
@@ -160,58 +133,67 @@ pub fn still_present(x: &mut SysExec<'_>, steps: &[Step]) -> Vec<String> {
     problems
 }
 
-/// Set, under the journal lock, the IPVS services `owner` owns (its tables are kept).
-pub fn set_services(
-    journal: &Journal,
-    owner: &str,
-    services: &std::collections::HashSet<ServiceKey>,
-) -> Result<()> {
-    let _lock = journal.lock()?;
+/// Change the ownership records with `f` and save them when they changed; the caller holds
+/// the journal lock. Owners left with nothing are dropped.
+pub fn update(journal: &Journal, f: impl FnOnce(&mut BTreeMap<String, LbOwned>)) -> Result<()> {
     let mut state = journal.load()?;
-    let want: BTreeSet<String> = services.iter().map(|k| k.to_string()).collect();
-    let e = state.lb.entry(owner.to_string()).or_default();
-    if e.ipvs_services == want {
+    let before = state.lb.clone();
+    f(&mut state.lb);
+    state.lb.retain(|_, o| !o.is_empty());
+    if state.lb == before {
         return Ok(());
     }
-    e.ipvs_services = want;
-    state.lb.retain(|_, o| !o.is_empty());
     journal.save(&state)
 }
 
-/// Record, under the journal lock, that `owner` owns these objects too (before creating them).
+/// [`update`] under the journal lock (for a daemon, which does not hold it).
+pub fn update_locked(
+    journal: &Journal,
+    f: impl FnOnce(&mut BTreeMap<String, LbOwned>),
+) -> Result<()> {
+    let _lock = journal.lock()?;
+    update(journal, f)
+}
+
+/// Record that `owner` owns these objects too (before creating them).
 pub fn record(
     journal: &Journal,
     owner: &str,
     tables: &[String],
     services: &[ServiceKey],
 ) -> Result<()> {
-    let _lock = journal.lock()?;
-    let mut state = journal.load()?;
-    let e = state.lb.entry(owner.to_string()).or_default();
-    let before = e.clone();
-    e.nft_tables.extend(tables.iter().cloned());
-    e.ipvs_services
-        .extend(services.iter().map(|k| k.to_string()));
-    if *e != before {
-        journal.save(&state)?;
-    }
-    Ok(())
+    update_locked(journal, |lb| {
+        let e = lb.entry(owner.to_string()).or_default();
+        e.nft_tables.extend(tables.iter().cloned());
+        e.ipvs_services
+            .extend(services.iter().map(|k| k.to_string()));
+    })
 }
 
-/// Replace what `owner` owns (after its objects were removed or re-created).
-pub fn set(journal: &Journal, owner: &str, owned: LbOwned) -> Result<()> {
-    let _lock = journal.lock()?;
-    let mut state = journal.load()?;
-    let old = state.lb.get(owner).cloned().unwrap_or_default();
-    if old == owned {
-        return Ok(());
+/// Set the IPVS services `owner` owns (its tables are kept).
+pub fn set_services(
+    journal: &Journal,
+    owner: &str,
+    services: impl IntoIterator<Item = ServiceKey>,
+) -> Result<()> {
+    let want: BTreeSet<String> = services.into_iter().map(|k| k.to_string()).collect();
+    update_locked(journal, |lb| {
+        lb.entry(owner.to_string()).or_default().ipvs_services = want;
+    })
+}
+
+/// Forget that `owner` owns anything (its objects were removed).
+pub fn forget_owner(journal: &Journal, owner: &str) -> Result<()> {
+    update_locked(journal, |lb| {
+        lb.remove(owner);
+    })
+}
+
+/// Forget these IPVS services, whoever owned them (they are gone).
+pub fn forget_services(lb: &mut BTreeMap<String, LbOwned>, keys: &BTreeSet<String>) {
+    for o in lb.values_mut() {
+        o.ipvs_services.retain(|k| !keys.contains(k));
     }
-    if owned.is_empty() {
-        state.lb.remove(owner);
-    } else {
-        state.lb.insert(owner.to_string(), owned);
-    }
-    journal.save(&state)
 }
 
 /// The IPVS services `owner` owns, as keys (unparsable entries are skipped).
@@ -248,11 +230,7 @@ pub enum Seen {
 pub fn observe(state: &State) -> Vec<(String, &'static str, String, Seen)> {
     let mut out = Vec::new();
     let want_ipvs = state.lb.values().any(|o| !o.ipvs_services.is_empty());
-    let table = if want_ipvs {
-        Some(ipvs_table(None))
-    } else {
-        None
-    };
+    let table = if want_ipvs { Some(ipvs_table()) } else { None };
     for (owner, o) in &state.lb {
         for s in &o.ipvs_services {
             let seen = match (&table, parse_service_key_text(s)) {

@@ -112,6 +112,26 @@ impl<'a> SysExec<'a> {
         SysExec { sys, ipvs: None }
     }
 
+    /// The IPVS table now, or `None` where this kernel has no IPVS (then none of its services
+    /// can exist). Opens the client if needed.
+    pub fn ipvs_table(&mut self) -> Result<Option<ipvs::plan::Table>> {
+        Self::ipvs_table_of(&mut self.ipvs)
+    }
+
+    /// [`SysExec::ipvs_table`] with `client` as the (lazily opened) client.
+    pub(crate) fn ipvs_table_of(client: &mut Option<Client>) -> Result<Option<ipvs::plan::Table>> {
+        if client.is_none() {
+            match Client::open() {
+                Ok(c) => *client = Some(c),
+                Err(ipvs::Error::NoIpvs) => return Ok(None),
+                Err(e) => return Err(ipvs_error("opening IPVS", e)),
+            }
+        }
+        let c = client.as_mut().expect("opened above");
+        let listing = c.services().map_err(|e| ipvs_error("listing IPVS", e))?;
+        Ok(Some(ipvs::plan::Table::from_listing(&listing)))
+    }
+
     /// The IPVS client (opened now if needed).
     pub fn ipvs(&mut self) -> Result<&mut Client> {
         if self.ipvs.is_none() {

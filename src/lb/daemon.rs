@@ -1306,7 +1306,7 @@ impl Daemon<'_> {
             },
         );
         if r.is_ok() {
-            crate::engine::lb::set(&self.env.journal, &owner, Default::default())?;
+            crate::engine::lb::forget_owner(&self.env.journal, &owner)?;
         }
         let _ = std::fs::remove_file(status::path(self.env.journal.dir(), &self.name));
         self.log.emit(

@@ -405,15 +405,7 @@ impl IpvsPath {
     /// Converge IPVS to `wants` (removed backends left out, quiesced ones at weight 0). Only
     /// what differs is changed; a failure rolls back. Returns the changes as ipvsadm lines.
     pub fn program(&mut self, wants: &[Want], detail: &dyn Fn(&str)) -> Result<Vec<String>> {
-        let desired = desired_table(wants);
-        let before = Table::from_listing(
-            &self
-                .client
-                .services()
-                .map_err(|e| ipvs_err("listing IPVS", e))?,
-        );
-        let owned = self.owned.clone();
-        let changes = plan::diff(&desired, &before, &|k| owned.contains(k));
+        let (desired, before, changes) = self.plan(wants)?;
         let keys: Vec<ServiceKey> = desired.keys().copied().collect();
         if let Some((journal, owner)) = &self.journal {
             // Write-ahead: recorded as ours before they exist.
@@ -427,7 +419,7 @@ impl IpvsPath {
             self.owned.clone()
         };
         if let Some((journal, owner)) = &self.journal {
-            crate::engine::lb::set_services(journal, owner, &now)?;
+            crate::engine::lb::set_services(journal, owner, now.iter().copied())?;
         }
         r?;
         self.owned = now;
@@ -437,15 +429,16 @@ impl IpvsPath {
     /// How many changes IPVS needs to match `wants` now (0: as programmed). Non-zero when
     /// services or real servers were changed behind the daemon's back.
     pub fn drift(&mut self, wants: &[Want]) -> Result<usize> {
+        Ok(self.plan(wants)?.2.len())
+    }
+
+    /// The table `wants` describe, the kernel's now, and the changes between them (touching
+    /// only services this daemon owns, or that the file lists).
+    fn plan(&mut self, wants: &[Want]) -> Result<(Table, Table, Vec<plan::Change>)> {
         let desired = desired_table(wants);
-        let before = Table::from_listing(
-            &self
-                .client
-                .services()
-                .map_err(|e| ipvs_err("listing IPVS", e))?,
-        );
-        let owned = self.owned.clone();
-        Ok(plan::diff(&desired, &before, &|k| owned.contains(k)).len())
+        let before = self.table()?;
+        let changes = plan::diff(&desired, &before, &|k| self.owned.contains(k));
+        Ok((desired, before, changes))
     }
 
     pub fn cleanup(&mut self, detail: &dyn Fn(&str)) -> Result<()> {

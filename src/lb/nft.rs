@@ -313,17 +313,7 @@ pub fn render_unpin(table: &str, s: &Svc, keys: &[(IpAddr, u16)]) -> String {
 /// Pinned flows from `nft -j list map netdev T f_…`: (client address, client port) → MAC.
 pub fn parse_flows(doc: &Value) -> BTreeMap<(IpAddr, u16), Mac> {
     let mut out = BTreeMap::new();
-    let items = doc
-        .get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o.get("map")?.get("elem")?.as_array())
-        .flatten();
-    for e in items {
-        let Some([k, v]) = e.as_array().map(Vec::as_slice) else {
-            continue;
-        };
+    for (k, v) in map_elems(doc) {
         // Elements with a timeout come as {"elem": {"val": KEY, "timeout": …, "expires": …}}.
         let key = k.get("elem").and_then(|e| e.get("val")).unwrap_or(k);
         let Some([x, y]) = key
@@ -387,22 +377,25 @@ pub fn shape(doc: &Value) -> Vec<String> {
     out
 }
 
-/// A slot map's contents from `nft -j list map …`: slot index → MAC (`None`: empty slot).
-pub fn parse_slots(doc: &Value, size: usize) -> Vec<Option<Mac>> {
-    let mut slots = vec![None; size];
-    let elems = doc
-        .get("nftables")
+/// The (key, value) elements of the maps in an `nft -j list …` document.
+pub fn map_elems(doc: &Value) -> impl Iterator<Item = (&Value, &Value)> {
+    doc.get("nftables")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|o| o.get("map")?.get("elem")?.as_array())
-        .flatten();
-    for e in elems {
-        let Some(pair) = e.as_array() else { continue };
-        let (Some(i), Some(mac)) = (
-            pair.first().and_then(Value::as_u64),
-            pair.get(1).and_then(Value::as_str).and_then(parse_mac),
-        ) else {
+        .flatten()
+        .filter_map(|e| match e.as_array().map(Vec::as_slice) {
+            Some([k, v]) => Some((k, v)),
+            _ => None,
+        })
+}
+
+/// A slot map's contents from `nft -j list map …`: slot index → MAC (`None`: empty slot).
+pub fn parse_slots(doc: &Value, size: usize) -> Vec<Option<Mac>> {
+    let mut slots = vec![None; size];
+    for (k, v) in map_elems(doc) {
+        let (Some(i), Some(mac)) = (k.as_u64(), v.as_str().and_then(parse_mac)) else {
             continue;
         };
         if let Some(slot) = slots.get_mut(i as usize) {

@@ -42,18 +42,8 @@ impl Verdict {
 
 /// MACs in an nft map listing (`nft -j list map …`): the values of its elements.
 pub fn map_macs(doc: &Value) -> BTreeSet<String> {
-    doc.get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o.get("map"))
-        .flat_map(|m| {
-            m.get("elem")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(|e| e.as_array().and_then(|p| p.get(1)).and_then(Value::as_str))
+    crate::lb::nft::map_elems(doc)
+        .filter_map(|(_, v)| v.as_str())
         .map(str::to_lowercase)
         .collect()
 }
@@ -139,7 +129,7 @@ fn check_nft(s: &RunStatus, v: &mut Verdict) {
 }
 
 fn check_ipvs(s: &RunStatus, v: &mut Verdict) {
-    let table = match crate::engine::lb::ipvs_table(None) {
+    let table = match crate::engine::lb::ipvs_table() {
         Ok(Some(t)) => t,
         Ok(None) => Table::default(),
         Err(e) => {

@@ -1075,3 +1075,15 @@ pub fn test_lab(tag: &str) -> TestLab {
         .guard();
     TestLab { lab, _run: run }
 }
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}

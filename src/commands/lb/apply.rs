@@ -83,18 +83,12 @@ pub(super) fn apply(ctx: &Ctx, env: &Env, a: &ApplyArgs) -> Result<Outcome> {
     let outcome = finish(ctx, &mut ipvs, &before, p)?;
     if !ctx.global.dry_run {
         // The file's services are the owner's now, including those it adopted.
-        let mut state = env.journal.load()?;
         let keys: std::collections::BTreeSet<String> =
             file.table.keys().map(|k| k.to_string()).collect();
-        for (o, x) in state.lb.iter_mut() {
-            if *o != owner {
-                x.ipvs_services.retain(|k| !keys.contains(k));
-            }
-        }
-        let e = state.lb.entry(owner.clone()).or_default();
-        e.ipvs_services = keys;
-        state.lb.retain(|_, o| !o.is_empty());
-        env.journal.save(&state)?;
+        crate::engine::lb::update(&env.journal, |lb| {
+            crate::engine::lb::forget_services(lb, &keys);
+            lb.entry(owner.clone()).or_default().ipvs_services = keys;
+        })?;
     }
     Ok(outcome)
 }

@@ -145,19 +145,20 @@ fn finish(ctx: &Ctx, ipvs: &mut Ipvs, before: &Table, p: Planned) -> Result<Outc
         let detail = |l: &str| ctx.detail(l);
         // Ownership is recorded before the services exist (write-ahead), and forgotten only
         // once they are gone.
+        let keys_of = |pick: fn(&plan::Change) -> bool| -> std::collections::BTreeSet<String> {
+            p.changes
+                .iter()
+                .filter(|c| pick(c))
+                .map(|c| c.key().to_string())
+                .collect()
+        };
+        let added = keys_of(|c| matches!(c, plan::Change::AddService(_)));
+        let deleted = keys_of(|c| matches!(c, plan::Change::DelService { .. }));
         let saved = ipvs.journal.load()?;
-        let added: Vec<String> = p
-            .changes
-            .iter()
-            .filter(|c| matches!(c, plan::Change::AddService(_)))
-            .map(|c| c.key().to_string())
-            .collect();
-        if !added.is_empty() {
-            let mut ahead = saved.clone();
-            let owned = ahead.lb.entry(ipvs.owner.clone()).or_default();
-            owned.ipvs_services.extend(added);
-            ipvs.journal.save(&ahead)?;
-        }
+        let owner = ipvs.owner.clone();
+        crate::engine::lb::update(&ipvs.journal, |lb| {
+            lb.entry(owner).or_default().ipvs_services.extend(added);
+        })?;
         if let Err(e) = plan::execute(client, before, &p.changes, &detail) {
             ipvs.journal.save(&saved)?;
             return Err(if plan::is_permission(&e) {
@@ -166,20 +167,9 @@ fn finish(ctx: &Ctx, ipvs: &mut Ipvs, before: &Table, p: Planned) -> Result<Outc
                 Error::Runtime(anyhow::Error::new(e))
             });
         }
-        let deleted: Vec<String> = p
-            .changes
-            .iter()
-            .filter(|c| matches!(c, plan::Change::DelService { .. }))
-            .map(|c| c.key().to_string())
-            .collect();
-        if !deleted.is_empty() {
-            let mut state = ipvs.journal.load()?;
-            for o in state.lb.values_mut() {
-                o.ipvs_services.retain(|k| !deleted.contains(k));
-            }
-            state.lb.retain(|_, o| !o.is_empty());
-            ipvs.journal.save(&state)?;
-        }
+        crate::engine::lb::update(&ipvs.journal, |lb| {
+            crate::engine::lb::forget_services(lb, &deleted)
+        })?;
         applied = true;
     }
     if ctx.global.json {

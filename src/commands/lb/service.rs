@@ -121,21 +121,16 @@ pub(super) fn del(ctx: &Ctx, env: &Env, id: &ServiceId) -> Result<Outcome> {
         None => {
             // Deleted behind lbctl's back (ipvsadm -D/-C): forget it, or `status` reports it
             // missing for ever.
-            if !ctx.global.dry_run {
-                let mut state = env.journal.load()?;
-                let k = key.to_string();
-                let mut forgot = false;
-                for o in state.lb.values_mut() {
-                    forgot |= o.ipvs_services.remove(&k);
-                }
-                if forgot {
-                    state.lb.retain(|_, o| !o.is_empty());
-                    env.journal.save(&state)?;
-                    ctx.warn(format!(
-                        "{} was already gone; lbctl no longer records it",
-                        key_name(&key)
-                    ));
-                }
+            let state = env.journal.load()?;
+            if !ctx.global.dry_run && crate::engine::lb::service_owner(&state, &key).is_some() {
+                let gone = std::collections::BTreeSet::from([key.to_string()]);
+                crate::engine::lb::update(&env.journal, |lb| {
+                    crate::engine::lb::forget_services(lb, &gone)
+                })?;
+                ctx.warn(format!(
+                    "{} was already gone; lbctl no longer records it",
+                    key_name(&key)
+                ));
             }
             Planned::none(format!("no service {}", key_name(&key)))
         }
