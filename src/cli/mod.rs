@@ -148,12 +148,17 @@ pub struct CaptureArgs {
     /// Stop after S seconds.
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
-    /// Write packets to a pcap file (tcpdump/Wireshark can read it).
+    /// Write packets to a pcap file (pcapng when FILE ends in .pcapng; Linux cooked v2 records
+    /// with `-i any`, as tcpdump writes).
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
-    /// Read packets from a pcap file instead of capturing.
+    /// Read packets from a pcap or pcapng file instead of capturing.
     #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["write", "iface"])]
     pub read: Option<PathBuf>,
+    /// A tcpdump-style filter: host/net/port (with src/dst), tcp, udp, icmp, icmp6, arp, ip,
+    /// ip6, vlan [ID], combined with and/or/not and parentheses.
+    #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
+    pub expr: Vec<String>,
 }
 
 #[derive(Debug, Args)]

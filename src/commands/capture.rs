@@ -4,9 +4,13 @@
 //! about MACs and directions (who answers ARP for the VIP; does the reply leave with the
 //! backend's MAC) more than payloads, and `doctor` needs the same capture as a library
 //! (`sys::capture`). Output is one tcpdump-like line per packet, or one JSON object per line
-//! (ndjson) with `--json`, as packets arrive; `-w` also writes a pcap that tcpdump and Wireshark
-//! read, and `-r` reads one back (no privilege or namespace needed). `--vip` and `--host` each
-//! keep packets (and ARP) involving that address; given together, only traffic between the two.
+//! (ndjson) with `--json`, as packets arrive. The text is exactly `tcpdump -e -n`'s for the
+//! same packets (Ethernet on a named interface, Linux cooked v2 with `-i any`), so the two can be
+//! compared line by line. `-w` also writes a pcap (pcapng for `*.pcapng`) that tcpdump and
+//! Wireshark read, and `-r` reads either back (no privilege or namespace needed). `--vip` and
+//! `--host` each keep packets (and ARP) involving that address; given together, only traffic
+//! between the two. A tcpdump-style filter expression (`tcp port 80 and not host 198.18.0.2`)
+//! narrows further; it is parsed before anything is opened.
 //!
 //! Everything is validated before the socket is opened, and the socket is opened (privilege
 //! check) before the `-w` file is created, so a refused capture leaves no empty file behind.
@@ -17,13 +21,17 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::Env;
 use crate::cli::CaptureArgs;
 use crate::error::{Error, Result};
 use crate::model::{parse_ip, parse_vip};
-use crate::sys::capture::{self, Capture, CaptureOpts, Filter, Packet, PcapWriter};
+use crate::sys::capture::filter::View;
+use crate::sys::capture::tcpdump::{Printer, Record};
+use crate::sys::capture::{
+    self, Capture, CaptureOpts, Expr, FileFormat, Filter, Packet, PcapWriter, L3,
+};
 use crate::sys::signals::{self, Restart, Signal};
 use crate::{usage, Ctx, Outcome};
 
@@ -48,20 +56,29 @@ impl Drop for SignalGuard {
 }
 
 /// Which packets to show: `--vip` and `--host` each name one address; with both, a packet must
-/// involve both (traffic between that client and that VIP).
+/// involve both (traffic between that client and that VIP). Then the filter expression.
 struct Select {
     required: Vec<IpAddr>,
+    expr: Option<Expr>,
 }
 
 impl Select {
     fn wants(&self, p: &Packet) -> bool {
         self.required.iter().all(|ip| p.l3.involves(*ip))
+            && self.expr.as_ref().is_none_or(|e| e.matches_packet(p))
+    }
+
+    fn wants_view(&self, v: &View<'_>) -> bool {
+        self.required.iter().all(|ip| v.l3.involves(*ip))
+            && self.expr.as_ref().is_none_or(|e| e.matches(v))
     }
 }
 
 /// Where packets go: stdout (text or ndjson) and optionally a pcap file.
 struct Sink<'a> {
     ctx: &'a Ctx,
+    printer: Printer,
+    line: Vec<u8>,
     pcap: Option<(PcapWriter, &'a Path)>,
     count: u64,
     limit: Option<u64>,
@@ -82,16 +99,24 @@ impl Sink<'_> {
                 return false;
             }
         }
-        let line = if self.ctx.global.json {
-            Some(p.to_json().to_string())
+        self.line.clear();
+        if self.ctx.global.json {
+            let _ = serde_json::to_writer(&mut self.line, &p.to_json());
         } else if !self.ctx.global.quiet {
-            Some(p.to_string())
-        } else {
-            None
-        };
-        if let Some(line) = line {
+            let d = p.ts.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let r = Record {
+                secs: d.as_secs() as i64,
+                micros: d.subsec_micros(),
+                linktype: p.linktype,
+                data: &p.frame,
+                orig_len: p.frame.len() as u32,
+            };
+            self.printer.line(&mut self.line, &r, Some(&p.iface));
+        }
+        if !self.line.is_empty() {
+            self.line.push(b'\n');
             let mut out = io::stdout().lock();
-            if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            if let Err(e) = out.write_all(&self.line).and_then(|_| out.flush()) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     self.closed = true;
                 } else {
@@ -143,7 +168,12 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
         ),
         Some(s) => return Err(usage!("--seconds must be a positive number, not {s}")),
     };
-    let select = Select { required };
+    let expr = if a.expr.is_empty() {
+        None
+    } else {
+        Some(Expr::parse(&a.expr)?)
+    };
+    let select = Select { required, expr };
     if let Some(path) = &a.read {
         if duration.is_some() {
             return Err(usage!("--seconds applies to live captures, not to -r"));
@@ -179,7 +209,8 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
                     anyhow::Error::new(e).context(format!("creating {}", path.display())),
                 )
             })?;
-            let w = PcapWriter::new(file).map_err(|e| {
+            let w = PcapWriter::with_format(file, FileFormat::for_path(path), cap.linktype())
+                .map_err(|e| {
                 Error::Runtime(anyhow::Error::new(e).context(format!("writing {}", path.display())))
             })?;
             Some((w, path.as_path()))
@@ -188,6 +219,8 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
     };
     let mut sink = Sink {
         ctx,
+        printer: Printer::new(),
+        line: Vec::with_capacity(512),
         pcap,
         count: 0,
         limit: a.count,
@@ -208,7 +241,7 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
                 a.seconds.unwrap_or_default()
             ),
         };
-        eprintln!("listening on {}{until}", cap.iface());
+        eprintln!("listening on {}{until}", cap.describe());
     }
     cap.run(&opts, &|| signals::received(&STOP), &mut |p| {
         !select.wants(p) || sink.take(p)
@@ -235,24 +268,100 @@ fn check_output(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `-r FILE`: print a pcap the same way as a live capture.
+/// `-r FILE`: print a pcap or pcapng the same way as a live capture. Text output is streamed
+/// from the borrowed records into one buffer (no per-packet allocation); JSON builds packets.
 fn read(ctx: &Ctx, path: &Path, select: &Select, count: Option<u64>) -> Result<Outcome> {
     let mut reader = capture::pcap_reader(path)?;
-    let mut sink = Sink {
-        ctx,
-        pcap: None,
-        count: 0,
-        limit: count,
-        closed: false,
-        error: None,
-    };
-    while let Some(p) = reader.next_packet().map_err(|e| match e {
+    let ctx_err = |e: Error| match e {
         Error::Runtime(e) => Error::Runtime(e.context(format!("reading {}", path.display()))),
         other => other,
-    })? {
-        if select.wants(&p) && !sink.take(&p) {
+    };
+    if ctx.global.json {
+        let mut sink = Sink {
+            ctx,
+            printer: Printer::new(),
+            line: Vec::with_capacity(512),
+            pcap: None,
+            count: 0,
+            limit: count,
+            closed: false,
+            error: None,
+        };
+        while let Some(p) = reader.next_packet().map_err(ctx_err)? {
+            if select.wants(&p) && !sink.take(&p) {
+                break;
+            }
+        }
+        return sink.finish(&format!("read from {}", path.display()));
+    }
+    let mut printer = Printer::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
+    let mut out = io::stdout().lock();
+    let mut n = 0u64;
+    let mut closed = false;
+    let unknown = L3::Other { ethertype: 0 };
+    let flush = |out: &mut io::StdoutLock<'_>, buf: &mut Vec<u8>| -> Result<bool> {
+        match out.write_all(buf) {
+            Ok(()) => {
+                buf.clear();
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(Error::Runtime(
+                anyhow::Error::new(e).context("writing to stdout"),
+            )),
+        }
+    };
+    while let Some(r) = reader.next_record().map_err(ctx_err)? {
+        if count.is_some_and(|c| n >= c) {
+            break;
+        }
+        let meta = capture::decode_record(r.linktype, r.data);
+        let view = match &meta {
+            Some(m) => View {
+                ethertype: m.ethertype,
+                vlan: m.vlan,
+                l3: &m.l3,
+            },
+            None => View {
+                ethertype: 0,
+                vlan: None,
+                l3: &unknown,
+            },
+        };
+        if !select.wants_view(&view) {
+            continue;
+        }
+        n += 1;
+        if ctx.global.quiet {
+            continue;
+        }
+        printer.line(
+            &mut buf,
+            &Record {
+                secs: r.ts.as_secs() as i64,
+                micros: r.ts.subsec_micros(),
+                linktype: r.linktype,
+                data: r.data,
+                orig_len: r.orig_len,
+            },
+            None,
+        );
+        buf.push(b'\n');
+        if buf.len() >= 1 << 16 && !flush(&mut out, &mut buf)? {
+            closed = true;
             break;
         }
     }
-    sink.finish(&format!("read from {}", path.display()))
+    if !closed && !flush(&mut out, &mut buf)? {
+        closed = true;
+    }
+    if !closed {
+        let _ = out.flush();
+    }
+    if !ctx.global.quiet && !closed {
+        let plural = if n == 1 { "" } else { "s" };
+        eprintln!("{n} packet{plural} read from {}", path.display());
+    }
+    Ok(Outcome::Clean)
 }

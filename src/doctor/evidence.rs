@@ -38,12 +38,12 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
     for (vip, _) in &f.targets {
         let reqs: Vec<&Packet> = packets
             .iter()
-            .filter(|p| p.dir.is_received())
+            .filter(|p| p.dir.is_some_and(Direction::is_received))
             .filter(|p| ip_of(p).is_some_and(|(_, d, _)| d == *vip))
             .collect();
         let replies: Vec<&Packet> = packets
             .iter()
-            .filter(|p| p.dir == Direction::Out)
+            .filter(|p| p.dir == Some(Direction::Out))
             .filter(|p| ip_of(p).is_some_and(|(s, _, _)| s == *vip))
             .collect();
         let title = format!("{vip}: requests arrive with dst IP = VIP and dst MAC = this host");
@@ -82,7 +82,7 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
             continue;
         }
         if replies.is_empty() {
-            let natted = packets.iter().filter(|p| p.dir == Direction::Out).any(|p| {
+            let natted = packets.iter().filter(|p| p.dir == Some(Direction::Out)).any(|p| {
                 ip_of(p).is_some_and(|(s, d, _)| {
                     s != *vip
                         && reqs
@@ -127,12 +127,12 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         let own = |ip: IpAddr| ip != *vip && f.addrs.iter().any(|a| a.obj.addr == ip);
         let ins: Vec<&Packet> = packets
             .iter()
-            .filter(|p| p.dir.is_received() && ip_of(p).is_some_and(|(_, d, _)| d == *vip))
+            .filter(|p| p.dir.is_some_and(Direction::is_received) && ip_of(p).is_some_and(|(_, d, _)| d == *vip))
             .collect();
         let outs: Vec<&Packet> = packets
             .iter()
             .filter(|p| {
-                p.dir == Direction::Out && ip_of(p).is_some_and(|(s, d, _)| d == *vip && !own(s))
+                p.dir == Some(Direction::Out) && ip_of(p).is_some_and(|(s, d, _)| d == *vip && !own(s))
             })
             .collect();
         if ins.is_empty() {
@@ -172,7 +172,7 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         let replies_through = packets
             .iter()
             .filter(|p| {
-                p.dir == Direction::In && ip_of(p).is_some_and(|(s, d, _)| s == *vip && !own(d))
+                p.dir == Some(Direction::In) && ip_of(p).is_some_and(|(s, d, _)| s == *vip && !own(d))
             })
             .count();
         if replies_through > 0 {

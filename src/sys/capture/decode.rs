@@ -35,20 +35,24 @@ pub fn decode(frame: &[u8]) -> Option<Decoded> {
     if frame.len() < 14 {
         return None;
     }
-    let dst = mac_at(frame, 0);
-    let src = mac_at(frame, 6);
-    let mut ethertype = be16(frame, 12);
-    let mut off = 14;
+    let (vlan, _, l3) = decode_payload(be16(frame, 12), &frame[14..]);
+    Some((mac_at(frame, 6), mac_at(frame, 0), vlan, l3))
+}
+
+/// The network layer behind an ethertype, through any VLAN tags: `(outer vlan id, final
+/// ethertype, L3)`.
+pub(super) fn decode_payload(mut ethertype: u16, body: &[u8]) -> (Option<u16>, u16, L3) {
+    let mut off = 0;
     let mut vlan = None;
     while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
-        if frame.len() < off + 4 {
-            return Some((src, dst, vlan, L3::Other { ethertype }));
+        if body.len() < off + 4 {
+            return (vlan, ethertype, L3::Other { ethertype });
         }
-        vlan.get_or_insert(be16(frame, off) & 0x0fff);
-        ethertype = be16(frame, off + 2);
+        vlan.get_or_insert(be16(body, off) & 0x0fff);
+        ethertype = be16(body, off + 2);
         off += 4;
     }
-    let body = &frame[off..];
+    let body = &body[off..];
     let l3 = match ethertype {
         ETH_P_ARP => decode_arp(body),
         ETH_P_IP => decode_ipv4(body),
@@ -56,7 +60,113 @@ pub fn decode(frame: &[u8]) -> Option<Decoded> {
         _ => None,
     }
     .unwrap_or(L3::Other { ethertype });
-    Some((src, dst, vlan, l3))
+    (vlan, ethertype, l3)
+}
+
+/// What a record of any supported link type says (see [`decode_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub src_mac: Mac,
+    pub dst_mac: Mac,
+    pub vlan: Option<u16>,
+    /// The final ethertype (inside VLAN tags); 0x0800/0x86dd for raw IP.
+    pub ethertype: u16,
+    pub l3: L3,
+    /// Only cooked records carry a direction.
+    pub dir: Option<Direction>,
+    /// Only SLL2 records carry an interface index.
+    pub ifindex: Option<u32>,
+}
+
+/// Decode one record of link type `linktype` (Ethernet, Linux cooked v1/v2, raw IP). `None`
+/// when it is shorter than its link-layer header or the link type is not supported.
+pub fn decode_record(linktype: u32, d: &[u8]) -> Option<Meta> {
+    let raw = |d: &[u8]| {
+        let et = match d.first().map(|b| b >> 4) {
+            Some(6) => ETH_P_IPV6,
+            _ => ETH_P_IP,
+        };
+        let (vlan, ethertype, l3) = decode_payload(et, d);
+        Meta {
+            src_mac: [0; 6],
+            dst_mac: [0; 6],
+            vlan,
+            ethertype,
+            l3,
+            dir: None,
+            ifindex: None,
+        }
+    };
+    match linktype {
+        LINKTYPE_ETHERNET => {
+            if d.len() < 14 {
+                return None;
+            }
+            let (vlan, ethertype, l3) = decode_payload(be16(d, 12), &d[14..]);
+            Some(Meta {
+                src_mac: mac_at(d, 6),
+                dst_mac: mac_at(d, 0),
+                vlan,
+                ethertype,
+                l3,
+                dir: None,
+                ifindex: None,
+            })
+        }
+        LINKTYPE_LINUX_SLL2 => {
+            if d.len() < 20 {
+                return None;
+            }
+            let (vlan, ethertype, l3) = decode_payload(be16(d, 0), &d[20..]);
+            Some(Meta {
+                src_mac: if d[11] == 6 { mac_at(d, 12) } else { [0; 6] },
+                dst_mac: [0; 6],
+                vlan,
+                ethertype,
+                l3,
+                dir: Some(Direction::from_pkttype(d[10])),
+                ifindex: Some(be32(d, 4)),
+            })
+        }
+        LINKTYPE_LINUX_SLL => {
+            if d.len() < 16 {
+                return None;
+            }
+            let (vlan, ethertype, l3) = decode_payload(be16(d, 14), &d[16..]);
+            Some(Meta {
+                src_mac: if be16(d, 4) == 6 { mac_at(d, 6) } else { [0; 6] },
+                dst_mac: [0; 6],
+                vlan,
+                ethertype,
+                l3,
+                dir: Some(Direction::from_pkttype(be16(d, 0) as u8)),
+                ifindex: None,
+            })
+        }
+        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => Some(raw(d)),
+        _ => None,
+    }
+}
+
+/// An SLL2 header (20 bytes) as libpcap builds it for `-i any` from the socket address.
+pub(super) fn sll2_header(
+    out: &mut Vec<u8>,
+    protocol: u16,
+    ifindex: u32,
+    hatype: u16,
+    pkttype: u8,
+    addr: &[u8],
+) {
+    out.extend_from_slice(&protocol.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&ifindex.to_be_bytes());
+    out.extend_from_slice(&hatype.to_be_bytes());
+    out.push(pkttype);
+    let n = addr.len().min(8);
+    out.push(n as u8);
+    let mut a = [0u8; 8];
+    a[..n].copy_from_slice(&addr[..n]);
+    out.extend_from_slice(&a);
 }
 
 pub(super) fn decode_arp(b: &[u8]) -> Option<L3> {
@@ -189,7 +299,8 @@ pub fn insert_vlan_tag(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
 }
 
 impl Packet {
-    /// Decode `frame` into a packet; `None` when it is shorter than an Ethernet header.
+    /// Decode an Ethernet `frame` into a packet; `None` when it is shorter than an Ethernet
+    /// header.
     pub fn from_frame(
         ts: SystemTime,
         ifindex: u32,
@@ -197,18 +308,52 @@ impl Packet {
         dir: Direction,
         frame: Vec<u8>,
     ) -> Option<Packet> {
-        let (src_mac, dst_mac, vlan, l3) = decode(&frame)?;
+        let mut p = Packet::from_record(ts, LINKTYPE_ETHERNET, frame, ifindex, iface)?;
+        p.dir = Some(dir);
+        Some(p)
+    }
+
+    /// Decode a record of `linktype`; a cooked record's own interface index and direction win
+    /// over `ifindex`.
+    pub fn from_record(
+        ts: SystemTime,
+        linktype: u32,
+        frame: Vec<u8>,
+        ifindex: u32,
+        iface: impl Into<String>,
+    ) -> Option<Packet> {
+        let m = decode_record(linktype, &frame)?;
         Some(Packet {
             ts,
-            ifindex,
+            ifindex: m.ifindex.unwrap_or(ifindex),
             iface: iface.into(),
-            dir,
-            src_mac,
-            dst_mac,
-            vlan,
+            dir: m.dir,
+            src_mac: m.src_mac,
+            dst_mac: m.dst_mac,
+            vlan: m.vlan,
+            linktype,
             frame,
-            l3,
+            l3: m.l3,
         })
+    }
+
+    /// The tcpdump `-e -n` line of this packet alone (absolute TCP sequence numbers).
+    pub fn tcpdump_line(&self) -> String {
+        let mut out = Vec::with_capacity(160);
+        let (secs, micros) = split_ts(self.ts);
+        let iface = (self.iface != "pcap").then_some(self.iface.as_str());
+        tcpdump::Printer::absolute().line(
+            &mut out,
+            &tcpdump::Record {
+                secs,
+                micros,
+                linktype: self.linktype,
+                data: &self.frame,
+                orig_len: self.frame.len() as u32,
+            },
+            iface,
+        );
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// One JSON object (the `--json` line format; field names are stable).
@@ -216,11 +361,12 @@ impl Packet {
         let mut o = json!({
             "ts": rfc3339(self.ts),
             "iface": self.iface,
-            "dir": self.dir.name(),
-            "src_mac": fmt_mac(&self.src_mac),
-            "dst_mac": fmt_mac(&self.dst_mac),
+            "dir": self.dir.map(Direction::name),
+            "src_mac": self.mac_json(&self.src_mac),
+            "dst_mac": self.mac_json(&self.dst_mac),
             "vlan": self.vlan,
             "len": self.frame.len(),
+            "linktype": self.linktype,
         });
         let extra = match &self.l3 {
             L3::Arp {
@@ -282,6 +428,18 @@ impl Packet {
         merge(&mut o, extra);
         o["summary"] = Value::String(self.l3.to_string());
         o
+    }
+}
+
+impl Packet {
+    /// A MAC for JSON: `null` when this record cannot know it (all zero on a non-Ethernet
+    /// record).
+    fn mac_json(&self, m: &Mac) -> Value {
+        if self.linktype != LINKTYPE_ETHERNET && *m == [0; 6] {
+            Value::Null
+        } else {
+            Value::String(fmt_mac(m))
+        }
     }
 }
 

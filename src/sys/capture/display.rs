@@ -1,4 +1,4 @@
-//! Display, tcpdump `-e -n` style: MACs, TCP flags, ICMP names, timestamps; and JSON.
+//! Display: the one-line summaries of L3 (for JSON and findings), TCP flags, timestamps.
 
 use super::*;
 
@@ -127,21 +127,9 @@ impl fmt::Display for L3 {
 }
 
 impl fmt::Display for Packet {
-    /// `12:34:56.789012 eth0 In  02:00:00:00:00:10 > 02:00:00:00:00:02, IPv4 …` (local time).
+    /// The `tcpdump -e -n` line (local time; absolute TCP sequence numbers, as `-S`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {:<3} {} > {}, ",
-            local_clock(self.ts),
-            self.iface,
-            self.dir,
-            fmt_mac(&self.src_mac),
-            fmt_mac(&self.dst_mac)
-        )?;
-        if let Some(v) = self.vlan {
-            write!(f, "vlan {v}, ")?;
-        }
-        write!(f, "{}", self.l3)
+        f.write_str(&self.tcpdump_line())
     }
 }
 
@@ -158,24 +146,6 @@ pub(super) fn split_ts(ts: SystemTime) -> (i64, u32) {
                 (-s - 1, 1_000_000 - us)
             }
         }
-    }
-}
-
-/// `HH:MM:SS.uuuuuu` in local time, as tcpdump prints it.
-pub(super) fn local_clock(ts: SystemTime) -> String {
-    let (secs, us) = split_ts(ts);
-    let t = secs as libc::time_t;
-    // SAFETY: localtime_r only writes into the tm we own; a zeroed tm is a valid initial value.
-    let mut tm: libc::tm = unsafe { mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if ok {
-        format!(
-            "{:02}:{:02}:{:02}.{us:06}",
-            tm.tm_hour, tm.tm_min, tm.tm_sec
-        )
-    } else {
-        let s = secs.rem_euclid(86_400);
-        format!("{:02}:{:02}:{:02}.{us:06}", s / 3600, s / 60 % 60, s % 60)
     }
 }
 

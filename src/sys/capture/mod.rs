@@ -1,11 +1,19 @@
-//! Packet capture without libpcap: one `AF_PACKET` socket, hand-written decoding, classic pcap.
+//! Packet capture without libpcap: one `AF_PACKET` socket, hand-written decoding, pcap and
+//! pcapng files (through the `pcap-file` crate), tcpdump's text output and filter expressions.
 //!
 //! Why it looks like this:
 //! - A DSR diagnosis needs what `tcpdump -e -n` shows: the MACs (who answered ARP for the VIP,
 //!   which MAC a reply leaves with), the direction, and the IP/TCP header. A raw
 //!   `AF_PACKET`/`SOCK_RAW` socket gives all of it, works inside a network namespace and needs
 //!   only CAP_NET_RAW (PLATFORM.md §6). The decoding needed is small, so it is written out here
-//!   and unit-tested on hand-built frames instead of pulling in etherparse and pcap-file.
+//!   and unit-tested on hand-built frames; the file formats (pcap and pcapng, both byte
+//!   orders, nanosecond files, per-interface link types and timestamp resolutions) come from
+//!   the `pcap-file` crate, which hands out borrowed records (no copy per packet).
+//! - Records keep their link type as libpcap would write it: a named Ethernet interface (and
+//!   `lo`) gives Ethernet frames, a TUN/WireGuard interface raw IP, and `-i any` Linux cooked v2
+//!   (SLL2) records built from the socket address, as tcpdump does. Text output is tcpdump's
+//!   `-e -n` (see `tcpdump.rs`): Ethernet shows MACs and no direction (it has none), cooked
+//!   records show interface, direction and the link-layer source.
 //! - The direction comes from `sll_pkttype` (HOST → In, OUTGOING → Out, …). Taps run *before*
 //!   the netdev/tc ingress hook, so on a balancer each request is seen twice: as received (In)
 //!   and as rewritten and sent (Out). Callers tell them apart by `dir`.
@@ -18,15 +26,18 @@
 //!   stop flag (Ctrl-C) are honoured even when no traffic arrives.
 //! - Host filtering happens in user space. Captures are short and targeted; a kernel BPF filter
 //!   would be an optimisation, not a change in behaviour.
-//! - Only Ethernet links are decoded. `lo` (ARPHRD_LOOPBACK) carries a zeroed Ethernet header and
-//!   is kept; anything else (tunnels, WireGuard) is skipped.
+//! - `lo` (ARPHRD_LOOPBACK) carries a zeroed Ethernet header; every packet on it is seen twice
+//!   (OUTGOING, then HOST) and, as in libpcap, the outgoing copy is dropped. Links without a
+//!   link-layer header (TUN, WireGuard, IP tunnels) are captured as raw IP.
 //! - Everything runs in the network namespace of the calling thread; `--netns` has already moved
 //!   the process there.
 
 mod decode;
 mod display;
+pub mod filter;
 mod pcap;
 mod socket;
+pub mod tcpdump;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,9 +58,10 @@ use crate::usage;
 
 use self::{decode::*, display::*};
 
-pub use self::decode::{decode, insert_vlan_tag, Decoded};
+pub use self::decode::{decode, decode_record, insert_vlan_tag, Decoded, Meta};
 pub use self::display::{rfc3339, tcp_flags};
-pub use self::pcap::{pcap_reader, read_pcap, write_pcap, PcapReader, PcapWriter};
+pub use self::filter::Expr;
+pub use self::pcap::{pcap_reader, read_pcap, write_pcap, FileFormat, PcapReader, PcapWriter};
 pub use self::socket::{capture, capture_until, Capture};
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -79,10 +91,16 @@ pub const SNAPLEN: usize = 262_144;
 /// Longest single wait, so stop flags are checked often enough for Ctrl-C to feel immediate.
 const SLICE: Duration = Duration::from_millis(200);
 
-const LINKTYPE_ETHERNET: u32 = 1;
-const LINKTYPE_LINUX_SLL: u32 = 113;
-const LINKTYPE_LINUX_SLL2: u32 = 276;
+pub const LINKTYPE_ETHERNET: u32 = 1;
+/// Raw IPv4/IPv6, no link-layer header (TUN, WireGuard).
+pub const LINKTYPE_RAW: u32 = 101;
+pub const LINKTYPE_LINUX_SLL: u32 = 113;
+pub const LINKTYPE_IPV4: u32 = 228;
+pub const LINKTYPE_IPV6: u32 = 229;
+pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+#[cfg(test)]
 const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
+#[cfg(test)]
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
 
 // ---------------------------------------------------------------------------------------------
@@ -146,20 +164,26 @@ impl fmt::Display for Direction {
     }
 }
 
-/// One captured (or read) Ethernet frame, decoded.
+/// One captured (or read) frame, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub ts: SystemTime,
-    /// 0 when read from a file.
+    /// The interface index (from the socket, or a cooked record); 0 when unknown.
     pub ifindex: u32,
-    /// `pcap` when read from a file.
+    /// The interface name; `pcap` when a file does not say.
     pub iface: String,
-    pub dir: Direction,
+    /// `None` when the record does not say (a plain Ethernet or raw-IP file).
+    pub dir: Option<Direction>,
+    /// Link-layer source; all zero when unknown (raw IP).
     pub src_mac: Mac,
+    /// Link-layer destination; all zero when unknown (cooked records from a file, raw IP).
     pub dst_mac: Mac,
     /// VLAN id of the outer 802.1Q/802.1ad tag, if any.
     pub vlan: Option<u16>,
-    /// The full Ethernet frame, VLAN tag re-inserted if the NIC had stripped it.
+    /// LINKTYPE_* of `frame`.
+    pub linktype: u32,
+    /// The record as it goes into a pcap of `linktype`: an Ethernet frame with the VLAN tag
+    /// re-inserted if the NIC had stripped it, a cooked (SLL2) record, or a raw IP packet.
     pub frame: Vec<u8>,
     pub l3: L3,
 }

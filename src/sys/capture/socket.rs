@@ -13,11 +13,30 @@ pub(super) fn os_err(e: io::Error, what: &str) -> Error {
     }
 }
 
+/// How many bytes of link-layer header a SOCK_RAW frame of this ARPHRD type starts with;
+/// `None` for link types that are not supported.
+fn link_header_len(hatype: u16) -> Option<usize> {
+    match hatype {
+        libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Some(14),
+        // TUN and WireGuard (NONE), IP-in-IP/SIT/IPv6 tunnels, GRE, PPP, raw IP: the frame is
+        // the IP packet.
+        libc::ARPHRD_NONE
+        | libc::ARPHRD_TUNNEL
+        | libc::ARPHRD_TUNNEL6
+        | libc::ARPHRD_SIT
+        | libc::ARPHRD_IPGRE
+        | libc::ARPHRD_PPP
+        | 519 /* ARPHRD_RAWIP */
+        | 823 /* ARPHRD_IP6GRE */ => Some(0),
+        _ => None,
+    }
+}
+
 /// An open AF_PACKET socket, bound to one interface or to all of them.
 pub struct Capture {
     sock: PacketSocket,
-    /// (ifindex, name) when bound to one interface.
-    bound: Option<(u32, String)>,
+    /// (ifindex, name, link-layer header length) when bound to one interface.
+    bound: Option<(u32, String, usize)>,
     names: BTreeMap<u32, String>,
     buf: Vec<u8>,
 }
@@ -28,6 +47,9 @@ pub(super) struct Raw {
     ifindex: u32,
     hatype: u16,
     pkttype: u8,
+    protocol: u16,
+    halen: u8,
+    addr: [u8; 8],
     vlan: Option<(u16, u16)>,
     ts: Option<SystemTime>,
 }
@@ -35,8 +57,8 @@ pub(super) struct Raw {
 impl Capture {
     /// Open and bind the socket (in the current network namespace). `None` or `any` listens on
     /// every interface; a named interface is put in promiscuous mode while the socket is open.
-    /// Errors: missing CAP_NET_RAW → [`Error::Privilege`]; unknown or non-Ethernet interface →
-    /// [`Error::Usage`].
+    /// Errors: missing CAP_NET_RAW → [`Error::Privilege`]; unknown interface or one of a link
+    /// type that is neither Ethernet nor raw IP → [`Error::Usage`].
     pub fn open(iface: Option<&str>) -> Result<Capture> {
         let iface = iface.filter(|i| *i != "any");
         let ifindex = match iface {
@@ -70,17 +92,18 @@ impl Capture {
             None => None,
             Some(name) => {
                 // getsockname reports the bound device's link type.
-                if let Ok(hatype) = sock.bound_hatype() {
-                    if hatype != libc::ARPHRD_ETHER && hatype != libc::ARPHRD_LOOPBACK {
-                        return Err(usage!(
-                            "cannot capture on '{name}': link type {hatype} is not Ethernet \
-                             (capture decodes Ethernet frames; use -i any or tcpdump)"
-                        ));
-                    }
-                }
+                let hatype = sock
+                    .bound_hatype()
+                    .map_err(|e| os_err(e, "getsockname on the capture socket"))?;
+                let Some(hdr) = link_header_len(hatype) else {
+                    return Err(usage!(
+                        "cannot capture on '{name}': link type {hatype} is neither Ethernet nor \
+                         raw IP (use tcpdump)"
+                    ));
+                };
                 sock.add_promisc_membership(ifindex)
                     .map_err(|e| os_err(e, &format!("promiscuous mode on {name}")))?;
-                Some((ifindex, name.to_string()))
+                Some((ifindex, name.to_string(), hdr))
             }
         };
         Ok(Capture {
@@ -93,7 +116,27 @@ impl Capture {
 
     /// `eth0`, or `any`.
     pub fn iface(&self) -> &str {
-        self.bound.as_ref().map_or("any", |(_, n)| n)
+        self.bound.as_ref().map_or("any", |(_, n, _)| n)
+    }
+
+    /// The LINKTYPE_* of the packets this capture delivers (and of its pcap): Ethernet or raw
+    /// IP for one interface, Linux cooked v2 for `any`, as libpcap.
+    pub fn linktype(&self) -> u32 {
+        match &self.bound {
+            None => LINKTYPE_LINUX_SLL2,
+            Some((_, _, 14)) => LINKTYPE_ETHERNET,
+            Some(_) => LINKTYPE_RAW,
+        }
+    }
+
+    /// tcpdump's `listening on` line: `eth0, link-type EN10MB (Ethernet)`.
+    pub fn describe(&self) -> String {
+        let lt = match self.linktype() {
+            LINKTYPE_ETHERNET => "EN10MB (Ethernet)",
+            LINKTYPE_RAW => "RAW (Raw IP)",
+            _ => "LINUX_SLL2 (Linux cooked v2)",
+        };
+        format!("{}, link-type {lt}", self.iface())
     }
 
     /// Wait up to `timeout` for the next Ethernet (or lo) frame, unfiltered. `Ok(None)` on
@@ -162,6 +205,9 @@ impl Capture {
             ifindex: addr.sll_ifindex as u32,
             hatype: addr.sll_hatype,
             pkttype: addr.sll_pkttype,
+            protocol: u16::from_be(addr.sll_protocol),
+            halen: addr.sll_halen,
+            addr: addr.sll_addr,
             vlan: None,
             ts: None,
         };
@@ -196,34 +242,63 @@ impl Capture {
     }
 
     fn packet_from(&mut self, raw: Raw) -> Option<Packet> {
-        if raw.hatype != libc::ARPHRD_ETHER && raw.hatype != libc::ARPHRD_LOOPBACK {
+        let hdr = link_header_len(raw.hatype)?;
+        // lo hands every packet to the taps twice (sent, then received): keep one, as libpcap.
+        if raw.hatype == libc::ARPHRD_LOOPBACK && raw.pkttype == libc::PACKET_OUTGOING {
             return None;
         }
         let data = &self.buf[..raw.len.min(self.buf.len())];
-        if data.len() < 14 {
+        if data.len() < hdr {
             return None;
         }
-        let frame = match raw.vlan {
-            Some((tpid, tci)) => insert_vlan_tag(data, tpid, tci),
-            None => data.to_vec(),
+        let ts = raw.ts.unwrap_or_else(SystemTime::now);
+        let dir = Direction::from_pkttype(raw.pkttype);
+        let (src_mac, dst_mac) = if hdr == 14 {
+            (decode::mac_at(data, 6), decode::mac_at(data, 0))
+        } else {
+            ([0; 6], [0; 6])
         };
-        let iface = match &self.bound {
-            Some((_, name)) => name.clone(),
-            None => self
-                .names
-                .entry(raw.ifindex)
-                .or_insert_with(|| {
-                    packet::ifname(raw.ifindex).unwrap_or(format!("if{}", raw.ifindex))
-                })
-                .clone(),
+        let mut p = match &self.bound {
+            Some((_, name, hdr)) => {
+                let (linktype, frame) = match (hdr, raw.vlan) {
+                    (14, Some((tpid, tci))) => (LINKTYPE_ETHERNET, insert_vlan_tag(data, tpid, tci)),
+                    (14, None) => (LINKTYPE_ETHERNET, data.to_vec()),
+                    _ => (LINKTYPE_RAW, data.to_vec()),
+                };
+                Packet::from_record(ts, linktype, frame, raw.ifindex, name.clone())?
+            }
+            None => {
+                // A cooked v2 record, as libpcap builds it for `-i any` (no VLAN tag).
+                let mut frame = Vec::with_capacity(20 + data.len() - hdr);
+                let halen = usize::from(raw.halen).min(8);
+                decode::sll2_header(
+                    &mut frame,
+                    raw.protocol,
+                    raw.ifindex,
+                    raw.hatype,
+                    raw.pkttype,
+                    &raw.addr[..halen],
+                );
+                frame.extend_from_slice(&data[hdr..]);
+                let iface = self
+                    .names
+                    .entry(raw.ifindex)
+                    .or_insert_with(|| {
+                        packet::ifname(raw.ifindex).unwrap_or(format!("if{}", raw.ifindex))
+                    })
+                    .clone();
+                let mut p =
+                    Packet::from_record(ts, LINKTYPE_LINUX_SLL2, frame, raw.ifindex, iface)?;
+                if let Some((_, tci)) = raw.vlan {
+                    p.vlan = Some(tci & 0x0fff);
+                }
+                p
+            }
         };
-        Packet::from_frame(
-            raw.ts.unwrap_or_else(SystemTime::now),
-            raw.ifindex,
-            iface,
-            Direction::from_pkttype(raw.pkttype),
-            frame,
-        )
+        p.dir = Some(dir);
+        p.src_mac = src_mac;
+        p.dst_mac = dst_mac;
+        Some(p)
     }
 
     /// Deliver matching packets to `on_packet` until `opts.max_packets` or `opts.duration` is
