@@ -211,8 +211,10 @@ pub fn run(ctx: &Ctx, env: &Env, a: CaptureArgs) -> Result<Outcome> {
             })?;
             let w = PcapWriter::with_format(file, FileFormat::for_path(path), cap.linktype())
                 .map_err(|e| {
-                Error::Runtime(anyhow::Error::new(e).context(format!("writing {}", path.display())))
-            })?;
+                    Error::Runtime(
+                        anyhow::Error::new(e).context(format!("writing {}", path.display())),
+                    )
+                })?;
             Some((w, path.as_path()))
         }
         None => None,

@@ -82,14 +82,17 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
             continue;
         }
         if replies.is_empty() {
-            let natted = packets.iter().filter(|p| p.dir == Some(Direction::Out)).any(|p| {
-                ip_of(p).is_some_and(|(s, d, _)| {
-                    s != *vip
-                        && reqs
-                            .iter()
-                            .any(|r| ip_of(r).is_some_and(|(c, _, _)| c == d))
-                })
-            });
+            let natted = packets
+                .iter()
+                .filter(|p| p.dir == Some(Direction::Out))
+                .any(|p| {
+                    ip_of(p).is_some_and(|(s, d, _)| {
+                        s != *vip
+                            && reqs
+                                .iter()
+                                .any(|r| ip_of(r).is_some_and(|(c, _, _)| c == d))
+                    })
+                });
             out.push(
                 Finding::fail("capture.replies", title)
                     .evidence(format!("{} request(s) in, no frame out with source {vip}", reqs.len()))
@@ -127,12 +130,16 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         let own = |ip: IpAddr| ip != *vip && f.addrs.iter().any(|a| a.obj.addr == ip);
         let ins: Vec<&Packet> = packets
             .iter()
-            .filter(|p| p.dir.is_some_and(Direction::is_received) && ip_of(p).is_some_and(|(_, d, _)| d == *vip))
+            .filter(|p| {
+                p.dir.is_some_and(Direction::is_received)
+                    && ip_of(p).is_some_and(|(_, d, _)| d == *vip)
+            })
             .collect();
         let outs: Vec<&Packet> = packets
             .iter()
             .filter(|p| {
-                p.dir == Some(Direction::Out) && ip_of(p).is_some_and(|(s, d, _)| d == *vip && !own(s))
+                p.dir == Some(Direction::Out)
+                    && ip_of(p).is_some_and(|(s, d, _)| d == *vip && !own(s))
             })
             .collect();
         if ins.is_empty() {
@@ -172,7 +179,8 @@ pub fn lb(f: &Facts) -> Vec<Finding> {
         let replies_through = packets
             .iter()
             .filter(|p| {
-                p.dir == Some(Direction::In) && ip_of(p).is_some_and(|(s, d, _)| s == *vip && !own(d))
+                p.dir == Some(Direction::In)
+                    && ip_of(p).is_some_and(|(s, d, _)| s == *vip && !own(d))
             })
             .count();
         if replies_through > 0 {
@@ -202,10 +210,11 @@ mod tests {
             ts: std::time::SystemTime::UNIX_EPOCH,
             ifindex: 2,
             iface: "eth0".into(),
-            dir,
+            dir: Some(dir),
             src_mac,
             dst_mac,
             vlan: None,
+            linktype: crate::sys::capture::LINKTYPE_ETHERNET,
             frame: Vec::new(),
             l3: L3::Ip {
                 src: src.parse().unwrap(),

@@ -134,7 +134,11 @@ pub fn decode_record(linktype: u32, d: &[u8]) -> Option<Meta> {
             }
             let (vlan, ethertype, l3) = decode_payload(be16(d, 14), &d[16..]);
             Some(Meta {
-                src_mac: if be16(d, 4) == 6 { mac_at(d, 6) } else { [0; 6] },
+                src_mac: if be16(d, 4) == 6 {
+                    mac_at(d, 6)
+                } else {
+                    [0; 6]
+                },
                 dst_mac: [0; 6],
                 vlan,
                 ethertype,

@@ -95,11 +95,22 @@ impl Proto {
                 matches!(l4, L4::Udp { .. } | L4::Other { proto: IPPROTO_UDP })
             }
             (Proto::Icmp, L3::Ip { l4, .. }) => {
-                matches!(l4, L4::Icmp { .. }) || matches!(l4, L4::Other { proto: IPPROTO_ICMP })
+                matches!(l4, L4::Icmp { .. })
+                    || matches!(
+                        l4,
+                        L4::Other {
+                            proto: IPPROTO_ICMP
+                        }
+                    )
             }
             (Proto::Icmp6, L3::Ip { l4, .. }) => {
                 matches!(l4, L4::Icmp6 { .. })
-                    || matches!(l4, L4::Other { proto: IPPROTO_ICMPV6 })
+                    || matches!(
+                        l4,
+                        L4::Other {
+                            proto: IPPROTO_ICMPV6
+                        }
+                    )
             }
             _ => false,
         }

@@ -223,16 +223,14 @@ fn supported(linktype: u32) -> bool {
 }
 
 fn unsupported(linktype: u32) -> Error {
-    usage!(
-        "unsupported link type {linktype} (supported: Ethernet, Linux cooked SLL/SLL2, raw IP)"
-    )
+    usage!("unsupported link type {linktype} (supported: Ethernet, Linux cooked SLL/SLL2, raw IP)")
 }
 
 fn corrupt(e: pcap_file::PcapError) -> Error {
     match e {
-        pcap_file::PcapError::IncompleteBuffer => {
-            Error::Runtime(anyhow::anyhow!("truncated capture file: the last record is cut off"))
-        }
+        pcap_file::PcapError::IncompleteBuffer => Error::Runtime(anyhow::anyhow!(
+            "truncated capture file: the last record is cut off"
+        )),
         pcap_file::PcapError::IoError(e) => {
             Error::Runtime(anyhow::Error::new(e).context("reading the capture file"))
         }

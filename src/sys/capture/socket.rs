@@ -261,7 +261,9 @@ impl Capture {
         let mut p = match &self.bound {
             Some((_, name, hdr)) => {
                 let (linktype, frame) = match (hdr, raw.vlan) {
-                    (14, Some((tpid, tci))) => (LINKTYPE_ETHERNET, insert_vlan_tag(data, tpid, tci)),
+                    (14, Some((tpid, tci))) => {
+                        (LINKTYPE_ETHERNET, insert_vlan_tag(data, tpid, tci))
+                    }
                     (14, None) => (LINKTYPE_ETHERNET, data.to_vec()),
                     _ => (LINKTYPE_RAW, data.to_vec()),
                 };
