@@ -473,3 +473,113 @@ fn unprivileged_doctor_says_could_not_check_instead_of_a_false_failure() {
     );
     assert!(!human.stdout.contains("✗ 198.18.0.100: ARP"), "{human}");
 }
+
+/// `doctor --capture 2` on be1 (with `--client` and `--balancer`) while `send` runs on the
+/// client.
+fn be1_capture(lab: &Lab, port: u16, send: impl FnOnce()) -> Value {
+    let runner = &lab.be_lbctl[0];
+    let dir = runner.run_dir().to_string_lossy().into_owned();
+    let vip = format!("{VIP}:{port}");
+    let argv: Vec<String> = runner
+        .argv(&[
+            "--json",
+            "doctor",
+            "--vip",
+            &vip,
+            "--client",
+            "198.18.0.10",
+            "--balancer",
+            "198.18.0.2",
+            "--capture",
+            "2",
+        ])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let h = std::thread::spawn(move || {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        common::run_cmd(&a, &[("LBCTL_RUN_DIR", &dir)], None)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    send();
+    let out = h.join().unwrap();
+    assert!(out.code == 0 || out.code == 1, "{out}");
+    out.json()
+}
+
+/// Client SYNs to VIP:port sent straight to be1 (a host route via its real IP), each given up
+/// after a second.
+fn syns_to_be1(lab: &Lab, port: u16) {
+    lab.client.ip(&[
+        "route",
+        "replace",
+        &format!("{VIP}/32"),
+        "via",
+        "198.18.0.11",
+    ]);
+    for _ in 0..2 {
+        let _ = lab.client.exec(&[
+            "timeout",
+            "1",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{VIP}/{port}"),
+        ]);
+    }
+    lab.client.ip(&["route", "del", &format!("{VIP}/32")]);
+}
+
+/// Capture verdicts know who is who (issue 14, item 3): the balancer's own health/DSR probes are
+/// not client requests, and when client SYNs arrive but no SYN-ACK leaves, the verdict names the
+/// cause — a real nft rule, then a real missing listener.
+#[test]
+fn capture_verdicts_leave_out_probes_and_name_the_cause() {
+    require_root!();
+    let lab = lab();
+    // No client traffic at all: `lb run` probes be1 every 500 ms, which is not a request.
+    let v = be1_capture(&lab, 80, || {});
+    let req = check(&v, "capture.requests");
+    assert_eq!(req["status"], "skip", "{v:#}");
+    assert!(
+        req["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("probes, or on lo, left out"),
+        "{req:#}"
+    );
+
+    // A firewall rule on be1 drops the client's SYNs (not the balancer's probes).
+    lab.be[0].nft(
+        "add table inet lbt_fw\n\
+         add chain inet lbt_fw input { type filter hook input priority 0; policy accept; }\n\
+         add rule inet lbt_fw input ip saddr 198.18.0.10 tcp dport 80 drop\n",
+    );
+    let v = be1_capture(&lab, 80, || syns_to_be1(&lab, 80));
+    let rep = check(&v, "capture.replies");
+    assert_eq!(rep["status"], "fail", "{v:#}");
+    let ev = rep["evidence"][0].as_str().unwrap();
+    assert!(
+        ev.contains("SYN(s) to 198.18.0.100:80 arrive, no SYN-ACK leaves: nft input rule `")
+            && ev.contains("tcp dport 80 drop` (table inet lbt_fw) drops them"),
+        "{rep:#}"
+    );
+    let fix = without_netns(rep["fix"].as_str().unwrap_or_default());
+    assert!(
+        fix.starts_with("nft insert rule inet lbt_fw input"),
+        "{rep:#}"
+    );
+    lab.be[0].nft("delete table inet lbt_fw\n");
+
+    // Nothing listens on 8080: the kernel answers RST, never a SYN-ACK.
+    let v = be1_capture(&lab, 8080, || syns_to_be1(&lab, 8080));
+    let rep = check(&v, "capture.replies");
+    assert_eq!(rep["status"], "fail", "{v:#}");
+    let ev = rep["evidence"][0].as_str().unwrap();
+    assert!(
+        ev.contains(
+            "SYN(s) to 198.18.0.100:8080 arrive, no SYN-ACK leaves: nothing listens on \
+             198.18.0.100:8080 or the wildcard address (the kernel answers"
+        ),
+        "{rep:#}"
+    );
+}

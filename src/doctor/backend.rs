@@ -489,6 +489,20 @@ pub fn mac(b: &[u8]) -> String {
         .join(":")
 }
 
+/// A socket listening on `vip`:`port` or the wildcard address, if any.
+pub(super) fn listening(
+    f: &Facts,
+    vip: IpAddr,
+    port: u16,
+) -> Option<&crate::sys::procnet::Listener> {
+    f.listeners.iter().find(|l| {
+        l.port == port
+            && (l.addr == vip
+                || (l.addr.is_unspecified()
+                    && (l.addr.is_ipv4() == vip.is_ipv4() || l.addr.is_ipv6())))
+    })
+}
+
 fn listener(f: &Facts, vip: IpAddr, ports: &[u16]) -> Finding {
     if ports.is_empty() {
         return Finding::skip(
@@ -509,13 +523,7 @@ fn listener(f: &Facts, vip: IpAddr, ports: &[u16]) -> Finding {
         ),
     );
     for port in ports {
-        let hit = f.listeners.iter().find(|l| {
-            l.port == *port
-                && (l.addr == vip
-                    || (l.addr.is_unspecified()
-                        && (l.addr.is_ipv4() == vip.is_ipv4() || l.addr.is_ipv6())))
-        });
-        match hit {
+        match listening(f, vip, *port) {
             Some(l) => x
                 .evidence
                 .push(format!("{} {}:{} listening", l.proto, l.addr, l.port)),

@@ -6,15 +6,116 @@
 //! with the same IPs, our MAC as source and a backend's MAC as destination. Traffic of the
 //! balancer's own making — `lbctl lb run`'s DSR health probes, sent from one of its addresses to
 //! VIP:port through a backend's MAC, and their answers — is neither a forwarded request nor a
-//! client's reply, so it is left out.
+//! client's reply, so it is left out. On a backend, traffic from or to the balancer's own address
+//! (`--balancer`: its health and DSR probes and their answers) and anything on `lo` (this host's
+//! own connections) is left out the same way: with no client traffic there is no request.
+//!
+//! When SYNs to VIP:port arrive and no SYN-ACK leaves, the verdict names the cause from what
+//! doctor knows without the capture: the firewall's verdict on that very SYN (the rule that drops
+//! it), whether anything listens, the firewall's verdict on the SYN-ACK; only when all of them
+//! look right does it point further (rp_filter, the return route).
 //! TX checksum errors are offload artefacts and are never reported.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::facts::Facts;
 use super::Finding;
+use crate::firewall::{self, Verdict};
 use crate::sys::capture::{Direction, Packet, L3, L4};
 use crate::sys::mac::fmt_mac;
+
+/// Traffic that is not a client's: from or to the balancer's own address (its probes and their
+/// answers), or on `lo`.
+fn not_client_traffic(f: &Facts, p: &Packet) -> bool {
+    p.iface == "lo"
+        || f.balancer
+            .is_some_and(|b| ip_of(p).is_some_and(|(s, d, _)| s == b || d == b))
+}
+
+fn tcp_port_flags(p: &Packet) -> Option<(IpAddr, u16, u16, u8)> {
+    match &p.l3 {
+        L3::Ip {
+            src,
+            l4:
+                L4::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                    ..
+                },
+            ..
+        } => Some((*src, *sport, *dport, *flags)),
+        _ => None,
+    }
+}
+
+/// Why SYNs to `vip`:`port` from `client` get no SYN-ACK: `(cause, fix)`.
+fn no_synack_cause(
+    f: &Facts,
+    vip: IpAddr,
+    port: u16,
+    client: IpAddr,
+    rsts: usize,
+) -> (String, Option<String>) {
+    let svc = firewall::sock(vip, port);
+    let rule = |by: &firewall::Decider| match &by.rule {
+        Some(r) => format!(
+            "nft {} rule `{}` (table {} {}) drops them",
+            r.chain, r.text, r.family, r.table
+        ),
+        None => format!(
+            "the drop policy of nft chain {} (table {} {}) drops them",
+            by.chain, by.family, by.table
+        ),
+    };
+    let fw = super::firewall::verdict(f, vip, port, client);
+    if let Some((rs, q, c)) = &fw {
+        if let Verdict::Drop { by, .. } = &c.request.verdict {
+            let fx = firewall::fix(rs, q, c.request.direction, by, f.netns.as_deref());
+            return (rule(by), Some(fx.insert));
+        }
+    }
+    if super::backend::listening(f, vip, port).is_none() {
+        let rst = if rsts > 0 {
+            format!(" (the kernel answers {rsts} RST)")
+        } else {
+            String::new()
+        };
+        return (
+            format!("nothing listens on {svc} or the wildcard address{rst}"),
+            Some(format!(
+                "start the service bound to {svc} or to 0.0.0.0/[::]"
+            )),
+        );
+    }
+    if let Some((rs, q, c)) = &fw {
+        if let Verdict::Drop { by, .. } = &c.reply.verdict {
+            let fx = firewall::fix(rs, q, c.reply.direction, by, f.netns.as_deref());
+            return (
+                format!("the SYN-ACK is dropped on the way out: {}", rule(by)),
+                Some(fx.insert),
+            );
+        }
+        if let Verdict::Unknown { .. } = c.request.verdict {
+            return (
+                "a service listens; the firewall could not be fully evaluated for them (see the firewall checks)".into(),
+                None,
+            );
+        }
+    }
+    let fw_note = if fw.is_some() {
+        "the firewall accepts them and a service listens"
+    } else {
+        "a service listens (the firewall could not be read)"
+    };
+    (
+        format!("{fw_note}: rp_filter or the return route drops them"),
+        Some(format!(
+            "lbctl doctor --vip {svc} --client {client}   (without --capture: rp_filter and return-path checks)"
+        )),
+    )
+}
 
 fn ip_of(p: &Packet) -> Option<(IpAddr, IpAddr, &L4)> {
     match &p.l3 {
@@ -36,22 +137,39 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
     };
     let mut out = Vec::new();
     for (vip, _) in &f.targets {
+        let theirs = |p: &&Packet| !not_client_traffic(f, p);
         let reqs: Vec<&Packet> = packets
             .iter()
+            .filter(theirs)
             .filter(|p| p.dir.is_some_and(Direction::is_received))
             .filter(|p| ip_of(p).is_some_and(|(_, d, _)| d == *vip))
             .collect();
         let replies: Vec<&Packet> = packets
             .iter()
+            .filter(theirs)
             .filter(|p| p.dir == Some(Direction::Out))
             .filter(|p| ip_of(p).is_some_and(|(s, _, _)| s == *vip))
             .collect();
+        let left_out = packets
+            .iter()
+            .filter(|p| not_client_traffic(f, p))
+            .filter(|p| ip_of(p).is_some_and(|(s, d, _)| s == *vip || d == *vip))
+            .count();
         let title = format!("{vip}: requests arrive with dst IP = VIP and dst MAC = this host");
+        let excluded = match (left_out, f.balancer) {
+            (0, _) => String::new(),
+            (n, Some(b)) => {
+                format!(" ({n} frame(s) of the balancer {b}'s own probes, or on lo, left out)")
+            }
+            (n, None) => format!(" ({n} frame(s) on lo left out)"),
+        };
         if reqs.is_empty() {
             out.push(Finding::skip(
                 "capture.requests",
                 title,
-                format!("no request for {vip} in {secs} s: send some traffic while capturing"),
+                format!(
+                    "no client request for {vip} in {secs} s{excluded}: send some traffic while capturing"
+                ),
             ));
         } else {
             let foreign: Vec<&&Packet> = reqs
@@ -81,8 +199,31 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
         if reqs.is_empty() {
             continue;
         }
-        if replies.is_empty() {
-            let natted = packets
+        // Per port: SYNs in (from whom), SYN-ACKs and RSTs out.
+        let mut syns: BTreeMap<u16, (usize, IpAddr)> = BTreeMap::new();
+        for p in &reqs {
+            if let Some((src, _, dport, flags)) = tcp_port_flags(p) {
+                if flags & 0x12 == 0x02 {
+                    syns.entry(dport).or_insert((0, src)).0 += 1;
+                }
+            }
+        }
+        let sent = |port: u16, want: u8| {
+            replies
+                .iter()
+                .filter(|p| {
+                    tcp_port_flags(p).is_some_and(|(_, sp, _, fl)| sp == port && fl & want == want)
+                })
+                .count()
+        };
+        let unanswered: Vec<(u16, usize, IpAddr)> = syns
+            .iter()
+            .filter(|(port, _)| sent(**port, 0x12) == 0)
+            .map(|(port, (n, c))| (*port, *n, *c))
+            .collect();
+        // Replies that leave with another source address than the VIP.
+        let natted = replies.is_empty()
+            && packets
                 .iter()
                 .filter(|p| p.dir == Some(Direction::Out))
                 .any(|p| {
@@ -93,14 +234,39 @@ pub fn backend(f: &Facts) -> Vec<Finding> {
                                 .any(|r| ip_of(r).is_some_and(|(c, _, _)| c == d))
                     })
                 });
+        if natted {
+            out.push(
+                Finding::fail("capture.replies", title)
+                    .evidence(format!(
+                        "{} request(s) in, no frame out with source {vip}",
+                        reqs.len()
+                    ))
+                    .evidence(
+                        "replies leave with another source address: NAT/masquerade on the way out",
+                    )
+                    .fix(format!(
+                        "lbctl doctor --vip {vip}:PORT --client CLIENT shows which"
+                    )),
+            );
+        } else if let Some((port, n, client)) = unanswered.first() {
+            let (cause, fix) = no_synack_cause(f, *vip, *port, *client, sent(*port, 0x04));
+            let mut x = Finding::fail("capture.replies", title).evidence(format!(
+                "{n} SYN(s) to {} arrive, no SYN-ACK leaves: {cause}",
+                firewall::sock(*vip, *port)
+            ));
+            for (port, n, _) in unanswered.iter().skip(1) {
+                x.evidence.push(format!(
+                    "also {n} SYN(s) to {} without a SYN-ACK",
+                    firewall::sock(*vip, *port)
+                ));
+            }
+            x.fix = fix;
+            out.push(x);
+        } else if replies.is_empty() {
             out.push(
                 Finding::fail("capture.replies", title)
                     .evidence(format!("{} request(s) in, no frame out with source {vip}", reqs.len()))
-                    .evidence(if natted {
-                        "replies leave with another source address: NAT/masquerade on the way out"
-                    } else {
-                        "no replies at all: no listener, a firewall, or rp_filter dropping the requests"
-                    })
+                    .evidence("no replies at all: no listener, a firewall, or rp_filter dropping the requests")
                     .fix(format!("lbctl doctor --vip {vip}:PORT --client CLIENT shows which")),
             );
         } else {

@@ -3,9 +3,49 @@
 //! in `crate::firewall`. A drop is a ✗ naming the rule with a pasteable fix; a path lbctl could
 //! not evaluate is a warning that says so, never a ✓.
 
+use std::net::IpAddr;
+
 use super::facts::Facts;
 use super::{Finding, Status};
-use crate::firewall::{self, Direction, Proto, Query, Ruleset, Verdict};
+use crate::firewall::{self, Check, Direction, Proto, Query, Ruleset, Verdict};
+
+/// The TCP flow from `client` to `vip`:`port` as the firewall evaluator sees it on this host.
+fn query(f: &Facts, vip: IpAddr, port: u16, client: IpAddr) -> Query {
+    let path = f.paths.get(&vip);
+    // Requests reach a DSR backend from the balancer's segment: its interface is the
+    // arrival interface; without --balancer, the route towards the client is the guess.
+    let arrival = f
+        .balancer_path
+        .as_ref()
+        .and_then(|b| b.as_ref().ok())
+        .filter(|l| l.kind == "unicast" && l.via.is_none())
+        .and_then(|l| l.dev.clone())
+        .or_else(|| path.and_then(|p| p.arrival.clone()));
+    let mut q = Query::new(
+        vip,
+        port,
+        client,
+        Proto::Tcp,
+        arrival,
+        path.and_then(|p| p.reply.as_ref().ok()),
+    );
+    q.vip_local = Some(f.addrs.iter().any(|a| a.obj.addr == vip));
+    q
+}
+
+/// The firewall's verdict on `client` → `vip`:`port` (TCP), with the ruleset and query behind
+/// it (for [`firewall::fix`]); `None` when the ruleset could not be read.
+pub(super) fn verdict(
+    f: &Facts,
+    vip: IpAddr,
+    port: u16,
+    client: IpAddr,
+) -> Option<(Ruleset, Query, Check)> {
+    let rs = Ruleset::parse(f.ruleset.as_ref()?);
+    let q = query(f, vip, port, client);
+    let c = firewall::check(&rs, &q);
+    Some((rs, q, c))
+}
 
 /// `firewall.request` and `firewall.reply` for every VIP:port, plus `firewall.legacy`.
 pub fn checks(f: &Facts) -> Vec<Finding> {
@@ -44,26 +84,8 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
             ));
             continue;
         };
-        let path = f.paths.get(vip);
-        // Requests reach a DSR backend from the balancer's segment: its interface is the
-        // arrival interface; without --balancer, the route towards the client is the guess.
-        let arrival = f
-            .balancer_path
-            .as_ref()
-            .and_then(|b| b.as_ref().ok())
-            .filter(|l| l.kind == "unicast" && l.via.is_none())
-            .and_then(|l| l.dev.clone())
-            .or_else(|| path.and_then(|p| p.arrival.clone()));
         for port in ports {
-            let mut q = Query::new(
-                *vip,
-                *port,
-                client,
-                Proto::Tcp,
-                arrival.clone(),
-                path.and_then(|p| p.reply.as_ref().ok()),
-            );
-            q.vip_local = Some(f.addrs.iter().any(|a| a.obj.addr == *vip));
+            let q = query(f, *vip, *port, client);
             let c = firewall::check(rs, &q);
             for p in [&c.request, &c.reply] {
                 let t = title(p.direction, Some(*port), &client.to_string());
