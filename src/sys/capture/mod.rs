@@ -99,8 +99,6 @@ pub const LINKTYPE_IPV4: u32 = 228;
 pub const LINKTYPE_IPV6: u32 = 229;
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 #[cfg(test)]
-const PCAP_MAGIC_US: u32 = 0xa1b2_c3d4;
-#[cfg(test)]
 const PCAP_MAGIC_NS: u32 = 0xa1b2_3c4d;
 
 // ---------------------------------------------------------------------------------------------
