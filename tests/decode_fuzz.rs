@@ -2,7 +2,45 @@
 //! mutation run over valid seed frames, cheap enough for every test run; `fuzz/` has the
 //! coverage-guided libFuzzer target for longer campaigns (`cargo +nightly fuzz run decode`).
 
-use lbctl::sys::capture::{decode, Direction, Packet};
+use lbctl::sys::capture::tcpdump::{Printer, Record};
+use lbctl::sys::capture::{
+    decode, decode_record, Direction, Expr, Packet, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
+};
+
+/// Every link type's decoder and the tcpdump printer (stateful: relative TCP numbers) on `f`,
+/// read as a record of each link type (an Ethernet frame is also a plausible raw-IP or cooked
+/// record once its first bytes are read differently).
+fn all_link_types(printer: &mut Printer, f: &[u8]) {
+    let mut out = Vec::new();
+    for lt in [
+        LINKTYPE_ETHERNET,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_LINUX_SLL2,
+        LINKTYPE_RAW,
+    ] {
+        let _ = decode_record(lt, f);
+        for orig in [f.len(), f.len() + 7] {
+            out.clear();
+            printer.line(
+                &mut out,
+                &Record {
+                    secs: 1_700_000_000,
+                    micros: 1,
+                    linktype: lt,
+                    data: f,
+                    orig_len: orig as u32,
+                },
+                Some("eth0"),
+            );
+            assert!(!out.is_empty());
+        }
+        // Raw IP starting where the Ethernet header ends.
+        if f.len() > 14 {
+            let _ = decode_record(LINKTYPE_RAW, &f[14..]);
+        }
+    }
+}
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -49,9 +87,11 @@ fn seeds() -> Vec<Vec<u8>> {
 fn truncations_and_mutations_never_panic() {
     let mut rng = Rng(0x6c62_6374_6c21);
     let mut decoded = 0;
+    let mut printer = Printer::new();
     for seed in seeds() {
         for len in 0..=seed.len() {
             let _ = decode(&seed[..len]);
+            all_link_types(&mut printer, &seed[..len]);
         }
         for _ in 0..20_000 {
             let mut f = seed.clone();
@@ -61,6 +101,7 @@ fn truncations_and_mutations_never_panic() {
             }
             let cut = (rng.next() as usize) % (f.len() + 1);
             f.truncate(cut.max(f.len() / 2));
+            all_link_types(&mut printer, &f);
             if let Some(_d) = decode(&f) {
                 decoded += 1;
                 // Rendering must not panic either.
@@ -88,4 +129,47 @@ fn random_garbage_never_panics() {
         let f: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let _ = decode(&f);
     }
+}
+
+/// Random word salad through the filter parser: an error or an AST, never a panic.
+#[test]
+fn filter_parser_never_panics() {
+    const WORDS: [&str; 24] = [
+        "host",
+        "net",
+        "port",
+        "portrange",
+        "src",
+        "dst",
+        "and",
+        "or",
+        "not",
+        "!",
+        "(",
+        ")",
+        "tcp",
+        "udp",
+        "icmp",
+        "arp",
+        "ip6",
+        "vlan",
+        "198.18.0.1",
+        "2001:db8::/64",
+        "80",
+        "1-1024",
+        "&&",
+        "||",
+    ];
+    let mut rng = Rng(7);
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let n = 1 + (rng.next() % 7) as usize;
+        let words: Vec<String> = (0..n)
+            .map(|_| WORDS[(rng.next() as usize) % WORDS.len()].to_string())
+            .collect();
+        if Expr::parse(&words).is_ok() {
+            parsed += 1;
+        }
+    }
+    assert!(parsed > 100, "{parsed}");
 }

@@ -323,7 +323,7 @@ impl Printer {
         if length < len {
             let _ = write!(out, "truncated-ip - {} bytes missing! ", len - length);
         }
-        let plen = len - hlen;
+        let plen = len.saturating_sub(hlen);
         let off = be16(p, 6);
         let fragmented = off & 0x3fff != 0;
         let proto = p[9];
@@ -354,7 +354,11 @@ impl Printer {
             return;
         }
         let plen = usize::from(be16(p, 4));
-        let mut len = if plen == 0 { length - 40 } else { plen };
+        let mut len = if plen == 0 {
+            length.saturating_sub(40)
+        } else {
+            plen
+        };
         if length < plen + 40 {
             let _ = write!(out, "truncated-ip6 - {} bytes missing!", plen + 40 - length);
         }
@@ -396,14 +400,14 @@ impl Printer {
                         "frag (0x{:08x}:{}|{}) ",
                         be32(p, off + 4),
                         fo & 0xfff8,
-                        len - 8
+                        len.saturating_sub(8)
                     );
                     if fo & 0xfff8 != 0 {
                         return;
                     }
                     nh = p[off];
                     off += 8;
-                    len -= 8;
+                    len = len.saturating_sub(8);
                 }
                 _ => break,
             }
