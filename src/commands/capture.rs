@@ -68,6 +68,10 @@ impl Select {
             && self.expr.as_ref().is_none_or(|e| e.matches_packet(p))
     }
 
+    fn is_empty(&self) -> bool {
+        self.required.is_empty() && self.expr.is_none()
+    }
+
     fn wants_view(&self, v: &View<'_>) -> bool {
         self.required.iter().all(|ip| v.l3.involves(*ip))
             && self.expr.as_ref().is_none_or(|e| e.matches(v))
@@ -318,7 +322,12 @@ fn read(ctx: &Ctx, path: &Path, select: &Select, count: Option<u64>) -> Result<O
         if count.is_some_and(|c| n >= c) {
             break;
         }
-        let meta = capture::decode_record(r.linktype, r.data);
+        // Decoding is only needed to filter.
+        let meta = if select.is_empty() {
+            None
+        } else {
+            capture::decode_record(r.linktype, r.data)
+        };
         let view = match &meta {
             Some(m) => View {
                 ethertype: m.ethertype,
@@ -331,7 +340,7 @@ fn read(ctx: &Ctx, path: &Path, select: &Select, count: Option<u64>) -> Result<O
                 l3: &unknown,
             },
         };
-        if !select.wants_view(&view) {
+        if !select.is_empty() && !select.wants_view(&view) {
             continue;
         }
         n += 1;

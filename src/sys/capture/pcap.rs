@@ -188,7 +188,8 @@ struct NgIface {
 }
 
 enum Source<R: Read> {
-    Pcap(pcap_file::pcap::PcapReader<R>, u32),
+    /// The reader, its link type, nanosecond timestamps.
+    Pcap(pcap_file::pcap::PcapReader<R>, u32, bool),
     Ng(pcap_file::pcapng::PcapNgReader<R>, Vec<NgIface>),
 }
 
@@ -261,7 +262,8 @@ impl<R: Read> PcapReader<R> {
                 if !supported(lt) {
                     return Err(unsupported(lt));
                 }
-                Source::Pcap(r, lt)
+                let nanos = r.header().ts_resolution == TsResolution::NanoSecond;
+                Source::Pcap(r, lt, nanos)
             }
             _ => {
                 return Err(usage!(
@@ -280,16 +282,22 @@ impl<R: Read> PcapReader<R> {
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
         let PcapReader { src, scratch } = self;
         match src {
-            Source::Pcap(r, lt) => match r.next_packet() {
+            // Raw records: pcap-file's checked ones refuse `orig_len > snaplen`, which every
+            // capture with a short snap length (`tcpdump -s 200`) has.
+            Source::Pcap(r, lt, nanos) => match r.next_raw_packet() {
                 None => Ok(None),
                 Some(Err(e)) => Err(corrupt(e)),
                 Some(Ok(p)) => {
-                    let data = lend(p.data, scratch);
+                    let frac = if *nanos {
+                        p.ts_frac.min(999_999_999)
+                    } else {
+                        p.ts_frac.min(999_999) * 1000
+                    };
                     Ok(Some(RecordRef {
-                        ts: p.timestamp,
+                        ts: Duration::new(u64::from(p.ts_sec), frac),
                         linktype: *lt,
-                        data,
-                        orig_len: p.orig_len,
+                        orig_len: p.orig_len.max(p.data.len() as u32),
+                        data: lend(p.data, scratch),
                         iface: None,
                     }))
                 }

@@ -761,3 +761,29 @@ fn tcp_sequence_numbers_are_relative_per_conversation() {
     );
     assert!(text(&s2c(5001, 1011, TCP_ACK, 0)).contains("Flags [.], ack 11, win"));
 }
+
+#[test]
+fn short_snap_length_records_are_read() {
+    // `tcpdump -s 60`: snaplen 60, a record of 60 captured bytes out of 98 on the wire.
+    let frame = eth(
+        S_MAC,
+        C_MAC,
+        ETH_P_IP,
+        &ipv4(1, C_IP, S_IP, &[8, 0, 0, 0, 0, 1, 0, 1]),
+    );
+    let mut f = Vec::new();
+    f.extend_from_slice(&PCAP_MAGIC_NS.to_le_bytes());
+    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&60u32.to_le_bytes());
+    f.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&2u32.to_le_bytes());
+    f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    f.extend_from_slice(&98u32.to_le_bytes());
+    f.extend_from_slice(&frame);
+    let mut r = PcapReader::new(&f[..]).unwrap();
+    let rec = r.next_record().unwrap().unwrap();
+    assert_eq!((rec.orig_len, rec.data.len()), (98, frame.len()));
+    assert_eq!(rec.ts, Duration::new(1, 2));
+    assert!(r.next_record().unwrap().is_none());
+}
