@@ -496,8 +496,8 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l vip -d 'Only pac
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l host -d 'Only packets to or from this host' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s c -l count -d 'Stop after N packets' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l seconds -d 'Stop after S seconds' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s w -l write -d 'Write packets to a pcap file (tcpdump/Wireshark can read it)' -r -F
-complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s r -l read -d 'Read packets from a pcap file instead of capturing' -r -F
+complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s w -l write -d 'Write packets to a pcap file (pcapng when FILE ends in .pcapng; Linux cooked v2 records with `-i any`, as tcpdump writes)' -r -F
+complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -s r -l read -d 'Read packets from a pcap or pcapng file instead of capturing' -r -F
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand capture" -l json -d 'Machine-readable JSON output on stdout'

@@ -428,8 +428,9 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("lbctl doctor --role lb", "Check the VIPs of this host's lbctl lb run daemons: who else answers ARP for them, and the nft engine."),
         ],
         "lbctl-capture" => &[
-            ("lbctl capture -i eth0 --vip 198.18.0.100 -c 20", "20 packets to or from the VIP, with MACs and direction."),
-            ("lbctl capture -i any --seconds 10 -w dsr.pcap", "Write 10 seconds of traffic to a pcap file."),
+            ("lbctl capture -i eth0 --vip 198.18.0.100 -c 20", "20 packets to or from the VIP, as tcpdump -e -n prints them."),
+            ("lbctl capture -i any --seconds 10 -w dsr.pcap", "Write 10 seconds of traffic to a pcap file (Linux cooked v2, with directions)."),
+            ("lbctl capture -i any -w dsr.pcapng tcp port 80 and not host 198.18.0.2", "A filter expression; pcapng for a .pcapng file."),
             ("lbctl capture -r dsr.pcap", "Read it back."),
         ],
         "lbctl-lb-service-add" => &[("lbctl lb service add 198.18.0.100:80 --scheduler mh --mh-port", "An IPVS service (ipvsadm -A).")],
