@@ -787,3 +787,56 @@ fn short_snap_length_records_are_read() {
     assert_eq!(rec.ts, Duration::new(1, 2));
     assert!(r.next_record().unwrap().is_none());
 }
+
+#[test]
+fn pcapng_timestamps_follow_the_interface_resolution() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::DataLink;
+    let frame = eth(
+        S_MAC,
+        C_MAC,
+        ETH_P_IP,
+        &ipv4(1, C_IP, S_IP, &[8, 0, 0, 0, 0, 1, 0, 1]),
+    );
+    // Two interfaces: the default resolution (microseconds, no option) and 10^-3 s, named.
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![],
+    })
+    .unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![
+            InterfaceDescriptionOption::IfTsResol(3),
+            InterfaceDescriptionOption::IfName("eth7".into()),
+        ],
+    })
+    .unwrap();
+    for (id, raw) in [(0u32, 1_700_000_000_123_456u64), (1, 1_700_000_000_123)] {
+        // pcap-file writes the Duration's nanoseconds as the raw units.
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: id,
+            timestamp: Duration::from_nanos(raw),
+            original_len: frame.len() as u32,
+            data: frame.clone().into(),
+            options: vec![],
+        })
+        .unwrap();
+    }
+    let bytes = w.into_inner();
+    let mut r = PcapReader::new(&bytes[..]).unwrap();
+    let a = r.next_packet().unwrap().unwrap();
+    assert_eq!(a.ts, UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_000));
+    assert_eq!(a.iface, "pcap");
+    let b = r.next_packet().unwrap().unwrap();
+    assert_eq!(b.ts, UNIX_EPOCH + Duration::new(1_700_000_000, 123_000_000));
+    assert_eq!(b.iface, "eth7");
+    assert!(r.next_packet().unwrap().is_none());
+}
