@@ -13,6 +13,11 @@
 //! a thread that entered the client namespace), which needs no 8021q module; the capture must
 //! show the tag and the pcap must contain it.
 //!
+//! Exactness: `live_output_matches_tcpdump_line_by_line` runs `lbctl capture` and `tcpdump -e -n`
+//! side by side with the same filter on a named Ethernet interface, on `any` (Linux cooked v2)
+//! and on a TUN device (raw IP), and compares their lines (timestamps aside); the pcaps lbctl
+//! writes (`-i any`: SLL2, pcap and pcapng) are read back by both and compared too.
+//!
 //! The background capture is synchronised on its `listening on …` line, stopped by its count, its
 //! duration or SIGINT (by PID, our own child), and killed by its handle if a test fails first.
 
