@@ -1074,8 +1074,8 @@ fn same_lines(what: &str, ours: &Out, theirs: &Out) {
 }
 
 /// `lbctl capture` and `tcpdump -e -n` run side by side in the server namespace, with the same
-/// filter expression, on a named Ethernet interface, on `any` (Linux cooked v2) and on a TUN
-/// device (raw IP); their outputs must be the same line by line, timestamps aside. The traffic:
+/// filter expression, on a named Ethernet interface, on `any` (Linux cooked v2), on `lo` and on a
+/// TUN device (raw IP); their outputs must be the same line by line, timestamps aside. The traffic:
 /// ARP, ICMP echo, IPv6 neighbour discovery and ICMPv6 echo, a TCP connection with data (relative
 /// sequence numbers, options), a refused one (RST), UDP with a reply and to a closed port (ICMP
 /// port unreachable), an 802.1Q-tagged frame, loopback (seen once) and a TUN device. Then the
@@ -1127,6 +1127,7 @@ fn live_output_matches_tcpdump_line_by_line() {
         ("eth0", ours("eth0", &[]), tcpdump("eth0")),
         ("any", ours("any", &["-w", &pcapng_s]), tcpdump("any")),
         ("tun0", ours("tun0", &[]), tcpdump("tun0")),
+        ("lo", ours("lo", &[]), tcpdump("lo")),
     ];
     for (_, a, b) in &mut caps {
         a.wait_listening();
@@ -1226,6 +1227,12 @@ fn live_output_matches_tcpdump_line_by_line() {
                 assert!(text.contains("eth0  In  ifindex"), "{text}");
                 assert!(text.contains("tun0  Out ifindex"), "{text}");
             }
+            "lo" => assert_eq!(
+                text.matches("127.0.0.1 > 127.0.0.1: ICMP echo request")
+                    .count(),
+                1,
+                "loopback shown once\n{text}"
+            ),
             _ => assert!(
                 text.contains("ip: 198.18.9.1 > 198.18.9.2: ICMP echo request"),
                 "{text}"
