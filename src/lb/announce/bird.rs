@@ -292,7 +292,7 @@ mod tests {
                 prefix: 24,
             }],
             vec![VipRoute {
-                vip: "198.18.0.100".parse().unwrap(),
+                vip: "198.18.2.100".parse().unwrap(),
                 device: "lbv00000001".into(),
                 note: String::new(),
             }],
@@ -301,7 +301,7 @@ mod tests {
         let c = render(&plan);
         for want in [
             "router id 198.18.0.2;",
-            "route 198.18.0.100/32 via \"lbv00000001\";",
+            "route 198.18.2.100/32 via \"lbv00000001\";",
             "local 198.18.0.2 as 65001;",
             "neighbor 198.18.0.1 as 65000;",
             "hold time 9;",
