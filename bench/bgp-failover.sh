@@ -38,7 +38,7 @@ cleanup() {
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns del "$ns"; done
-  rm -rf "$work"
+  if [ -n "${LBG_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 nsx() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
@@ -79,10 +79,11 @@ done
   echo "router id 198.18.0.1; log \"$work/router.log\" all;"
   echo "protocol device { } protocol bfd { }"
   echo "protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }"
-  echo "template bgp balancer { local 198.18.0.1 as 65000; bfd { interval 100 ms; multiplier 3; };"
+  echo "template bgp balancer { local 198.18.0.1 as 65000; bfd { interval 200 ms; multiplier 5; };"
   echo "  ipv4 { import where net = $VIP/32; export none; }; }"
   for i in $(seq 1 "$NLB"); do echo "protocol bgp lb$i from balancer { neighbor 198.18.0.$((i + 1)) as $((65000 + i)); }"; done
 } > "$work/router.conf"
+ip -n "$P-router" -ts monitor route > "$work/router-routes.log" 2>&1 & pids+=($!)
 ip netns exec "$P-router" bird -f -c "$work/router.conf" -s "$work/router.ctl" -P "$work/router.pid" & pids+=($!)
 
 # ---- balancers
@@ -97,6 +98,8 @@ interface = "eth0"
 maglev_size = 4099
 [bgp]
 asn = $((65000 + i))
+bfd_interval = "200ms"   # 100 ms x 3 flaps on a loaded 2-core machine (see BENCHMARKS.md)
+bfd_multiplier = 5
 [[bgp.neighbor]]
 address = "198.18.0.1"
 asn = 65000
@@ -167,9 +170,16 @@ birdc_ms=$((t1 - t0))
 birdc -s "$S" enable lbctl_vips4 >/dev/null
 for _ in $(seq 1 300); do [ "$(hops)" = "$NLB" ] && break; sleep 0.1; done
 
+wait_hops() {  # n
+  for _ in $(seq 1 600); do [ "$(hops)" = "$1" ] && return 0; sleep 0.1; done
+  echo "the router does not have $1 next hops: $(ip -n "$P-router" route show "$VIP" | tr -s '\n\t' '  ')"; exit 1
+}
 # ---- drill 1: SIGKILL lb1
+wait_hops "$NLB"
+echo "kill drill starts $(date +%T.%N)" >> "$work/router-routes.log"
 long_start kill
 sleep 2
+[ "$(hops)" = "$NLB" ] || echo "warning: a balancer flapped while the downloads started: $(hops) next hops"
 on1=$(flows_on 1)
 t0=$(now_ms); kill -9 "${lbpid[1]}"
 while has_hop 198.18.0.2; do sleep 0.005; done; t1=$(now_ms)
@@ -182,12 +192,14 @@ while [ "$(now_ms)" -lt "$end" ]; do
 done
 long_wait kill; kill_ok=$intact
 echo "crash: SIGKILL of lb1's lb run → router dropped lb1 after ${kill_ms} ms (a BIRD-sent withdrawal: ${birdc_ms} ms)"
+echo "crash: route changes during the drill: $(grep -c "^\[" "$work/router-routes.log" || true) since the start (see router-routes.log with LBG_KEEP=1)"
 echo "crash: $kill_ok/$LONG long downloads intact ($on1 were pinned on lb1 when it died)"
 echo "crash: curl exit codes of the long downloads: $(sort "$work/rc-kill" | uniq -c | tr -s ' \n' ' ')"
 echo "crash: new connections after detection: $short_fail of $short_n failed${short_rc:+ (curl exit codes:$short_rc)}"
 
 # ---- drill 2: graceful SIGTERM of lb2 (needs a third balancer to survive)
 [ "$NLB" -ge 3 ] || { echo "graceful: skipped (needs 3 balancers)"; exit 0; }
+wait_hops $((NLB - 1))
 long_start term
 sleep 2
 on2=$(flows_on 2)
