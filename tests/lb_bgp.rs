@@ -380,6 +380,43 @@ fn announce_follows_quorum_and_the_life_of_lb_run() {
     assert!(text.stdout.contains("Established"), "{text}");
     assert!(text.stdout.contains(&format!("announced {VIP}")), "{text}");
 
+    // SIGHUP with a new MED: BIRD is reconfigured; a file BIRD-side validation refuses keeps
+    // the running configuration (and says why in lb status).
+    std::fs::write(lab.cfg_path(1), config(1, 2, 2, "med = 42")).unwrap();
+    lab.signal(1, libc::SIGHUP);
+    let start = Instant::now();
+    while !lab.log(1).contains("bird reconfigured") {
+        assert!(start.elapsed() < Duration::from_secs(15), "{}", lab.log(1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conf = s["bgp"]["config"]
+        .as_str()
+        .expect("config path")
+        .to_string();
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains("bgp_med = 42;"));
+    std::fs::write(
+        lab.cfg_path(1),
+        config(1, 2, 2, "").replace("198.18.0.1\"", "198.18.9.1\""),
+    )
+    .unwrap();
+    lab.signal(1, libc::SIGHUP);
+    let start = Instant::now();
+    loop {
+        let s = lab.status(1).expect("status");
+        if let Some(e) = s["reload_error"].as_str() {
+            assert!(e.contains("not on any network"), "{e}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains("neighbor 198.18.0.1 as 65000;"));
+    assert_eq!(lab.next_hops(), ["198.18.0.2"]);
+
     // Quorum 2: one backend down is enough to withdraw; back when it returns.
     lab.servers[1] = None;
     lab.wait_hops(&[], "withdrawal on quorum loss");
