@@ -184,6 +184,7 @@ on1=$(flows_on 1)
 t0=$(now_ms); kill -9 "${lbpid[1]}"
 while has_hop 198.18.0.2; do sleep 0.005; done; t1=$(now_ms)
 kill_ms=$((t1 - t0))
+wait "${lbpid[1]}" 2>/dev/null || true   # reap it quietly (no "Killed" job notice)
 short_fail=0; short_n=0
 end=$(( $(now_ms) + 5000 )); short_rc=""
 while [ "$(now_ms)" -lt "$end" ]; do
