@@ -34,7 +34,11 @@ work=$(mktemp -d /tmp/lbg.XXXXXX)
 VIP=198.18.2.100
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  # busybox httpd serves each connection in a child: those go too (children of our PIDs only).
+  for p in "${pids[@]}"; do
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do kill "$c" 2>/dev/null || true; done
+    kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true
+  done
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns del "$ns"; done
