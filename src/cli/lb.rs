@@ -37,6 +37,26 @@ pub enum LbCmd {
     /// Maglev table balance, and the disruption of removing or adding a backend, for a table
     /// size M (to pick M).
     Maglev(MaglevArgs),
+    /// Print the routing-daemon configuration `lb run` generates for an LB file's `[bgp]`
+    /// (for a BIRD you manage yourself; `lb run` starts its own).
+    Export(ExportArgs),
+}
+
+/// Routing daemons `lb export` writes configuration for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportDaemon {
+    /// BIRD 2.
+    Bird,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The routing daemon.
+    #[arg(value_enum)]
+    pub daemon: ExportDaemon,
+    /// The LB file with a `[bgp]` section.
+    #[arg(short = 'c', long = "config", value_name = "LB.toml")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -311,6 +311,8 @@ pub fn validate_dest(key: &ServiceKey, d: &Destination) -> Result<(), String> {
 struct FileToml {
     name: Option<String>,
     balancer: Option<crate::lb::config::BalancerToml>,
+    /// `lb run` only: announce the VIPs by BGP.
+    bgp: Option<crate::lb::announce::BgpToml>,
     #[serde(default, rename = "service")]
     services: Vec<ServiceToml>,
 }
@@ -349,6 +351,8 @@ struct ServiceToml {
     check: Option<crate::lb::config::CheckToml>,
     /// `lb run` only: quiesce (default) or remove a failed backend.
     on_failure: Option<crate::lb::config::OnFailure>,
+    /// `lb run` only: healthy backends needed for the VIP to be announced (default 1).
+    quorum: Option<u32>,
     #[serde(default, rename = "backend")]
     backends: Vec<BackendToml>,
 }
@@ -373,6 +377,8 @@ pub struct LbFile {
     pub balancer: crate::lb::config::Balancer,
     /// Per service, in `table.entries` order: checks and failure policy for `lb run`.
     pub runs: Vec<crate::lb::config::ServiceRun>,
+    /// `[bgp]`: announce the VIPs by BGP (`lb run`).
+    pub bgp: Option<crate::lb::announce::Bgp>,
 }
 
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
@@ -392,6 +398,7 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
     let name = f.name.unwrap_or_else(|| default_name.to_string());
     crate::guard::validate_name(&name, "LB file")?;
     let balancer = crate::lb::config::balancer(&f.balancer.unwrap_or_default())?;
+    let bgp = f.bgp.as_ref().map(crate::lb::announce::parse).transpose()?;
     let mut runs = Vec::new();
     let mut table = Table::default();
     for (i, s) in f.services.iter().enumerate() {
@@ -455,17 +462,20 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             })?;
             entry.dests.push(d);
         }
+        let n_dests = entry.dests.len();
         table.entries.push(entry);
-        runs.push(
-            crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
-                .map_err(|e| format!("{what}: {e}"))?,
-        );
+        let mut run = crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
+            .map_err(|e| format!("{what}: {e}"))?;
+        run.quorum =
+            crate::lb::config::quorum(s.quorum, n_dests).map_err(|e| format!("{what}: {e}"))?;
+        runs.push(run);
     }
     Ok(LbFile {
         name,
         table,
         balancer,
         runs,
+        bgp,
     })
 }
 

@@ -168,10 +168,26 @@ impl Default for Check {
 }
 
 /// The `lb run` settings of one service.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRun {
     pub check: Check,
     pub on_failure: OnFailure,
+    /// Healthy backends needed for the VIP to be announced (`[bgp]`); default 1.
+    pub quorum: u32,
+}
+
+/// Validate a service's `quorum` (healthy backends needed to announce its VIP).
+pub fn quorum(q: Option<u32>, backends: usize) -> Result<u32, String> {
+    let q = q.unwrap_or(1);
+    if q == 0 {
+        return Err("quorum = 0: at least 1 healthy backend is needed to announce a VIP".into());
+    }
+    if q as usize > backends.max(1) {
+        return Err(format!(
+            "quorum = {q} but the service has {backends} backend(s): it could never be met"
+        ));
+    }
+    Ok(q)
 }
 
 /// Parse "250ms", "2s", "1.5s", "1m".
@@ -248,6 +264,7 @@ pub fn service_run(
         return Ok(ServiceRun {
             check: d,
             on_failure: on_failure.unwrap_or_default(),
+            quorum: 1,
         });
     };
     let kind = c.kind.unwrap_or(CheckKindToml::Tcp);
@@ -348,6 +365,7 @@ pub fn service_run(
             dsr: c.dsr.unwrap_or(false),
         },
         on_failure: on_failure.unwrap_or_default(),
+        quorum: 1,
     })
 }
 

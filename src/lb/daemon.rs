@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::ipvs::plan::Entry;
 use crate::ipvs::spec::{self, key_name, LbFile};
 use crate::ipvs::{Forward, Protocol, ServiceFlags, ServiceKey};
+use crate::lb::announce::speaker::{self, Speaker};
 use crate::lb::checks::{self, BackendId, Job, Pool};
 use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
 use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
@@ -253,6 +254,8 @@ struct Daemon<'a> {
     program_failed: bool,
     /// Reconcile passes so far (the slot maps' contents are checked every fifth).
     reconciles: u64,
+    /// `[bgp]`: the routing daemon and the VIPs' gates.
+    speaker: Option<Speaker>,
 }
 
 fn backends_of(
@@ -372,6 +375,18 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     refuse_taken_services(env, &file)?;
     let jdir = env.journal.dir().to_path_buf();
     let _lock = lock(&jdir, &file.name)?;
+    // BGP: the plan and BIRD's verdict on it before any change; the watchdog is forked while
+    // this process is still single-threaded.
+    let speaker = match prepare_bgp(env, &file)? {
+        Some((plan, announcer)) => {
+            let w = crate::sys::tun::Watchdog::start(
+                speaker::WATCHDOG_DEADLINE,
+                speaker::WATCHDOG_STALL,
+            )?;
+            Some(Speaker::new(plan, announcer, Some(w)))
+        }
+        None => None,
+    };
     let previous = status::read(&status::path(&jdir, &file.name))?;
     let owner = crate::engine::lb::owner(&file.name);
     let path = match (engine, ipvs) {
@@ -430,10 +445,42 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         last_repair: None,
         program_failed: false,
         reconciles: 0,
+        speaker,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
     r
+}
+
+/// `[bgp]`: the resolved plan and the announcer that accepted it (nothing started).
+fn prepare_bgp(
+    env: &Env,
+    file: &LbFile,
+) -> Result<
+    Option<(
+        crate::lb::announce::Plan,
+        Box<dyn crate::lb::announce::Announcer>,
+    )>,
+> {
+    let Some(bgp) = &file.bgp else {
+        return Ok(None);
+    };
+    let addrs: Vec<crate::model::AddrObj> =
+        env.sys.addresses()?.into_iter().map(|a| a.obj).collect();
+    let services: Vec<(IpAddr, String, u32)> = file
+        .table
+        .entries
+        .iter()
+        .zip(&file.runs)
+        .filter_map(|(e, r)| match e.service.key {
+            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum)),
+            ServiceKey::Fwmark { .. } => None,
+        })
+        .collect();
+    let dir = speaker::dir(env.journal.dir(), &file.name);
+    speaker::prepare(&file.name, bgp, &addrs, &services, &dir)
+        .map(Some)
+        .map_err(Error::Usage)
 }
 
 /// One owner per VIP:port: a second balancer on the same service would reset connections.
@@ -555,6 +602,17 @@ fn dry_run(
             }
         }
     }
+    if let Some((plan, announcer)) = prepare_bgp(env, file)? {
+        ctx.say(format!(
+            "{} configuration (started by lb run with -s {}/bird.ctl; each VIP announced \
+             while its gate device is up):",
+            announcer.name(),
+            speaker::dir(env.journal.dir(), &file.name).display()
+        ));
+        for l in announcer.render(&plan).lines() {
+            ctx.say(format!("  {l}"));
+        }
+    }
     for (e, r) in file.table.entries.iter().zip(&file.runs) {
         ctx.say(format!(
             "  check {}: {} every {:?} (timeout {:?}, rise {}, fall {}{}), on failure {}",
@@ -597,6 +655,12 @@ impl Daemon<'_> {
         rx: &Receiver<checks::Outcome>,
     ) -> Result<Outcome> {
         self.configure(file)?;
+        if let Some(sp) = self.speaker.as_mut() {
+            let lines = sp.start().map_err(Error::Usage)?;
+            for l in lines {
+                self.log.emit("bgp", &l, json!({}));
+            }
+        }
         self.log.emit(
             "start",
             &format!(
@@ -649,8 +713,12 @@ impl Daemon<'_> {
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
             }
+            self.announce();
             if changed || last_status.elapsed() >= Duration::from_secs(1) {
                 last_status = Instant::now();
+                if let Some(sp) = self.speaker.as_mut() {
+                    sp.refresh();
+                }
                 if let DataPath::Nft(n) = &self.path {
                     self.packets = n.packets();
                 }
@@ -724,7 +792,14 @@ impl Daemon<'_> {
             self.log
                 .emit("vip", &format!("applied: {c}"), json!({ "command": c }));
         }
-        for v in &want {
+        // With BGP the router reaches the VIPs through their routes, not by ARP: several
+        // balancers must not take the VIPs from each other.
+        let garp = if self.speaker.is_some() {
+            &BTreeSet::new()
+        } else {
+            &want
+        };
+        for v in garp {
             match rawpkt::announce(&self.iface, self.lb_mac, v.addr) {
                 Ok(()) => self.log.emit(
                     "announce",
@@ -796,6 +871,23 @@ impl Daemon<'_> {
             DataPath::Ipvs(_) => EngineKind::Ipvs,
         };
         validate_for(engine, &file).map_err(|e| e.to_string())?;
+        match (&mut self.speaker, file.bgp.is_some()) {
+            (Some(_), true) => {
+                let (plan, _) = prepare_bgp(self.env, &file)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no [bgp]")?;
+                let lines = self
+                    .speaker
+                    .as_mut()
+                    .map(|sp| sp.reload(plan))
+                    .transpose()?;
+                for l in lines.unwrap_or_default() {
+                    self.log.emit("bgp", &l, json!({}));
+                }
+            }
+            (None, false) => {}
+            _ => return Err("adding or removing [bgp] needs a restart of lb run".into()),
+        }
         if file.name != self.name {
             self.log.emit(
                 "warning",
@@ -1100,6 +1192,45 @@ impl Daemon<'_> {
         }
     }
 
+    /// `[bgp]`: a VIP is announced while the data path is programmed and every service of the
+    /// VIP has at least `quorum` healthy backends in it.
+    fn announce(&mut self) {
+        if self.speaker.is_none() {
+            return;
+        }
+        let nft = matches!(self.path, DataPath::Nft(_));
+        let mut want: BTreeMap<IpAddr, std::result::Result<(), String>> = BTreeMap::new();
+        for s in &self.services {
+            let Some((vip, _)) = s.vip() else { continue };
+            let healthy = s
+                .backends
+                .iter()
+                .filter(|b| b.health.state == State::Up && (!nft || b.mac.is_some()))
+                .count();
+            let verdict = if !self.programmed || self.program_failed {
+                Err("data path not programmed".to_string())
+            } else if healthy < s.run.quorum as usize {
+                Err(format!(
+                    "{}: {healthy} healthy backend(s), quorum {}",
+                    s.name, s.run.quorum
+                ))
+            } else {
+                Ok(())
+            };
+            let e = want.entry(vip).or_insert(Ok(()));
+            if e.is_ok() {
+                *e = verdict;
+            }
+        }
+        let Some(sp) = self.speaker.as_mut() else {
+            return;
+        };
+        sp.tick();
+        for l in sp.gate(want) {
+            self.log.emit("bgp", &l, json!({}));
+        }
+    }
+
     fn wants(&self) -> Vec<Want> {
         self.services
             .iter()
@@ -1263,6 +1394,7 @@ impl Daemon<'_> {
             reload_error: self.reload_error.clone(),
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
+            bgp: self.speaker.as_ref().map(|s| s.status()),
         }
     }
 
@@ -1277,6 +1409,12 @@ impl Daemon<'_> {
     }
 
     fn stop(&mut self) -> Result<Outcome> {
+        // Withdraw first: no router may send traffic here once the data path goes.
+        if let Some(sp) = self.speaker.as_mut() {
+            for l in sp.stop() {
+                self.log.emit("bgp", &l, json!({}));
+            }
+        }
         if !self.opts.cleanup {
             self.write_status();
             self.log.emit(

@@ -2,6 +2,7 @@
 //! [`crate::ipvs`]; this module adds health checking, VIP ownership and the netdev/Maglev data
 //! path for kernels without IPVS.
 
+pub mod announce;
 pub mod checks;
 pub mod config;
 pub mod daemon;

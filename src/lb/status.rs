@@ -98,6 +98,9 @@ pub struct RunStatus {
     /// Config reload errors are kept here until a reload succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
+    /// `[bgp]`: the routing daemon, its sessions and what is announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::lb::announce::AnnounceStatus>,
 }
 
 pub fn dir(journal_dir: &Path) -> PathBuf {

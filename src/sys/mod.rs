@@ -4,6 +4,7 @@
 //! `model`.
 
 pub mod abi;
+pub mod bird;
 pub mod capture;
 pub mod iptables;
 pub mod lock;
@@ -19,6 +20,7 @@ pub mod procnet;
 pub mod rawpkt;
 pub mod signals;
 pub mod sysctl;
+pub mod tun;
 pub mod whohas;
 
 use std::fs::File;

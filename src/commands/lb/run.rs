@@ -117,6 +117,9 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
                 s.last_repair.as_deref().unwrap_or("-")
             ));
         }
+        if let Some(b) = &s.bgp {
+            findings |= bgp_status(ctx, b, alive);
+        }
         for v in &s.services {
             ctx.say(format!(
                 "  {}  [{}; on failure {}]{}",
@@ -162,6 +165,52 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
     } else {
         Outcome::Clean
     })
+}
+
+/// The `[bgp]` part of `lb status`; true when something is a finding (a session not
+/// established, a VIP not announced, BIRD not answering).
+fn bgp_status(ctx: &Ctx, b: &crate::lb::announce::AnnounceStatus, alive: bool) -> bool {
+    let mut findings = false;
+    ctx.say(format!(
+        "  bgp: {} PID {} (socket {}), AS {}, router id {}",
+        b.daemon, b.pid, b.socket, b.asn, b.router_id
+    ));
+    if let Some(e) = &b.error {
+        ctx.say(format!("  ? could not ask {}: {e}", b.daemon));
+        findings = true;
+    }
+    for x in &b.sessions {
+        let established = x.info.starts_with("Established");
+        findings |= !established;
+        ctx.say(format!(
+            "    session {:<8} {:<18} AS {:<10} {:<6} since {}  {}",
+            x.name,
+            x.neighbor.as_deref().unwrap_or("-"),
+            x.asn.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            x.state,
+            x.since,
+            x.info
+        ));
+    }
+    for v in &b.vips {
+        findings |= !v.announced;
+        ctx.say(format!(
+            "    {} {:<16} via {}{}",
+            if v.announced && alive {
+                "announced"
+            } else {
+                "WITHDRAWN"
+            },
+            v.vip,
+            v.device,
+            if v.reason.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", v.reason)
+            }
+        ));
+    }
+    findings
 }
 
 fn parse_backends(list: &[String]) -> Result<Vec<maglev::Backend>> {

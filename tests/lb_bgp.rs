@@ -1,0 +1,638 @@
+//! `lbctl lb run` with `[bgp]` (issue 16): real BIRD 2 in a router namespace peering with the
+//! BIRD that `lb run` starts in each balancer namespace; the router merges the balancers' paths
+//! into one ECMP route. Covers: announce once the backends are healthy, withdraw on quorum loss
+//! and back, SIGTERM, SIGKILL (the gate device vanishes) and SIGSTOP (the watchdog) of `lb run`
+//! all withdraw; `lb status` shows the sessions; bad `[bgp]` input is a usage error before
+//! anything starts; two balancers with the same file build the same Maglev slots and forward a
+//! mid-flow packet of a connection they never saw to the backend Maglev picks.
+//!
+//! ```text
+//! client 198.18.1.10 ── router 198.18.1.1 | 198.18.0.1 (AS 65000, BIRD, ECMP) ── br0 ──┬─ lb1 198.18.0.2 (AS 65001)
+//!                                                                                        ├─ lb2 198.18.0.3 (AS 65002)
+//!                                                                                        ├─ be1 198.18.0.11
+//!                                                                                        └─ be2 198.18.0.12
+//! VIP 198.18.2.100:80 (outside the router–balancer network: reached only through BGP routes)
+//! ```
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{plug, Bg, Lbctl, Netns, TempDir};
+use serde_json::Value;
+
+const VIP: &str = "198.18.2.100";
+const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+
+fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn busybox httpd");
+    Bg(child)
+}
+
+/// BIRD in the router namespace, stopped (SIGTERM, then reaped) on drop.
+struct RouterBird {
+    child: std::process::Child,
+}
+
+impl Drop for RouterBird {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+struct Lab {
+    // Drop order: processes before their namespaces.
+    daemons: Vec<Option<Bg>>,
+    servers: Vec<Option<Bg>>,
+    _bird: Option<RouterBird>,
+    www: Vec<TempDir>,
+    dir: TempDir,
+    lb_run: Vec<Lbctl>,
+    _be_run: Vec<Lbctl>,
+    client: Netns,
+    router: Netns,
+    _be: Vec<Netns>,
+    lb: Vec<Netns>,
+    _sw: Netns,
+}
+
+fn router_conf(dir: &std::path::Path, balancers: usize) -> String {
+    let mut s = format!(
+        "router id 198.18.0.1;\nlog \"{}/router.log\" all;\nprotocol device {{ }}\nprotocol bfd {{ }}\n\
+         protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}\n\
+         template bgp balancer {{ local 198.18.0.1 as 65000; bfd {{ interval 100 ms; multiplier 3; }};\n\
+           ipv4 {{ import where net ~ [ 198.18.2.0/24{{32,32}} ]; export none; }}; }}\n",
+        dir.display()
+    );
+    for i in 1..=balancers {
+        s.push_str(&format!(
+            "protocol bgp lb{i} from balancer {{ neighbor 198.18.0.{} as {}; }}\n",
+            i + 1,
+            65000 + i
+        ));
+    }
+    s
+}
+
+fn lab(balancers: usize, backends: usize) -> Lab {
+    let sw = Netns::new("sw");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.up("br0");
+    let router = Netns::new("router");
+    let client = Netns::new("client");
+    plug(
+        &sw,
+        &router,
+        "sw-router",
+        "02:00:00:00:00:01",
+        "198.18.0.1/24",
+    );
+    common::veth(&client, "eth1", &router, "cl");
+    client.add_addr("eth1", "198.18.1.10/24");
+    client.up("eth1");
+    client.ip(&["route", "add", "default", "via", "198.18.1.1"]);
+    router.add_addr("cl", "198.18.1.1/24");
+    router.up("cl");
+    router.write_sysctls(&[
+        ("net/ipv4/ip_forward".into(), "1".into()),
+        ("net/ipv4/fib_multipath_hash_policy".into(), "3".into()),
+        ("net/ipv4/fib_multipath_hash_fields".into(), "0x0037".into()),
+    ]);
+    let mut lb = Vec::new();
+    let mut lb_run = Vec::new();
+    for i in 1..=balancers {
+        let ns = Netns::new(&format!("lb{i}"));
+        plug(
+            &sw,
+            &ns,
+            &format!("sw-lb{i}"),
+            &format!("02:00:00:00:00:0{}", i + 1),
+            &format!("198.18.0.{}/24", i + 1),
+        );
+        ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        lb_run.push(Lbctl::new(&ns));
+        lb.push(ns);
+    }
+    let mut be = Vec::new();
+    let mut be_run = Vec::new();
+    let mut servers = Vec::new();
+    let mut www = Vec::new();
+    for i in 1..=backends {
+        let ns = Netns::new(&format!("be{i}"));
+        let rip = format!("198.18.0.1{i}");
+        plug(
+            &sw,
+            &ns,
+            &format!("sw-be{i}"),
+            &format!("02:00:00:00:00:1{i}"),
+            &format!("{rip}/24"),
+        );
+        ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        let run = Lbctl::new(&ns);
+        run.ok(&["arp", "suppress", VIP, "--real-ip", &rip]);
+        run.ok(&["vip", "add", VIP]);
+        let dir = TempDir::new(&format!("www{i}"));
+        std::fs::write(dir.path().join("index.html"), format!("be{i}\n")).unwrap();
+        std::fs::write(dir.path().join("big"), big()).unwrap();
+        servers.push(Some(httpd(&ns, &dir)));
+        www.push(dir);
+        be.push(ns);
+        be_run.push(run);
+    }
+    let dir = TempDir::new("bgp");
+    let conf = dir.path().join("router.conf");
+    std::fs::write(&conf, router_conf(dir.path(), balancers)).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", router.name(), "bird", "-f", "-c"])
+        .arg(&conf)
+        .arg("-s")
+        .arg(dir.path().join("router.ctl"))
+        .arg("-P")
+        .arg(dir.path().join("router.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the router's bird");
+    Lab {
+        daemons: (0..balancers).map(|_| None).collect(),
+        servers,
+        _bird: Some(RouterBird { child }),
+        www,
+        dir,
+        lb_run,
+        _be_run: be_run,
+        client,
+        router,
+        _be: be,
+        lb,
+        _sw: sw,
+    }
+}
+
+/// 1 MiB of a pattern that shows a byte out of place.
+fn big() -> Vec<u8> {
+    (0..1u32 << 20).map(|i| (i % 251) as u8).collect()
+}
+
+fn config(i: usize, backends: usize, quorum: u32, extra_bgp: &str) -> String {
+    let mut s = format!(
+        "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+         [bgp]\nasn = {}\n{extra_bgp}\n[[bgp.neighbor]]\naddress = \"198.18.0.1\"\nasn = 65000\n\
+         [[service]]\nvip = \"{VIP}:80\"\nquorum = {quorum}\n\
+         [service.check]\ntype = \"http\"\npath = \"/index.html\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 2\n",
+        65000 + i
+    );
+    for b in 1..=backends {
+        s.push_str(&format!("[[service.backend]]\nrip = \"198.18.0.1{b}\"\n"));
+    }
+    s
+}
+
+impl Lab {
+    fn cfg_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("lb{i}.toml"))
+    }
+
+    fn log_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("lb{i}.log"))
+    }
+
+    /// Start `lb run` on balancer `i` (1-based) with `cfg`.
+    fn start(&mut self, i: usize, cfg: &str) {
+        std::fs::write(self.cfg_path(i), cfg).unwrap();
+        let log = std::fs::File::create(self.log_path(i)).unwrap();
+        let child = Command::new(LBCTL)
+            .args(["--netns", self.lb[i - 1].name(), "lb", "run", "-c"])
+            .arg(self.cfg_path(i))
+            .env("LBCTL_RUN_DIR", self.lb_run[i - 1].run_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lb run");
+        self.daemons[i - 1] = Some(Bg(child));
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    fn status(&self, i: usize) -> Option<Value> {
+        let out = self.lb_run[i - 1].run(&["--json", "lb", "status"]);
+        serde_json::from_str::<Value>(&out.stdout)
+            .ok()
+            .map(|v| v["daemons"][0].clone())
+    }
+
+    /// The router's next hops for the VIP (empty: no route).
+    fn next_hops(&self) -> Vec<String> {
+        let v = self.router.ip_json(&["route", "show", VIP]);
+        let mut hops = Vec::new();
+        for r in v.as_array().into_iter().flatten() {
+            if let Some(g) = r["gateway"].as_str() {
+                hops.push(g.to_string());
+            }
+            for n in r["nexthops"].as_array().into_iter().flatten() {
+                if let Some(g) = n["gateway"].as_str() {
+                    hops.push(g.to_string());
+                }
+            }
+        }
+        hops.sort();
+        hops
+    }
+
+    #[track_caller]
+    fn wait_hops(&self, want: &[&str], what: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if self.next_hops() == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let router_log =
+            std::fs::read_to_string(self.dir.path().join("router.log")).unwrap_or_default();
+        let tail: Vec<&str> = router_log.lines().rev().take(30).collect();
+        panic!(
+            "timed out waiting for {what}: next hops {:?}, want {want:?}\nlb1 status: {:#}\nlb1 log:\n{}\nrouter log (last lines, newest first):\n{}",
+            self.next_hops(),
+            self.status(1).unwrap_or(Value::Null),
+            self.log(1),
+            tail.join("\n")
+        );
+    }
+
+    fn signal(&self, i: usize, sig: i32) {
+        let pid = self.daemons[i - 1].as_ref().expect("daemon").0.id() as i32;
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn get(&self, path: &str, port: u16) -> Result<Vec<u8>, String> {
+        let path = path.to_string();
+        lbctl::sys::netns::run_in(self.client.name(), move || fetch(&path, port))
+            .map_err(|e| e.to_string())?
+    }
+}
+
+/// GET `path` from the VIP, from local port `port` (0: any).
+fn fetch(path: &str, port: u16) -> Result<Vec<u8>, String> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| e.to_string())?;
+    if port != 0 {
+        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+        let local: std::net::SocketAddr = format!("198.18.1.10:{port}").parse().unwrap();
+        sock.bind(&local.into()).map_err(|e| e.to_string())?;
+    }
+    let vip: std::net::SocketAddr = format!("{VIP}:80").parse().unwrap();
+    sock.connect_timeout(&vip.into(), Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let at = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    Ok(resp[at + 4..].to_vec())
+}
+
+fn bird_children(lb: &Netns) -> usize {
+    // BIRD processes started by lb run inside this namespace.
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !cmd.starts_with("bird ") && !cmd.contains("/bird ") {
+            continue;
+        }
+        let their = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        let ours = lbctl::sys::netns::run_in(lb.name(), || {
+            std::fs::read_link("/proc/thread-self/ns/net").ok()
+        })
+        .ok()
+        .flatten();
+        if their.is_some() && their == ours {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn announce_follows_quorum_and_the_life_of_lb_run() {
+    if !common::can_run_netns_tests("announce_follows_quorum_and_the_life_of_lb_run")
+        || !common::have_tool_or_skip("announce_follows_quorum_and_the_life_of_lb_run", "bird")
+    {
+        return;
+    }
+    let mut lab = lab(1, 2);
+    lab.start(1, &config(1, 2, 2, ""));
+    lab.wait_hops(&["198.18.0.2"], "the VIP announced by lb1");
+    assert_eq!(lab.get("/index.html", 0).map(|b| b.len()), Ok(4));
+
+    // lb status shows the established session and the announced VIP.
+    let s = lab.status(1).expect("status");
+    assert_eq!(s["bgp"]["daemon"], "bird", "{s:#}");
+    let start = Instant::now();
+    loop {
+        let s = lab.status(1).expect("status");
+        if s["bgp"]["sessions"][0]["info"] == "Established" {
+            assert_eq!(s["bgp"]["sessions"][0]["neighbor"], "198.18.0.1");
+            assert_eq!(s["bgp"]["vips"][0]["announced"], true, "{s:#}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = lab.lb_run[0].run(&["lb", "status"]);
+    assert!(text.stdout.contains("Established"), "{text}");
+    assert!(text.stdout.contains(&format!("announced {VIP}")), "{text}");
+
+    // SIGHUP with a new MED: BIRD is reconfigured; a file BIRD-side validation refuses keeps
+    // the running configuration (and says why in lb status).
+    std::fs::write(lab.cfg_path(1), config(1, 2, 2, "med = 42")).unwrap();
+    lab.signal(1, libc::SIGHUP);
+    let start = Instant::now();
+    while !lab.log(1).contains("bird reconfigured") {
+        assert!(start.elapsed() < Duration::from_secs(15), "{}", lab.log(1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conf = s["bgp"]["config"]
+        .as_str()
+        .expect("config path")
+        .to_string();
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains("bgp_med = 42;"));
+    std::fs::write(
+        lab.cfg_path(1),
+        config(1, 2, 2, "").replace("198.18.0.1\"", "198.18.9.1\""),
+    )
+    .unwrap();
+    lab.signal(1, libc::SIGHUP);
+    let start = Instant::now();
+    loop {
+        let s = lab.status(1).expect("status");
+        if let Some(e) = s["reload_error"].as_str() {
+            assert!(e.contains("not on any network"), "{e}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains("neighbor 198.18.0.1 as 65000;"));
+    assert_eq!(lab.next_hops(), ["198.18.0.2"]);
+
+    // Quorum 2: one backend down is enough to withdraw; back when it returns.
+    lab.servers[1] = None;
+    lab.wait_hops(&[], "withdrawal on quorum loss");
+    let s = lab.status(1).expect("status");
+    assert_eq!(s["bgp"]["vips"][0]["announced"], false, "{s:#}");
+    assert!(
+        s["bgp"]["vips"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("quorum 2"),
+        "{s:#}"
+    );
+    lab.servers[1] = Some(httpd(&lab._be[1], &lab.www[1]));
+    lab.wait_hops(&["198.18.0.2"], "announced again");
+
+    // SIGSTOP: the watchdog withdraws; SIGCONT: announced again.
+    lab.signal(1, libc::SIGSTOP);
+    lab.wait_hops(&[], "withdrawal while lb run is stopped");
+    lab.signal(1, libc::SIGCONT);
+    lab.wait_hops(&["198.18.0.2"], "announced again after SIGCONT");
+
+    // SIGTERM: withdrawn, BIRD gone with lb run.
+    lab.signal(1, libc::SIGTERM);
+    lab.wait_hops(&[], "withdrawal on SIGTERM");
+    let _ = lab.daemons[0].as_mut().unwrap().0.wait();
+    assert_eq!(bird_children(&lab.lb[0]), 0, "{}", lab.log(1));
+    assert!(lab.log(1).contains("withdrawing"), "{}", lab.log(1));
+
+    // SIGKILL: the gate device vanishes with the process (and BIRD follows its parent).
+    lab.start(1, &config(1, 2, 1, ""));
+    lab.wait_hops(&["198.18.0.2"], "announced by a new lb run");
+    lab.signal(1, libc::SIGKILL);
+    lab.wait_hops(&[], "withdrawal after SIGKILL");
+    let links = lab.lb[0].ip(&["-o", "link", "show"]);
+    assert!(!links.contains("lbv"), "gate device left behind: {links}");
+    let start = Instant::now();
+    while bird_children(&lab.lb[0]) > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "BIRD outlived lb run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bad_bgp_input_is_a_usage_error_before_anything_starts() {
+    if !common::can_run_netns_tests("bad_bgp_input_is_a_usage_error_before_anything_starts")
+        || !common::have_tool_or_skip(
+            "bad_bgp_input_is_a_usage_error_before_anything_starts",
+            "bird",
+        )
+    {
+        return;
+    }
+    let lab = lab(1, 1);
+    let good = config(1, 1, 1, "");
+    let cases: Vec<(String, &str)> = vec![
+        (good.replace("asn = 65001", "asn = 0"), "1..=4294967294"),
+        (
+            good.replace("asn = 65001", "asn = 4294967295"),
+            "1..=4294967294",
+        ),
+        (
+            good.replace("asn = 65001", "asn = 65001\nbogus = 1"),
+            "bogus",
+        ),
+        (
+            good.replace("address = \"198.18.0.1\"", "address = \"198.18.9.1\""),
+            "not on any network",
+        ),
+        (
+            good.replace("quorum = 1", "quorum = 2"),
+            "could never be met",
+        ),
+        (
+            good.replace(&format!("{VIP}:80"), "198.18.0.100:80"),
+            "inside 198.18.0.2/24",
+        ),
+        (
+            good.replace("asn = 65001", "asn = 65001\ncommunities = [\"1:2:3:4\"]"),
+            "communities",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let path = lab.dir.path().join("bad.toml");
+        std::fs::write(&path, &cfg).unwrap();
+        let p = path.to_string_lossy().into_owned();
+        for args in [
+            vec!["lb", "run", "-c", &p],
+            vec!["--dry-run", "lb", "run", "-c", &p],
+        ] {
+            let out = lab.lb_run[0].run(&args);
+            out.expect_code(2);
+            assert!(out.stderr.contains(want), "{want:?} not in {out}");
+        }
+        assert!(!lab.lb[0].ip(&["-o", "link"]).contains("lbv"));
+        assert_eq!(bird_children(&lab.lb[0]), 0);
+        assert!(
+            !lab.lb[0].nft_table_exists("netdev", "lbctl_lb_web"),
+            "a data path was created for {want}"
+        );
+    }
+    // The good file: the dry run shows BIRD's configuration, export prints it.
+    let path = lab.dir.path().join("good.toml");
+    std::fs::write(&path, &good).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    let out = lab.lb_run[0].ok(&["--dry-run", "lb", "run", "-c", &p]);
+    assert!(
+        out.stdout.contains("neighbor 198.18.0.1 as 65000;"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("route {VIP}/32 via \"lbv")),
+        "{out}"
+    );
+    let exp = lab.lb_run[0].ok(&["lb", "export", "bird", "-c", &p]);
+    assert!(
+        exp.stdout
+            .contains("bfd { interval 100 ms; multiplier 3; };"),
+        "{exp}"
+    );
+    // What lbctl prints, BIRD parses.
+    let conf = lab.dir.path().join("exported.conf");
+    std::fs::write(&conf, &exp.stdout).unwrap();
+    common::run_ok(&["bird", "-p", "-c", &conf.to_string_lossy()]);
+    assert_eq!(bird_children(&lab.lb[0]), 0);
+    assert!(!lab.lb[0].ip(&["-o", "link"]).contains("lbv"));
+}
+
+/// Elements of a map in `lbctl_lb_web`: (key as JSON text, value).
+fn map_elems(lb: &Netns, map: &str) -> Vec<(String, String)> {
+    let v = lb.nft_json(&["list", "map", "netdev", "lbctl_lb_web", map]);
+    let mut out = Vec::new();
+    for o in v["nftables"].as_array().into_iter().flatten() {
+        for e in o["map"]["elem"].as_array().into_iter().flatten() {
+            let k = &e[0];
+            let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
+            out.push((key.to_string(), e[1].as_str().unwrap_or("").to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Two balancers with the same file build the same Maglev slots; flows that ECMP moves from a
+/// balancer that dies to the survivor (mid-flow: the survivor never saw their SYN) reach the
+/// same backend and complete byte-intact.
+#[test]
+fn two_balancers_agree_and_a_moved_flow_survives() {
+    let t = "two_balancers_agree_and_a_moved_flow_survives";
+    if !common::can_run_netns_tests(t) || !common::have_tool_or_skip(t, "bird") {
+        return;
+    }
+    let mut lab = lab(2, 2);
+    // The paced links delay check answers too: a check must not take a backend out here.
+    let cfg = |i| config(i, 2, 1, "").replace("fall = 2", "fall = 30");
+    lab.start(1, &cfg(1));
+    lab.start(2, &cfg(2));
+    lab.wait_hops(
+        &["198.18.0.2", "198.18.0.3"],
+        "an ECMP route over both balancers",
+    );
+    // Same file → same slot table, slot for slot (the backends' MACs are the same for both).
+    let slots = "m_198_18_2_100_tcp_80";
+    let (a, b) = (map_elems(&lab.lb[0], slots), map_elems(&lab.lb[1], slots));
+    assert_eq!(a.len(), 1021, "lb1 slots: {a:?}");
+    assert_eq!(a, b, "the two balancers' Maglev tables differ");
+
+    // Pace the downloads on the backends (1 MiB at 4 Mbit/s ≈ 2 s each, shared per backend).
+    for be in &lab._be {
+        be.exec_ok(&[
+            "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "4mbit", "burst", "16kb",
+            "latency", "50ms",
+        ]);
+    }
+    let client = lab.client.name().to_string();
+    let flows: Vec<_> = (0..12)
+        .map(|i| {
+            let ns = client.clone();
+            std::thread::spawn(move || {
+                lbctl::sys::netns::run_in(&ns, move || fetch("/big", 41000 + i))
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            })
+        })
+        .collect();
+    // Once flows run on lb1, kill it: its flows move to lb2 mid-flow.
+    let start = Instant::now();
+    let on_lb1 = loop {
+        let n = map_elems(&lab.lb[0], "f_198_18_2_100_tcp_80").len();
+        if n > 0 && start.elapsed() > Duration::from_millis(800) {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no flow reached lb1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    lab.signal(1, libc::SIGKILL);
+    lab.wait_hops(&["198.18.0.3"], "lb1 gone from the route");
+    let want = big();
+    let mut intact = 0;
+    let mut errors = Vec::new();
+    for f in flows {
+        match f.join().expect("download thread") {
+            Ok(body) if body == want => intact += 1,
+            Ok(body) => errors.push(format!("{} bytes, not the file", body.len())),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(
+        intact,
+        12,
+        "{on_lb1} flow(s) were on lb1 when it was killed; failures: {errors:?}\nlb2 log:\n{}",
+        lab.log(2)
+    );
+}
