@@ -311,6 +311,8 @@ pub fn validate_dest(key: &ServiceKey, d: &Destination) -> Result<(), String> {
 struct FileToml {
     name: Option<String>,
     balancer: Option<crate::lb::config::BalancerToml>,
+    /// `lb run` only: VRRP through keepalived.
+    ha: Option<crate::lb::ha::HaToml>,
     #[serde(default, rename = "service")]
     services: Vec<ServiceToml>,
 }
@@ -349,6 +351,13 @@ struct ServiceToml {
     check: Option<crate::lb::config::CheckToml>,
     /// `lb run` only: quiesce (default) or remove a failed backend.
     on_failure: Option<crate::lb::config::OnFailure>,
+    /// `lb run` only: minimum healthy backends, and what happens below it.
+    quorum: Option<i64>,
+    on_quorum_loss: Option<crate::lb::quorum::OnQuorumLoss>,
+    sorry_server: Option<String>,
+    hysteresis: Option<i64>,
+    /// `lb run` only: argv run on backend and service transitions.
+    notify: Option<Vec<String>>,
     #[serde(default, rename = "backend")]
     backends: Vec<BackendToml>,
 }
@@ -373,6 +382,8 @@ pub struct LbFile {
     pub balancer: crate::lb::config::Balancer,
     /// Per service, in `table.entries` order: checks and failure policy for `lb run`.
     pub runs: Vec<crate::lb::config::ServiceRun>,
+    /// `[ha]`: VRRP through keepalived (`lb run`, `lb export keepalived`).
+    pub ha: Option<crate::lb::ha::Ha>,
 }
 
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
@@ -455,17 +466,27 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             })?;
             entry.dests.push(d);
         }
+        let mut run = crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
+            .map_err(|e| format!("{what}: {e}"))?;
+        let q = crate::lb::quorum::QuorumToml {
+            quorum: s.quorum,
+            on_quorum_loss: s.on_quorum_loss,
+            sorry_server: s.sorry_server.clone(),
+            hysteresis: s.hysteresis,
+            notify: s.notify.clone(),
+        };
+        run.quorum = crate::lb::quorum::parse(&q, &key, &entry)
+            .map_err(|e| format!("{what}: {e}"))?;
         table.entries.push(entry);
-        runs.push(
-            crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
-                .map_err(|e| format!("{what}: {e}"))?,
-        );
+        runs.push(run);
     }
+    let ha = f.ha.as_ref().map(crate::lb::ha::ha).transpose()?;
     Ok(LbFile {
         name,
         table,
         balancer,
         runs,
+        ha,
     })
 }
 

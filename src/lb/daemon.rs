@@ -36,6 +36,11 @@ use crate::sys::rawpkt::{self, DsrProbe};
 use crate::sys::signals::{self, Restart, Signal};
 use crate::{usage, Ctx, Outcome};
 
+// Quorum, sorry server, notify hooks and `[ha]` supervision: methods of [`Daemon`], kept in
+// their own file.
+#[path = "service.rs"]
+mod service;
+
 /// Size of each service's pinned-flow map (nft engine).
 const FLOW_MAP_SIZE: u32 = 262_144;
 
@@ -253,6 +258,10 @@ struct Daemon<'a> {
     program_failed: bool,
     /// Reconcile passes so far (the slot maps' contents are checked every fifth).
     reconciles: u64,
+    /// `[ha]`: keepalived owns the VIPs; lb run supervises it ([`crate::lb::ha`]).
+    ha: Option<crate::lb::ha::keepalived::Supervisor>,
+    /// Quorum, sorry server, notify hooks ([`crate::lb::quorum`], [`service`]).
+    svc: service::State,
 }
 
 fn backends_of(
@@ -364,6 +373,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         // The same refusals as below, in the same order; only privilege is not needed.
         return dry_run(ctx, env, &file, &iface, lb_mac, pick_engine(bal.engine));
     }
+    // `[ha]`: keepalived there, peers on the NIC's network, its config accepted by `-t`.
+    let ha = service::prepare_ha(env, &file, &iface)?;
     crate::sys::require_net_admin("lb run")?;
     // From here on SIGTERM/SIGINT mean "stop cleanly" (checked at the top of the main loop).
     install_signals();
@@ -430,6 +441,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         last_repair: None,
         program_failed: false,
         reconciles: 0,
+        ha,
+        svc: Default::default(),
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -597,6 +610,7 @@ impl Daemon<'_> {
         rx: &Receiver<checks::Outcome>,
     ) -> Result<Outcome> {
         self.configure(file)?;
+        self.launch_ha()?;
         self.log.emit(
             "start",
             &format!(
@@ -645,6 +659,7 @@ impl Daemon<'_> {
                 last_reconcile = Instant::now();
                 self.reconcile();
             }
+            self.service_tick();
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -664,6 +679,7 @@ impl Daemon<'_> {
     fn configure(&mut self, file: &LbFile) -> Result<()> {
         let old = std::mem::take(&mut self.services);
         self.services = build_services(file, old);
+        self.add_sorry_backends();
         if let Some(prev) = self.previous.take() {
             self.resume(&prev);
         }
@@ -702,7 +718,8 @@ impl Daemon<'_> {
 
     /// Own the VIPs on the NIC (through the journal, as owner `lb:NAME`), then announce them.
     fn own_vips(&mut self) -> Result<()> {
-        let want: BTreeSet<Vip> = vips_of(&self.services)
+        let want: BTreeSet<Vip> = self
+            .owned_vips()
             .into_iter()
             .map(|addr| Vip {
                 addr,
@@ -953,6 +970,12 @@ impl Daemon<'_> {
                     "to": now.name(), "detail": r.detail,
                 }),
             );
+            if let Some(e) = self
+                .svc
+                .notify_backend(&s.run.quorum.notify, &s.name, b, was, now)
+            {
+                self.log.emit("warning", &e, json!({}));
+            }
             if now == State::Down && s.run.on_failure == OnFailure::Remove {
                 if let Some(mac) = b.mac {
                     // After the map update no new flow picks it; then its pinned flows are cut.
@@ -1012,7 +1035,7 @@ impl Daemon<'_> {
     /// tamper storm costs one rebuild per second, not a busy loop.
     fn reconcile(&mut self) {
         let mut repaired = Vec::new();
-        let vips = vips_of(&self.services);
+        let vips = self.owned_vips();
         match self.env.sys.addresses() {
             Ok(addrs) => {
                 let missing: Vec<String> = vips
@@ -1101,7 +1124,8 @@ impl Daemon<'_> {
     }
 
     fn wants(&self) -> Vec<Want> {
-        self.services
+        let mut w: Vec<Want> = self
+            .services
             .iter()
             .map(|s| Want {
                 entry: s.entry.clone(),
@@ -1120,7 +1144,9 @@ impl Daemon<'_> {
                     })
                     .collect(),
             })
-            .collect()
+            .collect();
+        self.sorry_wants(&mut w);
+        w
     }
 
     fn program(&mut self) {
@@ -1226,6 +1252,11 @@ impl Daemon<'_> {
                             OnFailure::Quiesce => "quiesce".into(),
                             OnFailure::Remove => "remove".into(),
                         },
+                        quorum_lost: self.svc.lost(&s.name),
+                        withdrawn: self.ha.is_none()
+                            && s.run.quorum.on_loss
+                                == Some(crate::lb::quorum::OnQuorumLoss::Withdraw)
+                            && self.svc.lost(&s.name),
                         packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
                         nft_id: id,
                         backends: s
@@ -1261,6 +1292,7 @@ impl Daemon<'_> {
                 DataPath::Ipvs(_) => None,
             },
             reload_error: self.reload_error.clone(),
+            ha: self.ha.as_ref().map(|h| h.status()),
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
         }
@@ -1277,6 +1309,7 @@ impl Daemon<'_> {
     }
 
     fn stop(&mut self) -> Result<Outcome> {
+        self.stop_ha();
         if !self.opts.cleanup {
             self.write_status();
             self.log.emit(

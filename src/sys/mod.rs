@@ -5,7 +5,9 @@
 
 pub mod abi;
 pub mod capture;
+pub mod hook;
 pub mod iptables;
+pub mod keepalived;
 pub mod lock;
 pub mod mac;
 pub mod netlink;
