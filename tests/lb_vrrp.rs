@@ -70,7 +70,17 @@ fn lab() -> Option<Lab> {
     let www = TempDir::new("www");
     std::fs::write(www.path().join("index.html"), "be1\n").unwrap();
     let server = Bg(Command::new("ip")
-        .args(["netns", "exec", be.name(), "busybox", "httpd", "-f", "-p", "80", "-h"])
+        .args([
+            "netns",
+            "exec",
+            be.name(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+        ])
         .arg(www.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -167,7 +177,14 @@ impl Lab {
     /// MACs answering ARP for the VIP, asked from the client.
     fn responders(&self) -> Vec<String> {
         let out = self.client.run(&[
-            "--json", "arp", "who-has", VIP, "--iface", "eth0", "--timeout", "400",
+            "--json",
+            "arp",
+            "who-has",
+            VIP,
+            "--iface",
+            "eth0",
+            "--timeout",
+            "400",
         ]);
         let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
         let mut macs: Vec<String> = v["answers"]
@@ -230,7 +247,10 @@ fn have_keepalived(test: &str) -> bool {
     if std::path::Path::new(KEEPALIVED).is_file() {
         return true;
     }
-    common::skip_or_panic(test, "keepalived is not installed (apt-get install keepalived)")
+    common::skip_or_panic(
+        test,
+        "keepalived is not installed (apt-get install keepalived)",
+    )
 }
 
 #[test]
@@ -257,8 +277,22 @@ fn one_arp_responder_after_keepalived_kill_lb_run_kill_and_link_loss() {
     lab.wait_single_owner(0, "both running");
     // The BACKUP's data path is warm: its nft table is programmed.
     assert!(lab.lbs[1].ns.nft_table_exists("netdev", "lbctl_lb_web"));
+    // The file lb run generated and runs: VRRP only, accepted by keepalived -t.
+    let st = lab.lbs[0].status().unwrap();
+    let conf = st["ha"]["config"].as_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("vrrp_instance") && !text.contains("virtual_server"),
+        "{text}"
+    );
+    lab.lbs[0]
+        .ns
+        .exec_ok(&[KEEPALIVED, "-t", "-e", "-f", &conf]);
     let text = lab.lbs[0].run.ok(&["lb", "status"]).stdout;
-    assert!(text.contains("VRRP MASTER (VRID 51, priority 150"), "{text}");
+    assert!(
+        text.contains("VRRP MASTER (VRID 51, priority 150"),
+        "{text}"
+    );
 
     // 1. SIGKILL of the master's keepalived (parent and VRRP child): keepalived cannot remove
     //    the VIP; lb run must, and restart it.
@@ -359,7 +393,10 @@ fn bad_ha_input_is_exit_2_and_starts_nothing() {
             "not on a network of eth0",
         ),
         (
-            ("preempt = false", "keepalived = \"/nonexistent/keepalived\""),
+            (
+                "preempt = false",
+                "keepalived = \"/nonexistent/keepalived\"",
+            ),
             "needs keepalived",
         ),
     ] {
@@ -379,4 +416,64 @@ fn bad_ha_input_is_exit_2_and_starts_nothing() {
             String::from_utf8_lossy(&pids.stdout)
         );
     }
+}
+
+/// `lb export keepalived`: a complete keepalived.conf (vrrp_instance, virtual_server blocks with
+/// lb_kind DR, TCP_CHECK / HTTP_GET / MISC_CHECK misc_dynamic) that `keepalived -t` accepts.
+#[test]
+fn export_keepalived_passes_keepalived_t() {
+    if !common::can_run_netns_tests("lb_vrrp_export") || !have_keepalived("lb_vrrp_export") {
+        return;
+    }
+    let lb = Netns::new("lb");
+    common::veth_local(&lb, "eth0", "eth1");
+    lb.add_addr("eth0", "198.18.0.2/24");
+    lb.up("eth0");
+    let cfg = TempDir::new("cfg");
+    let path = cfg.path().join("web.toml");
+    std::fs::write(
+        &path,
+        "name = \"web\"\n[balancer]\ninterface = \"eth0\"\n\
+         [ha]\nvirtual_router_id = 51\npriority = 150\npeers = [\"198.18.0.3\"]\n\
+         [[service]]\nvip = \"198.18.0.100:80\"\nscheduler = \"wrr\"\non_quorum_loss = \"sorry\"\n\
+         sorry_server = \"198.18.0.20\"\n\
+         [service.check]\ntype = \"http\"\npath = \"/health\"\n\
+         [[service.backend]]\nrip = \"198.18.0.11\"\nweight = 2\n\
+         [[service.backend]]\nrip = \"198.18.0.12\"\n\
+         [[service]]\nvip = \"198.18.0.100:443\"\npersistent = 300\n\
+         [[service.backend]]\nrip = \"198.18.0.11\"\n\
+         [[service]]\nvip = \"198.18.0.100:53\"\nprotocol = \"udp\"\n\
+         [service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\", \"dns\"]\n\
+         [[service.backend]]\nrip = \"198.18.0.11\"\n",
+    )
+    .unwrap();
+    let out_path = cfg.path().join("keepalived.conf");
+    Lbctl::new(&lb).ok(&[
+        "lb",
+        "export",
+        "keepalived",
+        "-c",
+        path.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    for want in [
+        "vrrp_instance lbctl_web {",
+        "virtual_router_id 51",
+        "virtual_server 198.18.0.100 80 {",
+        "lb_algo wrr",
+        "lb_kind DR",
+        "sorry_server 198.18.0.20 80",
+        "real_server 198.18.0.11 80 {\n        weight 2",
+        "HTTP_GET {",
+        "TCP_CHECK {",
+        "persistence_timeout 300",
+        "protocol UDP",
+        "MISC_CHECK {",
+        "misc_dynamic",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    lb.exec_ok(&[KEEPALIVED, "-t", "-e", "-f", out_path.to_str().unwrap()]);
 }

@@ -37,6 +37,28 @@ pub enum LbCmd {
     /// Maglev table balance, and the disruption of removing or adding a backend, for a table
     /// size M (to pick M).
     Maglev(MaglevArgs),
+    /// Write an LB file in another tool's format: `keepalived` gives a complete keepalived.conf
+    /// (vrrp_instance from [ha], virtual_server/real_server blocks with lb_kind DR and checkers).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// keepalived.conf (check it with `keepalived -t -e -f FILE`).
+    Keepalived,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The format to write.
+    #[arg(value_enum)]
+    pub format: ExportFormat,
+    /// The LB file.
+    #[arg(short = 'c', long = "config", value_name = "LB.toml")]
+    pub config: PathBuf,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]

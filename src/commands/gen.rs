@@ -448,6 +448,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("systemctl enable --now lbctl-lb@web.service", "Run it under systemd (lbctl-lb@.service); reload sends SIGHUP."),
         ],
         "lbctl-lb-status" => &[("lbctl lb status web --json", "Backends, state, last check and weight of the daemon named web.")],
+        "lbctl-lb-export" => &[("lbctl lb export keepalived -c /etc/lbctl/lb/web.toml -o keepalived.conf", "The LB file as a keepalived.conf (vrrp_instance, virtual_server blocks); check it with keepalived -t -e -f keepalived.conf.")],
         "lbctl-lb-maglev" => &[("lbctl lb maglev --backends a,b,c=2 --size 65537", "Balance and disruption of a Maglev table of that size.")],
         "lbctl-lab-demo" => &[("sudo lbctl lab demo", "Build a lab, send 30 requests through the VIP, show where they went, remove it.")],
         "lbctl-lab-up" => &[("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore.")],

@@ -475,8 +475,8 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             hysteresis: s.hysteresis,
             notify: s.notify.clone(),
         };
-        run.quorum = crate::lb::quorum::parse(&q, &key, &entry)
-            .map_err(|e| format!("{what}: {e}"))?;
+        run.quorum =
+            crate::lb::quorum::parse(&q, &key, &entry).map_err(|e| format!("{what}: {e}"))?;
         table.entries.push(entry);
         runs.push(run);
     }

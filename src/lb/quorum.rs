@@ -87,8 +87,8 @@ pub fn parse(t: &QuorumToml, key: &ServiceKey, entry: &Entry) -> Result<Quorum, 
     }
     let sorry = match &t.sorry_server {
         Some(s) => {
-            let (a, p) = crate::ipvs::spec::parse_rip(s, key)
-                .map_err(|e| format!("sorry_server: {e}"))?;
+            let (a, p) =
+                crate::ipvs::spec::parse_rip(s, key).map_err(|e| format!("sorry_server: {e}"))?;
             if entry.dest(a, p).is_some() {
                 return Err(format!(
                     "sorry_server {s} is also a backend: it must only take flows when the \
@@ -190,7 +190,10 @@ mod tests {
         };
         let mut t = Tracker::default();
         let mut step = |up, checked| t.update([("s", &q, up, checked)].into_iter());
-        assert!(step(0, false).is_empty(), "not judged before the first checks");
+        assert!(
+            step(0, false).is_empty(),
+            "not judged before the first checks"
+        );
         assert!(step(3, true).is_empty(), "a healthy start is no transition");
         assert_eq!(step(1, true).len(), 1);
         assert!(step(2, true).is_empty(), "2 < quorum + hysteresis");

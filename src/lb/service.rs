@@ -253,9 +253,7 @@ impl Daemon<'_> {
             self.services
                 .iter()
                 .zip(&counts)
-                .map(|(s, (_, up, _, checked))| {
-                    (s.name.as_str(), &s.run.quorum, *up, *checked)
-                }),
+                .map(|(s, (_, up, _, checked))| (s.name.as_str(), &s.run.quorum, *up, *checked)),
         );
         let mut vips_changed = false;
         for c in changes {
@@ -278,9 +276,7 @@ impl Daemon<'_> {
                 }
                 (None, true, _) => "reported only (no on_quorum_loss)".to_string(),
                 (Some(OnQuorumLoss::Withdraw), false, false) => "VIP owned again".to_string(),
-                (Some(OnQuorumLoss::Withdraw), false, true) => {
-                    "VRRP track cleared".to_string()
-                }
+                (Some(OnQuorumLoss::Withdraw), false, true) => "VRRP track cleared".to_string(),
                 (Some(OnQuorumLoss::Sorry), false, _) => "backends serve again".to_string(),
                 (None, false, _) => "back".to_string(),
             };

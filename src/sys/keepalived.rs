@@ -168,13 +168,14 @@ pub fn stop(child: &mut Child, grace: Duration) -> bool {
 /// The PID in a keepalived pid file, if that process is alive and is a keepalived started with
 /// `conf` (a stale pid file after SIGKILL may name a recycled PID).
 pub fn live_pid(pid_file: &Path, conf: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let want = conf.as_os_str().as_encoded_bytes();
-    cmdline
-        .split(|b| *b == 0)
-        .any(|a| a == want)
-        .then_some(pid)
+    cmdline.split(|b| *b == 0).any(|a| a == want).then_some(pid)
 }
 
 /// SIGTERM a keepalived VRRP child left behind by a dead parent and wait for it (up to

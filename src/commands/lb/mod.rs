@@ -25,6 +25,7 @@
 
 mod apply;
 mod backend;
+mod export;
 mod list;
 mod restore;
 mod run;
@@ -61,6 +62,7 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Run(a) => run::run(ctx, env, &a),
         LbCmd::Status(a) => run::status(ctx, env, &a),
         LbCmd::Maglev(a) => run::maglev_report(ctx, &a),
+        LbCmd::Export(a) => export::export(ctx, &a),
     }
 }
 

@@ -399,7 +399,10 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let vips: Vec<IpAddr> = vec!["198.18.0.100".parse().unwrap(), "2001:db8::100".parse().unwrap()];
+        let vips: Vec<IpAddr> = vec![
+            "198.18.0.100".parse().unwrap(),
+            "2001:db8::100".parse().unwrap(),
+        ];
         let c = render_vrrp(&Instance {
             name: "web.1",
             ha: &ha,

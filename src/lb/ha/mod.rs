@@ -21,6 +21,7 @@
 //! which puts the instance in FAULT (VIPs released, priority-0 advert: the peer takes over if
 //! it is healthier, and nobody holds a VIP that would black-hole SYNs).
 
+pub mod export;
 pub mod keepalived;
 
 use std::net::IpAddr;
@@ -113,7 +114,9 @@ pub fn ha(t: &HaToml) -> Result<Ha, String> {
         peers.push(a);
     }
     if peers.iter().any(|p| p.is_ipv4() != peers[0].is_ipv4()) {
-        return Err("[ha] peers: mix of IPv4 and IPv6 (one VRRP instance speaks one family)".into());
+        return Err(
+            "[ha] peers: mix of IPv4 and IPv6 (one VRRP instance speaks one family)".into(),
+        );
     }
     let keepalived = PathBuf::from(t.keepalived.as_deref().unwrap_or(DEFAULT_KEEPALIVED));
     if !keepalived.is_absolute() {
@@ -137,11 +140,7 @@ pub fn ha(t: &HaToml) -> Result<Ha, String> {
 /// The checks that need the host, run before anything starts: keepalived is there, and every
 /// peer is on a network of the interface (`addrs`: the interface's addresses with prefixes).
 /// Returns the unicast source address (the interface's address on the peers' network).
-pub fn preflight(
-    h: &Ha,
-    iface: &str,
-    addrs: &[(IpAddr, u8)],
-) -> Result<Option<IpAddr>, String> {
+pub fn preflight(h: &Ha, iface: &str, addrs: &[(IpAddr, u8)]) -> Result<Option<IpAddr>, String> {
     if !h.keepalived.is_file() {
         return Err(format!(
             "[ha] needs keepalived, and {} does not exist (apt-get install keepalived, or set \
@@ -226,7 +225,10 @@ mod tests {
                 "virtual_router_id = 1\npriority = 1\nadvert_interval = \"5ms\"",
                 "centiseconds",
             ),
-            ("virtual_router_id = 1\npriority = 1\npeers = [\"x\"]", "not an IP"),
+            (
+                "virtual_router_id = 1\npriority = 1\npeers = [\"x\"]",
+                "not an IP",
+            ),
             (
                 "virtual_router_id = 1\npriority = 1\npeers = [\"198.18.0.3\", \"2001:db8::3\"]",
                 "mix",
