@@ -1264,7 +1264,8 @@ impl Daemon<'_> {
                             .iter()
                             .map(|b| {
                                 let up = b.health.state == State::Up;
-                                let removed = !up && s.run.on_failure == OnFailure::Remove;
+                                let removed = (!up && s.run.on_failure == OnFailure::Remove)
+                                    || self.sorry_out(s, b);
                                 let in_path = match self.path {
                                     DataPath::Nft(_) => b.mac.is_some() && !removed,
                                     DataPath::Ipvs(_) => !removed,

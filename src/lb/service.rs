@@ -17,7 +17,7 @@ use crate::ipvs::spec::LbFile;
 use crate::ipvs::ServiceKey;
 use crate::lb::datapath::Want;
 use crate::lb::ha::keepalived::{Instance, Supervisor};
-use crate::lb::health::{Health, State as Health_};
+use crate::lb::health::{Health, State as BeState};
 use crate::lb::quorum::{OnQuorumLoss, Tracker};
 use crate::lb::status;
 use crate::usage;
@@ -53,8 +53,8 @@ impl State {
         argv: &[String],
         service: &str,
         b: &Be,
-        from: Health_,
-        to: Health_,
+        from: BeState,
+        to: BeState,
     ) -> Option<String> {
         self.hook(
             argv,
@@ -199,6 +199,19 @@ impl Daemon<'_> {
         }
     }
 
+    /// Out of the data path because of the sorry-server rule (see [`Daemon::sorry_wants`]).
+    pub(super) fn sorry_out(&self, s: &Svc, b: &Be) -> bool {
+        if s.run.quorum.sorry.is_none() {
+            return false;
+        }
+        let lost = self.svc.tracker.lost(&s.name);
+        if is_sorry(s, b) {
+            !lost || b.health.state != BeState::Up
+        } else {
+            lost
+        }
+    }
+
     /// Quorum lost with `on_quorum_loss = "sorry"`: the sorry server alone; otherwise the
     /// sorry server out of the service.
     pub(super) fn sorry_wants(&self, wants: &mut [Want]) {
@@ -209,7 +222,7 @@ impl Daemon<'_> {
             let lost = self.svc.tracker.lost(&s.name);
             for (b, wb) in s.backends.iter().zip(w.backends.iter_mut()) {
                 let sorry = is_sorry(s, b);
-                if sorry && lost && b.health.state == Health_::Up {
+                if sorry && lost && b.health.state == BeState::Up {
                     wb.weight = 1;
                     wb.removed = false;
                 } else if sorry || lost {
@@ -242,10 +255,10 @@ impl Daemon<'_> {
                 let real = s.backends.iter().filter(|b| !is_sorry(s, b));
                 let up = real
                     .clone()
-                    .filter(|b| b.health.state == Health_::Up)
+                    .filter(|b| b.health.state == BeState::Up)
                     .count() as u32;
                 let total = real.clone().count() as u32;
-                let checked = real.clone().all(|b| b.health.state != Health_::Unknown);
+                let checked = real.clone().all(|b| b.health.state != BeState::Unknown);
                 (s.name.clone(), up, total, checked)
             })
             .collect();
