@@ -232,6 +232,9 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,drain)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__drain"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,export)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__export"
+                ;;
             lbctl__subcmd__help__subcmd__lb,list)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__list"
                 ;;
@@ -361,6 +364,9 @@ _lbctl() {
             lbctl__subcmd__lb,drain)
                 cmd="lbctl__subcmd__lb__subcmd__drain"
                 ;;
+            lbctl__subcmd__lb,export)
+                cmd="lbctl__subcmd__lb__subcmd__export"
+                ;;
             lbctl__subcmd__lb,help)
                 cmd="lbctl__subcmd__lb__subcmd__help"
                 ;;
@@ -417,6 +423,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb__subcmd__help,drain)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__drain"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,export)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__export"
                 ;;
             lbctl__subcmd__lb__subcmd__help,help)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__help"
@@ -1605,7 +1614,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain list save restore apply run status maglev"
+            opts="service backend drain list save restore apply run status maglev export"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1689,6 +1698,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2451,7 +2474,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2754,8 +2777,46 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__export)
+            opts="-c -o -v -q -n -h -V --config --output --json --verbose --quiet --netns --dry-run --wait --help --version keepalived"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain list save restore apply run status maglev help"
+            opts="service backend drain list save restore apply run status maglev export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2839,6 +2900,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
