@@ -101,6 +101,10 @@ fn lab() -> Lab {
 
 impl Lab {
     fn start(&mut self, service_extra: &str) {
+        self.start_with(service_extra, "type = \"tcp\"\n");
+    }
+
+    fn start_with(&mut self, service_extra: &str, check: &str) {
         let hook = self.cfg.path().join("hook.sh");
         std::fs::write(
             &hook,
@@ -118,8 +122,8 @@ impl Lab {
             format!(
                 "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
                  [[service]]\nvip = \"{VIP}:80\"\nnotify = [\"{}\"]\n{service_extra}\
-                 [service.check]\ntype = \"tcp\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 1\n\
-                 [[service.backend]]\nrip = \"198.18.0.11\"\n",
+                 [service.check]\n{check}interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 1\n\
+                 [[service.backend]]\nrip = \"198.18.0.11\"\nweight = 10\n",
                 hook.display()
             ),
         )
@@ -237,5 +241,45 @@ fn sorry_server_serves_while_the_quorum_is_lost() {
     assert_eq!(lab.responders(), 1, "the VIP stays with a sorry server");
     lab.servers[0] = Some(httpd(&lab._be[0], &lab.www[0]));
     lab.wait("be1 serves again", |l| l.get() == "be1");
+    drop(lab.daemon.take());
+}
+
+/// `weight_from_exit` (keepalived's misc_dynamic): exit 0 = configured weight, 2-255 = weight
+/// code − 2, 1 = down.
+#[test]
+fn exec_check_exit_code_sets_the_weight() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab();
+    let code = lab.cfg.path().join("code");
+    std::fs::write(&code, "0").unwrap();
+    lab.start_with(
+        "",
+        &format!(
+            "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"exit $(cat {})\"]\nweight_from_exit = true\n",
+            code.display()
+        ),
+    );
+    let weight = |l: &Lab| -> (String, i64) {
+        let out = l.lb_run.run(&["--json", "lb", "status"]);
+        let st: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        let b = &st["daemons"][0]["services"][0]["backends"][0];
+        (
+            b["state"].as_str().unwrap_or("").to_string(),
+            b["effective_weight"].as_i64().unwrap_or(-1),
+        )
+    };
+    lab.wait("up at the configured weight", |l| {
+        weight(l) == ("up".into(), 10)
+    });
+    std::fs::write(&code, "5").unwrap();
+    lab.wait("weight 3 from exit 5", |l| weight(l) == ("up".into(), 3));
+    lab.wait("still serving", |l| l.get() == "be1");
+    std::fs::write(&code, "1").unwrap();
+    lab.wait("down on exit 1", |l| weight(l) == ("down".into(), 0));
+    std::fs::write(&code, "0").unwrap();
+    lab.wait("back at the configured weight", |l| {
+        weight(l) == ("up".into(), 10)
+    });
     drop(lab.daemon.take());
 }

@@ -443,7 +443,7 @@ fn export_keepalived_passes_keepalived_t() {
          [[service]]\nvip = \"198.18.0.100:443\"\npersistent = 300\n\
          [[service.backend]]\nrip = \"198.18.0.11\"\n\
          [[service]]\nvip = \"198.18.0.100:53\"\nprotocol = \"udp\"\n\
-         [service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\", \"dns\"]\n\
+         [service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\", \"dns\"]\nweight_from_exit = true\n\
          [[service.backend]]\nrip = \"198.18.0.11\"\n",
     )
     .unwrap();

@@ -70,6 +70,7 @@ pub struct CheckToml {
     rise: Option<u32>,
     fall: Option<u32>,
     dsr: Option<bool>,
+    weight_from_exit: Option<bool>,
 }
 
 /// What happens to a backend that fails its check.
@@ -151,6 +152,9 @@ pub struct Check {
     /// instead, and a UDP answer or an ICMP port unreachable from the VIP passes
     /// ([`crate::sys::probe::dsr_udp`]).
     pub dsr: bool,
+    /// `type = "exec"`: the exit code sets the weight, as keepalived's `misc_dynamic`: 0 = up
+    /// at the configured weight, 1 = down, 2-255 = up at weight code − 2.
+    pub weight_from_exit: bool,
 }
 
 impl Default for Check {
@@ -163,6 +167,7 @@ impl Default for Check {
             rise: 2,
             fall: 3,
             dsr: false,
+            weight_from_exit: false,
         }
     }
 }
@@ -268,6 +273,9 @@ pub fn service_run(
             ));
         }
     }
+    if kind != CheckKindToml::Exec && c.weight_from_exit.is_some() {
+        return Err("check: weight_from_exit is only for type = \"exec\"".into());
+    }
     if kind != CheckKindToml::Exec && c.command.is_some() {
         return Err("check: command is only for type = \"exec\"".into());
     }
@@ -349,6 +357,7 @@ pub fn service_run(
             rise,
             fall,
             dsr: c.dsr.unwrap_or(false),
+            weight_from_exit: c.weight_from_exit.unwrap_or(false),
         },
         on_failure: on_failure.unwrap_or_default(),
         ..Default::default()

@@ -935,6 +935,9 @@ impl Daemon<'_> {
         };
         b.in_flight = false;
         b.stale = false;
+        self.dirty |= self
+            .svc
+            .set_weight(&r.id, r.ok.then_some(r.weight).flatten());
         b.last = Some(LastCheck {
             at: rfc3339(SystemTime::now()),
             ok: r.ok,
@@ -1137,7 +1140,7 @@ impl Daemon<'_> {
                         WantBackend {
                             rip: b.id.rip,
                             port: b.id.port,
-                            weight: if up { b.weight } else { 0 },
+                            weight: if up { self.svc.weight(b) } else { 0 },
                             removed: !up && s.run.on_failure == OnFailure::Remove,
                             mac: b.mac,
                         }
@@ -1275,7 +1278,11 @@ impl Daemon<'_> {
                                     port: b.id.port,
                                     state: b.health.state.name().into(),
                                     weight: b.weight,
-                                    effective_weight: if up && in_path { b.weight } else { 0 },
+                                    effective_weight: if up && in_path {
+                                        self.svc.weight(b)
+                                    } else {
+                                        0
+                                    },
                                     in_service: in_path,
                                     mac: b.mac.map(|m| fmt_mac(&m)),
                                     since: rfc3339(b.since),

@@ -27,9 +27,24 @@ use crate::usage;
 pub(super) struct State {
     tracker: Tracker,
     hooks: Vec<Child>,
+    /// Weights set by exec checks with `weight_from_exit` (exit 2-255).
+    weights: std::collections::BTreeMap<crate::lb::checks::BackendId, u32>,
 }
 
 impl State {
+    /// The weight a backend has in the data path while up.
+    pub(super) fn weight(&self, b: &Be) -> u32 {
+        self.weights.get(&b.id).copied().unwrap_or(b.weight)
+    }
+
+    /// Record a check's dynamic weight (None: the configured one); true when it changed.
+    pub(super) fn set_weight(&mut self, id: &crate::lb::checks::BackendId, w: Option<u32>) -> bool {
+        match w {
+            Some(w) => self.weights.insert(id.clone(), w) != Some(w),
+            None => self.weights.remove(id).is_some(),
+        }
+    }
+
     pub(super) fn lost(&self, service: &str) -> bool {
         self.tracker.lost(service)
     }

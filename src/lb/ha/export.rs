@@ -206,8 +206,10 @@ pub fn render(file: &LbFile) -> Result<String, String> {
                     let _ = writeln!(s, "        MISC_CHECK {{");
                     let _ = writeln!(s, "            misc_path \"{}\"", quote(&argv));
                     let _ = writeln!(s, "            misc_timeout {}", c.timeout.as_secs().max(1));
-                    // exit 0: up at the configured weight, 1: down, 2-255: up at weight N-2
-                    let _ = writeln!(s, "            misc_dynamic");
+                    if c.weight_from_exit {
+                        // exit 0: up at the configured weight, 1: down, 2-255: weight N-2
+                        let _ = writeln!(s, "            misc_dynamic");
+                    }
                     let _ = writeln!(s, "        }}");
                 }
             }
