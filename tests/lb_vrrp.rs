@@ -364,6 +364,46 @@ fn one_arp_responder_after_keepalived_kill_lb_run_kill_and_link_loss() {
     lab.lbs[0].ns.ip(&["link", "set", "eth0", "up"]);
     lab.sw.ip(&["link", "set", "sw-lb1", "up"]);
     lab.wait_single_owner(1, "lb1's link back (no preempt)");
+
+    // 4. SIGHUP with a changed [ha] (lb1's priority): checked with keepalived -t, handed to
+    //    keepalived; removing [ha] is refused (the running configuration stays).
+    std::fs::write(lab.lbs[0].cfg_path(), config(0, 120)).unwrap();
+    let pid = lab.lbs[0].daemon.as_ref().unwrap().0.id() as i32;
+    // SAFETY: kill(2) on this test's own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let t = Instant::now();
+    while lab.lbs[0]
+        .status()
+        .map(|s| s["ha"]["configured_priority"].clone())
+        != Some(Value::from(120))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "reload not applied\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cfg0 = config(0, 120);
+    let i = cfg0.find("[ha]").unwrap();
+    let j = cfg0.find("[[service]]").unwrap();
+    std::fs::write(
+        lab.lbs[0].cfg_path(),
+        format!("{}{}", &cfg0[..i], &cfg0[j..]),
+    )
+    .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let t = Instant::now();
+    while !lab.lbs[0].log().contains("needs a restart") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "removing [ha] not refused\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.wait_single_owner(1, "after the reloads");
 }
 
 #[test]

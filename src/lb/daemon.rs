@@ -505,6 +505,7 @@ fn dry_run(
         .table
         .entries
         .iter()
+        .filter(|_| file.ha.is_none()) // with [ha] keepalived owns them
         .filter_map(|e| match e.service.key {
             ServiceKey::Inet { addr, .. } => Some(Vip {
                 addr,
@@ -584,6 +585,7 @@ fn dry_run(
             }
         ));
     }
+    service::dry_run_ha(ctx, env, file, iface)?;
     match refused {
         Some(e) => Err(e),
         None => Ok(Outcome::Clean),
@@ -813,6 +815,7 @@ impl Daemon<'_> {
             DataPath::Ipvs(_) => EngineKind::Ipvs,
         };
         validate_for(engine, &file).map_err(|e| e.to_string())?;
+        self.reload_ha(&file)?;
         if file.name != self.name {
             self.log.emit(
                 "warning",

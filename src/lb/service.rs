@@ -137,7 +137,74 @@ fn is_sorry(s: &Svc, b: &Be) -> bool {
     s.run.quorum.sorry == Some((b.id.rip, b.id.port))
 }
 
+/// `--dry-run lb run` with `[ha]`: the same refusals as the real run (keepalived missing, peer
+/// off the network), then the VRRP configuration it would hand keepalived.
+pub(super) fn dry_run_ha(ctx: &crate::Ctx, env: &Env, file: &LbFile, iface: &str) -> Result<()> {
+    let Some(h) = &file.ha else { return Ok(()) };
+    let addrs: Vec<(IpAddr, u8)> = env
+        .sys
+        .addresses()?
+        .into_iter()
+        .filter(|a| a.obj.dev == iface)
+        .map(|a| (a.obj.addr, a.obj.prefix))
+        .collect();
+    let src = crate::lb::ha::preflight(h, iface, &addrs).map_err(Error::Usage)?;
+    let vips: Vec<IpAddr> = file
+        .table
+        .entries
+        .iter()
+        .filter_map(|e| match e.service.key {
+            ServiceKey::Inet { addr, .. } => Some(addr),
+            ServiceKey::Fwmark { .. } => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    ctx.say(format!(
+        "[ha]: keepalived ({}) would own the VIPs while MASTER (lb run adds none itself), with:",
+        h.keepalived.display()
+    ));
+    let conf = crate::lb::ha::keepalived::render_vrrp(&Instance {
+        name: &file.name,
+        ha: h,
+        iface,
+        src,
+        vips: &vips,
+        fifo: None,
+        track: None,
+    });
+    for l in conf.lines() {
+        ctx.say(format!("  {l}"));
+    }
+    Ok(())
+}
+
 impl Daemon<'_> {
+    /// SIGHUP with `[ha]`: a changed VRRP configuration is checked with `keepalived -t` and
+    /// handed to keepalived (SIGHUP); adding or removing `[ha]` needs a restart.
+    pub(super) fn reload_ha(&mut self, file: &LbFile) -> std::result::Result<(), String> {
+        match (&mut self.ha, &file.ha) {
+            (None, None) => Ok(()),
+            (Some(_), None) | (None, Some(_)) => Err(
+                "adding or removing [ha] needs a restart of lb run (the VIPs change owner)".into(),
+            ),
+            (Some(_), Some(_)) => {
+                let new = prepare_ha(self.env, file, &self.iface)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no [ha]")?;
+                let h = self.ha.as_mut().ok_or("no [ha]")?;
+                if h.adopt(new)? {
+                    self.log.emit(
+                        "vrrp",
+                        "keepalived configuration changed: checked with keepalived -t, reloaded (SIGHUP)",
+                        json!({}),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Start keepalived once the data path is configured (the BACKUP is warm from the start).
     pub(super) fn launch_ha(&mut self) -> Result<()> {
         let Some(h) = &mut self.ha else { return Ok(()) };

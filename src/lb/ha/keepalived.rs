@@ -245,6 +245,29 @@ impl Supervisor {
         &self.role
     }
 
+    /// Take over a freshly prepared (and `keepalived -t`-checked) configuration: write it and
+    /// send keepalived SIGHUP. Ok(false) when nothing changed.
+    pub fn adopt(&mut self, new: Supervisor) -> Result<bool, String> {
+        if new.conf == self.conf {
+            return Ok(false);
+        }
+        std::fs::write(&self.files.conf, &new.conf)
+            .map_err(|e| format!("writing {}: {e}", self.files.conf.display()))?;
+        self.conf = new.conf;
+        self.vips = new.vips;
+        self.vrid = new.vrid;
+        self.priority = new.priority;
+        self.tracking = new.tracking;
+        self.bin = new.bin;
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own, not yet reaped, child.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGHUP);
+            }
+        }
+        Ok(true)
+    }
+
     /// One supervision step: read the FIFO, write the track file, notice a dead keepalived
     /// (delete its VIPs, restart it after a pause). Returns lines to log.
     pub fn tick(&mut self, sys: &Sys, quorum_fault: bool) -> Vec<String> {
