@@ -516,4 +516,25 @@ fn export_keepalived_passes_keepalived_t() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     lb.exec_ok(&[KEEPALIVED, "-t", "-e", "-f", out_path.to_str().unwrap()]);
+    // And back: the virtual_server blocks as an LB file that lbctl accepts.
+    let back = cfg.path().join("back.toml");
+    Lbctl::new(&lb).ok(&[
+        "lb",
+        "import",
+        "keepalived",
+        out_path.to_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&back).unwrap();
+    for want in [
+        "vip = \"198.18.0.100:80\"",
+        "scheduler = \"wrr\"",
+        "sorry_server = \"198.18.0.20:80\"",
+        "weight_from_exit = true",
+        "persistent = 300",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    Lbctl::new(&lb).ok(&["--dry-run", "lb", "apply", "-f", back.to_str().unwrap()]);
 }

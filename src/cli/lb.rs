@@ -40,6 +40,25 @@ pub enum LbCmd {
     /// Write an LB file in another tool's format: `keepalived` gives a complete keepalived.conf
     /// (vrrp_instance from [ha], virtual_server/real_server blocks with lb_kind DR and checkers).
     Export(ExportArgs),
+    /// Read another tool's configuration into an LB file: `keepalived` turns the
+    /// virtual_server blocks of a keepalived.conf into [[service]]s.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The format to read.
+    #[arg(value_enum)]
+    pub format: ExportFormat,
+    /// The file to read (keepalived.conf).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The LB file's name (default: web).
+    #[arg(long, default_value = "web")]
+    pub name: String,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -22,6 +22,7 @@
 //! it is healthier, and nobody holds a VIP that would black-hole SYNs).
 
 pub mod export;
+pub mod import;
 pub mod keepalived;
 
 use std::net::IpAddr;
