@@ -8,7 +8,8 @@
 #
 # For each scenario, RUNS times (the current MASTER is the victim; without preemption the roles
 # simply swap):
-#   ka-kill   SIGKILL of the master's keepalived (parent and VRRP child)
+#   ka-kill   SIGKILL of the master's keepalived (parent and VRRP child); its lb run deletes the
+#             VIP, sends the priority-0 advert keepalived could not, and restarts it
 #   run-kill  SIGKILL of the master's `lbctl lb run`
 # it measures: takeover time (kill -> the other balancer holds the VIP, polled every 20 ms),
 # when the old master let go of the VIP, requests failed during the window (curl -m 1 every
@@ -142,10 +143,11 @@ for scenario in ka-kill run-kill; do
           done
           echo "$fail $((ok+fail))" >"$WORK/load" ) &
         load=$!
+        victims=$(ka_pids $master)
         sleep 1
         t0=$(now)
         if [ $scenario = ka-kill ]; then
-            kill -KILL $(ka_pids $master)
+            kill -KILL $victims
         else
             kill -KILL "${PID[lb$master]}"
             wait "${PID[lb$master]}" 2>/dev/null || true

@@ -190,3 +190,49 @@ pub fn stop_orphan(pid: u32, grace: Duration) {
 pub fn write_track(path: &Path, fault: bool) -> std::io::Result<()> {
     std::fs::write(path, if fault { "1\n" } else { "0\n" })
 }
+
+/// What a priority-0 VRRPv3 advertisement needs (IPv4 instances).
+#[derive(Debug, Clone)]
+pub struct Resign {
+    pub iface: String,
+    pub src: std::net::Ipv4Addr,
+    /// Unicast peers; empty: multicast to 224.0.0.18.
+    pub peers: Vec<std::net::Ipv4Addr>,
+    pub vrid: u8,
+    pub advert_cs: u16,
+    /// The instance's IPv4 VIPs (a receiver checks the list against its own).
+    pub vips: Vec<std::net::Ipv4Addr>,
+}
+
+/// Send the priority-0 VRRPv3 advertisement a SIGKILLed master could not send ("I resign"):
+/// the backup takes over after its skew time instead of the whole master-down interval.
+pub fn send_resign(r: &Resign) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    const VRRP: i32 = 112;
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(VRRP)))?;
+    sock.set_ttl_v4(255)?;
+    sock.set_multicast_ttl_v4(255)?;
+    sock.bind_device(Some(r.iface.as_bytes()))?;
+    sock.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(r.src), 0)))?;
+    let mcast = [Ipv4Addr::new(224, 0, 0, 18)];
+    let dsts: &[Ipv4Addr] = if r.peers.is_empty() { &mcast } else { &r.peers };
+    for dst in dsts {
+        let mut p = vec![
+            0x31,
+            r.vrid,
+            0, // priority 0: the master stops
+            r.vips.len().min(255) as u8,
+        ];
+        p.extend_from_slice(&(r.advert_cs & 0x0fff).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        for v in r.vips.iter().take(255) {
+            p.extend_from_slice(&v.octets());
+        }
+        let c =
+            crate::sys::rawpkt::l4_checksum(IpAddr::V4(r.src), IpAddr::V4(*dst), VRRP as u8, &p);
+        p[6..8].copy_from_slice(&c.to_be_bytes());
+        sock.send_to(&p, &SockAddr::from(SocketAddr::new(IpAddr::V4(*dst), 0)))?;
+    }
+    Ok(())
+}

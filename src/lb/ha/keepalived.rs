@@ -151,6 +151,8 @@ pub struct Supervisor {
     vrid: u8,
     priority: u8,
     tracking: bool,
+    /// The priority-0 advert sent for a SIGKILLed MASTER (IPv4 unicast instances).
+    resign: Option<ka::Resign>,
     child: Option<Child>,
     rx: Receiver<String>,
     role: String,
@@ -188,6 +190,32 @@ impl Supervisor {
             vrid: i.ha.vrid,
             priority: i.ha.priority,
             tracking: i.ha.track_quorum,
+            resign: match i.src {
+                Some(IpAddr::V4(src)) => Some(ka::Resign {
+                    iface: i.iface.to_string(),
+                    src,
+                    peers: i
+                        .ha
+                        .peers
+                        .iter()
+                        .filter_map(|p| match p {
+                            IpAddr::V4(a) => Some(*a),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                    vrid: i.ha.vrid,
+                    advert_cs: (i.ha.advert.as_millis() / 10) as u16,
+                    vips: i
+                        .vips
+                        .iter()
+                        .filter_map(|v| match v {
+                            IpAddr::V4(a) => Some(*a),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect(),
+                }),
+                _ => None,
+            },
             child: None,
             rx,
             role: "starting".into(),
@@ -258,6 +286,7 @@ impl Supervisor {
         self.vrid = new.vrid;
         self.priority = new.priority;
         self.tracking = new.tracking;
+        self.resign = new.resign;
         self.bin = new.bin;
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on our own, not yet reaped, child.
@@ -318,9 +347,11 @@ impl Supervisor {
         if let Some(why) = died {
             self.child = None;
             out.push(format!("keepalived died ({why})"));
-            // Its VRRP child stops cleanly on its own when only the parent died; give it the
-            // chance, then make sure.
-            if let Some(pid) = ka::live_pid(&self.files.vrrp_pid, &self.files.conf) {
+            let was_master = self.role == "MASTER";
+            // Its VRRP child stops cleanly on its own when only the parent died (priority-0
+            // advert, VIPs removed); give it the chance, then make sure.
+            let child_left = ka::live_pid(&self.files.vrrp_pid, &self.files.conf);
+            if let Some(pid) = child_left {
                 ka::stop_orphan(pid, Duration::from_secs(2));
             }
             let n = self.drop_vips(sys, &mut out);
@@ -329,6 +360,19 @@ impl Supervisor {
                     "deleted {n} VIP(s) keepalived left on {} (it cannot remove them when killed)",
                     self.iface
                 ));
+            }
+            // A SIGKILLed master sends no priority-0 advert: send it, so the backup takes over
+            // after its skew time, not the whole master-down interval.
+            if was_master && child_left.is_none() {
+                if let Some(r) = &self.resign {
+                    match ka::send_resign(r) {
+                        Ok(()) => out.push(format!(
+                            "sent the priority-0 VRRP advert keepalived could not (VRID {})",
+                            r.vrid
+                        )),
+                        Err(e) => out.push(format!("sending the priority-0 advert: {e}")),
+                    }
+                }
             }
             self.set_role("down", None);
             // Crash loops cost one start per few seconds, not a busy loop.
