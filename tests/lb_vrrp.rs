@@ -420,7 +420,20 @@ fn bad_ha_input_is_exit_2_and_starts_nothing() {
     let cfg = TempDir::new("cfg");
     let path = cfg.path().join("web.toml");
     let base = config(0, 150);
+    // A keepalived that rejects the generated file: its message, exit 2, nothing started.
+    let fake = cfg.path().join("keepalived");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '(keepalived.conf: Line 9) Unknown keyword advert_itn' >&2\nexit 5\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fake_line = format!("keepalived = \"{}\"", fake.display());
     for (edit, want) in [
+        (
+            ("preempt = false", fake_line.as_str()),
+            "Unknown keyword advert_itn",
+        ),
         (
             ("virtual_router_id = 51", "virtual_router_id = 256"),
             "1-255",

@@ -182,6 +182,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn settings() {
+        let f = crate::ipvs::spec::parse_lb_file;
+        let svc = |extra: &str| {
+            f(
+                &format!(
+                    "[[service]]\nvip = \"198.18.0.100:80\"\n{extra}\n\
+                     [[service.backend]]\nrip = \"198.18.0.11\"\n\
+                     [[service.backend]]\nrip = \"198.18.0.12\"\n"
+                ),
+                "t",
+            )
+        };
+        let ok = svc("quorum = 2\non_quorum_loss = \"sorry\"\nsorry_server = \"198.18.0.20:8080\"")
+            .unwrap();
+        let q = &ok.runs[0].quorum;
+        assert_eq!((q.min, q.on_loss), (2, Some(OnQuorumLoss::Sorry)));
+        assert_eq!(q.sorry, Some(("198.18.0.20".parse().unwrap(), 8080)));
+        for (bad, want) in [
+            ("quorum = 3", "1..=2"),
+            ("quorum = 0", "1..=2"),
+            ("quorum = 2\nhysteresis = 1", "never come back"),
+            ("on_quorum_loss = \"sorry\"", "needs sorry_server"),
+            ("sorry_server = \"198.18.0.20\"", "only used with"),
+            (
+                "on_quorum_loss = \"sorry\"\nsorry_server = \"198.18.0.11\"",
+                "also a backend",
+            ),
+            ("notify = []", "notify needs"),
+            ("on_quorum_loss = \"drop\"", "unknown variant"),
+        ] {
+            let e = svc(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn hysteresis() {
         let q = Quorum {
             min: 2,
