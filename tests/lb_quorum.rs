@@ -105,6 +105,10 @@ impl Lab {
     }
 
     fn start_with(&mut self, service_extra: &str, check: &str) {
+        self.start_full("", service_extra, check);
+    }
+
+    fn start_full(&mut self, head: &str, service_extra: &str, check: &str) {
         let hook = self.cfg.path().join("hook.sh");
         std::fs::write(
             &hook,
@@ -120,7 +124,7 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+                "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n{head}\
                  [[service]]\nvip = \"{VIP}:80\"\nnotify = [\"{}\"]\n{service_extra}\
                  [service.check]\n{check}interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 1\n\
                  [[service.backend]]\nrip = \"198.18.0.11\"\nweight = 10\n",
@@ -280,6 +284,44 @@ fn exec_check_exit_code_sets_the_weight() {
     std::fs::write(&code, "0").unwrap();
     lab.wait("back at the configured weight", |l| {
         weight(l) == ("up".into(), 10)
+    });
+    drop(lab.daemon.take());
+}
+
+/// With `[ha]`, a lost quorum (`withdraw`) puts VRRP in FAULT through the track file: keepalived
+/// releases the VIP; with the backend back the balancer is MASTER again.
+#[test]
+fn withdraw_with_ha_goes_to_fault() {
+    require_root!();
+    require_tool!("busybox");
+    if !std::path::Path::new("/usr/sbin/keepalived").is_file() {
+        common::skip_or_panic("lb_quorum_ha", "keepalived is not installed");
+        return;
+    }
+    let mut lab = lab();
+    // The peer 198.18.0.3 is absent: this balancer becomes MASTER after the master-down interval.
+    lab.start_full(
+        "[ha]\nvirtual_router_id = 52\npriority = 150\npeers = [\"198.18.0.3\"]\n",
+        "on_quorum_loss = \"withdraw\"\n",
+        "type = \"tcp\"\n",
+    );
+    let role = |l: &Lab| -> String {
+        let out = l.lb_run.run(&["--json", "lb", "status"]);
+        serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["daemons"][0]["ha"]["role"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    lab.wait("MASTER and serving", |l| {
+        role(l) == "MASTER" && l.responders() == 1 && l.get() == "be1"
+    });
+    lab.servers[0] = None;
+    lab.wait("FAULT, VIP released", |l| {
+        role(l) == "FAULT" && l.responders() == 0
+    });
+    lab.servers[0] = Some(httpd(&lab._be[0], &lab.www[0]));
+    lab.wait("MASTER again", |l| {
+        role(l) == "MASTER" && l.responders() == 1 && l.get() == "be1"
     });
     drop(lab.daemon.take());
 }
