@@ -235,6 +235,9 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,export)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__export"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,import)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__import"
+                ;;
             lbctl__subcmd__help__subcmd__lb,list)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__list"
                 ;;
@@ -370,6 +373,9 @@ _lbctl() {
             lbctl__subcmd__lb,help)
                 cmd="lbctl__subcmd__lb__subcmd__help"
                 ;;
+            lbctl__subcmd__lb,import)
+                cmd="lbctl__subcmd__lb__subcmd__import"
+                ;;
             lbctl__subcmd__lb,list)
                 cmd="lbctl__subcmd__lb__subcmd__list"
                 ;;
@@ -429,6 +435,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb__subcmd__help,help)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__help"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,import)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__import"
                 ;;
             lbctl__subcmd__lb__subcmd__help,list)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__list"
@@ -1614,7 +1623,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain list save restore apply run status maglev export"
+            opts="service backend drain list save restore apply run status maglev export import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1712,6 +1721,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2474,7 +2497,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev export help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2778,7 +2801,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__export)
-            opts="-c -v -q -n -h -V --config --json --verbose --quiet --netns --dry-run --wait --help --version bird"
+            opts="-c -o -v -q -n -h -V --config --output --json --verbose --quiet --netns --dry-run --wait --help --version bird keepalived"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2789,6 +2812,14 @@ _lbctl() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2808,7 +2839,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain list save restore apply run status maglev export help"
+            opts="service backend drain list save restore apply run status maglev export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2920,6 +2951,20 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3066,6 +3111,40 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__import)
+            opts="-o -v -q -n -h -V --name --output --json --verbose --quiet --netns --dry-run --wait --help --version keepalived"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

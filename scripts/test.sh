@@ -34,7 +34,8 @@ exec </dev/null
 # Keep in sync with .ci/run.
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
           ipvsadm cpio util-linux strace
-          dpkg-dev binutils lintian man-db systemd zsh fish ifupdown bird2)
+          dpkg-dev binutils lintian man-db systemd zsh fish ifupdown
+          bird2 keepalived)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

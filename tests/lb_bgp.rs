@@ -488,10 +488,7 @@ fn bad_bgp_input_is_a_usage_error_before_anything_starts() {
             good.replace("address = \"198.18.0.1\"", "address = \"198.18.9.1\""),
             "not on any network",
         ),
-        (
-            good.replace("quorum = 1", "quorum = 2"),
-            "could never be met",
-        ),
+        (good.replace("quorum = 1", "quorum = 2"), "must be 1..=1"),
         (
             good.replace(&format!("{VIP}:80"), "198.18.0.100:80"),
             "inside 198.18.0.2/24",

@@ -37,26 +37,68 @@ pub enum LbCmd {
     /// Maglev table balance, and the disruption of removing or adding a backend, for a table
     /// size M (to pick M).
     Maglev(MaglevArgs),
-    /// Print the routing-daemon configuration `lb run` generates for an LB file's `[bgp]`
-    /// (for a BIRD you manage yourself; `lb run` starts its own).
+    /// Write what `lb run` generates in another tool's format: `bird` gives the BIRD 2
+    /// configuration for the file's `[bgp]` (for a BIRD you manage yourself; `lb run` starts its
+    /// own), `keepalived` a complete keepalived.conf (vrrp_instance from [ha],
+    /// virtual_server/real_server blocks with lb_kind DR and checkers).
     Export(ExportArgs),
+    /// Read another tool's configuration into an LB file: `keepalived` turns the
+    /// virtual_server blocks of a keepalived.conf into [[service]]s.
+    Import(ImportArgs),
 }
 
-/// Routing daemons `lb export` writes configuration for.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ExportDaemon {
-    /// BIRD 2.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The format to read.
+    #[arg(value_enum)]
+    pub format: ImportFormat,
+    /// The file to read (keepalived.conf).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The LB file's name (default: web).
+    #[arg(long, default_value = "web")]
+    pub name: String,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Formats `lb export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// BIRD 2 (the `[bgp]` section's announcements).
     Bird,
+    /// keepalived.conf (check it with `keepalived -t -e -f FILE`).
+    Keepalived,
+}
+
+impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Bird => "bird",
+            ExportFormat::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// Formats `lb import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// keepalived.conf's virtual_server blocks.
+    Keepalived,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The routing daemon.
+    /// The format to write.
     #[arg(value_enum)]
-    pub daemon: ExportDaemon,
-    /// The LB file with a `[bgp]` section.
+    pub format: ExportFormat,
+    /// The LB file.
     #[arg(short = 'c', long = "config", value_name = "LB.toml")]
     pub config: PathBuf,
+    /// Write here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -313,6 +313,8 @@ struct FileToml {
     balancer: Option<crate::lb::config::BalancerToml>,
     /// `lb run` only: announce the VIPs by BGP.
     bgp: Option<crate::lb::announce::BgpToml>,
+    /// `lb run` only: VRRP through keepalived.
+    ha: Option<crate::lb::ha::HaToml>,
     #[serde(default, rename = "service")]
     services: Vec<ServiceToml>,
 }
@@ -351,8 +353,13 @@ struct ServiceToml {
     check: Option<crate::lb::config::CheckToml>,
     /// `lb run` only: quiesce (default) or remove a failed backend.
     on_failure: Option<crate::lb::config::OnFailure>,
-    /// `lb run` only: healthy backends needed for the VIP to be announced (default 1).
-    quorum: Option<u32>,
+    /// `lb run` only: minimum healthy backends, and what happens below it.
+    quorum: Option<i64>,
+    on_quorum_loss: Option<crate::lb::quorum::OnQuorumLoss>,
+    sorry_server: Option<String>,
+    hysteresis: Option<i64>,
+    /// `lb run` only: argv run on backend and service transitions.
+    notify: Option<Vec<String>>,
     #[serde(default, rename = "backend")]
     backends: Vec<BackendToml>,
 }
@@ -379,6 +386,8 @@ pub struct LbFile {
     pub runs: Vec<crate::lb::config::ServiceRun>,
     /// `[bgp]`: announce the VIPs by BGP (`lb run`).
     pub bgp: Option<crate::lb::announce::Bgp>,
+    /// `[ha]`: VRRP through keepalived (`lb run`, `lb export keepalived`).
+    pub ha: Option<crate::lb::ha::Ha>,
 }
 
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
@@ -462,13 +471,27 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             })?;
             entry.dests.push(d);
         }
-        let n_dests = entry.dests.len();
-        table.entries.push(entry);
         let mut run = crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
             .map_err(|e| format!("{what}: {e}"))?;
+        let q = crate::lb::quorum::QuorumToml {
+            quorum: s.quorum,
+            on_quorum_loss: s.on_quorum_loss,
+            sorry_server: s.sorry_server.clone(),
+            hysteresis: s.hysteresis,
+            notify: s.notify.clone(),
+        };
         run.quorum =
-            crate::lb::config::quorum(s.quorum, n_dests).map_err(|e| format!("{what}: {e}"))?;
+            crate::lb::quorum::parse(&q, &key, &entry).map_err(|e| format!("{what}: {e}"))?;
+        table.entries.push(entry);
         runs.push(run);
+    }
+    let ha = f.ha.as_ref().map(crate::lb::ha::ha).transpose()?;
+    if bgp.is_some() && ha.is_some() {
+        return Err(
+            "[bgp] and [ha] are alternatives: announce the VIPs by BGP from every \
+                    balancer, or let a VRRP pair own them, not both"
+                .into(),
+        );
     }
     Ok(LbFile {
         name,
@@ -476,6 +499,7 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
         balancer,
         runs,
         bgp,
+        ha,
     })
 }
 

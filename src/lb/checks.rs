@@ -36,6 +36,8 @@ pub struct Outcome {
     pub ok: bool,
     pub detail: String,
     pub elapsed: Duration,
+    /// An exec check with `weight_from_exit` that passed with exit 2-255: weight code − 2.
+    pub weight: Option<u32>,
 }
 
 /// Run one job (blocking, bounded by the check's timeout per probe).
@@ -44,6 +46,7 @@ pub fn run(job: &Job) -> Outcome {
     let c = &job.check;
     let port = c.port.unwrap_or(job.id.port);
     let rip = job.id.rip;
+    let mut weight = None;
     let r = match &c.probe {
         Probe::Tcp => probe::tcp(rip, port, c.timeout).map(|_| ()),
         Probe::Http {
@@ -62,16 +65,30 @@ pub fn run(job: &Job) -> Outcome {
             },
             c.timeout,
         ),
-        Probe::Exec { command } => probe::exec(
-            command,
-            &[
+        Probe::Exec { command } => {
+            let env = [
                 ("LBCTL_RIP", rip.to_string()),
                 ("LBCTL_PORT", port.to_string()),
                 ("LBCTL_VIP", job.vip.to_string()),
                 ("LBCTL_VIP_PORT", job.port.to_string()),
-            ],
-            c.timeout,
-        ),
+            ];
+            if c.weight_from_exit {
+                // keepalived's misc_dynamic: 0 up, 1 down, 2-255 up at weight code - 2.
+                match probe::exec_status(command, &env, c.timeout) {
+                    Ok((0, _)) => Ok(()),
+                    Ok((code @ 2..=255, _)) => {
+                        weight = Some(code as u32 - 2);
+                        Ok(())
+                    }
+                    Ok((code, last)) => Err(format!("{} exit {code} (down) {last}", command[0])
+                        .trim_end()
+                        .to_string()),
+                    Err(e) => Err(e),
+                }
+            } else {
+                probe::exec(command, &env, c.timeout)
+            }
+        }
     };
     let r = r.and_then(|()| {
         if job.dsr_unresolved {
@@ -119,6 +136,7 @@ pub fn run(job: &Job) -> Outcome {
         ok: r.is_ok(),
         detail: r.err().unwrap_or_default(),
         elapsed: start.elapsed(),
+        weight,
     }
 }
 

@@ -70,6 +70,7 @@ pub struct CheckToml {
     rise: Option<u32>,
     fall: Option<u32>,
     dsr: Option<bool>,
+    weight_from_exit: Option<bool>,
 }
 
 /// What happens to a backend that fails its check.
@@ -151,6 +152,9 @@ pub struct Check {
     /// instead, and a UDP answer or an ICMP port unreachable from the VIP passes
     /// ([`crate::sys::probe::dsr_udp`]).
     pub dsr: bool,
+    /// `type = "exec"`: the exit code sets the weight, as keepalived's `misc_dynamic`: 0 = up
+    /// at the configured weight, 1 = down, 2-255 = up at weight code − 2.
+    pub weight_from_exit: bool,
 }
 
 impl Default for Check {
@@ -163,31 +167,18 @@ impl Default for Check {
             rise: 2,
             fall: 3,
             dsr: false,
+            weight_from_exit: false,
         }
     }
 }
 
 /// The `lb run` settings of one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceRun {
     pub check: Check,
     pub on_failure: OnFailure,
-    /// Healthy backends needed for the VIP to be announced (`[bgp]`); default 1.
-    pub quorum: u32,
-}
-
-/// Validate a service's `quorum` (healthy backends needed to announce its VIP).
-pub fn quorum(q: Option<u32>, backends: usize) -> Result<u32, String> {
-    let q = q.unwrap_or(1);
-    if q == 0 {
-        return Err("quorum = 0: at least 1 healthy backend is needed to announce a VIP".into());
-    }
-    if q as usize > backends.max(1) {
-        return Err(format!(
-            "quorum = {q} but the service has {backends} backend(s): it could never be met"
-        ));
-    }
-    Ok(q)
+    /// Quorum, sorry server, notify hooks ([`crate::lb::quorum`]).
+    pub quorum: crate::lb::quorum::Quorum,
 }
 
 /// Parse "250ms", "2s", "1.5s", "1m".
@@ -264,7 +255,7 @@ pub fn service_run(
         return Ok(ServiceRun {
             check: d,
             on_failure: on_failure.unwrap_or_default(),
-            quorum: 1,
+            ..Default::default()
         });
     };
     let kind = c.kind.unwrap_or(CheckKindToml::Tcp);
@@ -281,6 +272,9 @@ pub fn service_run(
                 "check: {k} is only for type = \"http\" or \"https\""
             ));
         }
+    }
+    if kind != CheckKindToml::Exec && c.weight_from_exit.is_some() {
+        return Err("check: weight_from_exit is only for type = \"exec\"".into());
     }
     if kind != CheckKindToml::Exec && c.command.is_some() {
         return Err("check: command is only for type = \"exec\"".into());
@@ -363,9 +357,10 @@ pub fn service_run(
             rise,
             fall,
             dsr: c.dsr.unwrap_or(false),
+            weight_from_exit: c.weight_from_exit.unwrap_or(false),
         },
         on_failure: on_failure.unwrap_or_default(),
-        quorum: 1,
+        ..Default::default()
     })
 }
 

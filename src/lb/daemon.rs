@@ -37,6 +37,11 @@ use crate::sys::rawpkt::{self, DsrProbe};
 use crate::sys::signals::{self, Restart, Signal};
 use crate::{usage, Ctx, Outcome};
 
+// Quorum, sorry server, notify hooks and `[ha]` supervision: methods of [`Daemon`], kept in
+// their own file.
+#[path = "service.rs"]
+mod service;
+
 /// Size of each service's pinned-flow map (nft engine).
 const FLOW_MAP_SIZE: u32 = 262_144;
 
@@ -256,6 +261,10 @@ struct Daemon<'a> {
     reconciles: u64,
     /// `[bgp]`: the routing daemon and the VIPs' gates.
     speaker: Option<Speaker>,
+    /// `[ha]`: keepalived owns the VIPs; lb run supervises it ([`crate::lb::ha`]).
+    ha: Option<crate::lb::ha::keepalived::Supervisor>,
+    /// Quorum, sorry server, notify hooks ([`crate::lb::quorum`], [`service`]).
+    svc: service::State,
 }
 
 fn backends_of(
@@ -367,6 +376,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         // The same refusals as below, in the same order; only privilege is not needed.
         return dry_run(ctx, env, &file, &iface, lb_mac, pick_engine(bal.engine));
     }
+    // `[ha]`: keepalived there, peers on the NIC's network, its config accepted by `-t`.
+    let ha = service::prepare_ha(env, &file, &iface)?;
     crate::sys::require_net_admin("lb run")?;
     // From here on SIGTERM/SIGINT mean "stop cleanly" (checked at the top of the main loop).
     install_signals();
@@ -446,6 +457,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         program_failed: false,
         reconciles: 0,
         speaker,
+        ha,
+        svc: Default::default(),
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -473,7 +486,7 @@ fn prepare_bgp(
         .iter()
         .zip(&file.runs)
         .filter_map(|(e, r)| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum)),
+            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum.min)),
             ServiceKey::Fwmark { .. } => None,
         })
         .collect();
@@ -539,6 +552,7 @@ fn dry_run(
         .table
         .entries
         .iter()
+        .filter(|_| file.ha.is_none()) // with [ha] keepalived owns them
         .filter_map(|e| match e.service.key {
             ServiceKey::Inet { addr, .. } => Some(Vip {
                 addr,
@@ -629,6 +643,7 @@ fn dry_run(
             }
         ));
     }
+    service::dry_run_ha(ctx, env, file, iface)?;
     match refused {
         Some(e) => Err(e),
         None => Ok(Outcome::Clean),
@@ -661,6 +676,7 @@ impl Daemon<'_> {
                 self.log.emit("bgp", &l, json!({}));
             }
         }
+        self.launch_ha()?;
         self.log.emit(
             "start",
             &format!(
@@ -709,6 +725,7 @@ impl Daemon<'_> {
                 last_reconcile = Instant::now();
                 self.reconcile();
             }
+            self.service_tick();
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -732,6 +749,7 @@ impl Daemon<'_> {
     fn configure(&mut self, file: &LbFile) -> Result<()> {
         let old = std::mem::take(&mut self.services);
         self.services = build_services(file, old);
+        self.add_sorry_backends();
         if let Some(prev) = self.previous.take() {
             self.resume(&prev);
         }
@@ -770,7 +788,8 @@ impl Daemon<'_> {
 
     /// Own the VIPs on the NIC (through the journal, as owner `lb:NAME`), then announce them.
     fn own_vips(&mut self) -> Result<()> {
-        let want: BTreeSet<Vip> = vips_of(&self.services)
+        let want: BTreeSet<Vip> = self
+            .owned_vips()
             .into_iter()
             .map(|addr| Vip {
                 addr,
@@ -888,6 +907,7 @@ impl Daemon<'_> {
             (None, false) => {}
             _ => return Err("adding or removing [bgp] needs a restart of lb run".into()),
         }
+        self.reload_ha(&file)?;
         if file.name != self.name {
             self.log.emit(
                 "warning",
@@ -1010,6 +1030,9 @@ impl Daemon<'_> {
         };
         b.in_flight = false;
         b.stale = false;
+        self.dirty |= self
+            .svc
+            .set_weight(&r.id, r.ok.then_some(r.weight).flatten());
         b.last = Some(LastCheck {
             at: rfc3339(SystemTime::now()),
             ok: r.ok,
@@ -1045,6 +1068,12 @@ impl Daemon<'_> {
                     "to": now.name(), "detail": r.detail,
                 }),
             );
+            if let Some(e) = self
+                .svc
+                .notify_backend(&s.run.quorum.notify, &s.name, b, was, now)
+            {
+                self.log.emit("warning", &e, json!({}));
+            }
             if now == State::Down && s.run.on_failure == OnFailure::Remove {
                 if let Some(mac) = b.mac {
                     // After the map update no new flow picks it; then its pinned flows are cut.
@@ -1104,7 +1133,7 @@ impl Daemon<'_> {
     /// tamper storm costs one rebuild per second, not a busy loop.
     fn reconcile(&mut self) {
         let mut repaired = Vec::new();
-        let vips = vips_of(&self.services);
+        let vips = self.owned_vips();
         match self.env.sys.addresses() {
             Ok(addrs) => {
                 let missing: Vec<String> = vips
@@ -1209,10 +1238,10 @@ impl Daemon<'_> {
                 .count();
             let verdict = if !self.programmed || self.program_failed {
                 Err("data path not programmed".to_string())
-            } else if healthy < s.run.quorum as usize {
+            } else if healthy < s.run.quorum.min as usize {
                 Err(format!(
                     "{}: {healthy} healthy backend(s), quorum {}",
-                    s.name, s.run.quorum
+                    s.name, s.run.quorum.min
                 ))
             } else {
                 Ok(())
@@ -1232,7 +1261,8 @@ impl Daemon<'_> {
     }
 
     fn wants(&self) -> Vec<Want> {
-        self.services
+        let mut w: Vec<Want> = self
+            .services
             .iter()
             .map(|s| Want {
                 entry: s.entry.clone(),
@@ -1244,14 +1274,16 @@ impl Daemon<'_> {
                         WantBackend {
                             rip: b.id.rip,
                             port: b.id.port,
-                            weight: if up { b.weight } else { 0 },
+                            weight: if up { self.svc.weight(b) } else { 0 },
                             removed: !up && s.run.on_failure == OnFailure::Remove,
                             mac: b.mac,
                         }
                     })
                     .collect(),
             })
-            .collect()
+            .collect();
+        self.sorry_wants(&mut w);
+        w
     }
 
     fn program(&mut self) {
@@ -1357,6 +1389,11 @@ impl Daemon<'_> {
                             OnFailure::Quiesce => "quiesce".into(),
                             OnFailure::Remove => "remove".into(),
                         },
+                        quorum_lost: self.svc.lost(&s.name),
+                        withdrawn: self.ha.is_none()
+                            && s.run.quorum.on_loss
+                                == Some(crate::lb::quorum::OnQuorumLoss::Withdraw)
+                            && self.svc.lost(&s.name),
                         packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
                         nft_id: id,
                         backends: s
@@ -1364,7 +1401,8 @@ impl Daemon<'_> {
                             .iter()
                             .map(|b| {
                                 let up = b.health.state == State::Up;
-                                let removed = !up && s.run.on_failure == OnFailure::Remove;
+                                let removed = (!up && s.run.on_failure == OnFailure::Remove)
+                                    || self.sorry_out(s, b);
                                 let in_path = match self.path {
                                     DataPath::Nft(_) => b.mac.is_some() && !removed,
                                     DataPath::Ipvs(_) => !removed,
@@ -1374,7 +1412,11 @@ impl Daemon<'_> {
                                     port: b.id.port,
                                     state: b.health.state.name().into(),
                                     weight: b.weight,
-                                    effective_weight: if up && in_path { b.weight } else { 0 },
+                                    effective_weight: if up && in_path {
+                                        self.svc.weight(b)
+                                    } else {
+                                        0
+                                    },
                                     in_service: in_path,
                                     mac: b.mac.map(|m| fmt_mac(&m)),
                                     since: rfc3339(b.since),
@@ -1392,6 +1434,7 @@ impl Daemon<'_> {
                 DataPath::Ipvs(_) => None,
             },
             reload_error: self.reload_error.clone(),
+            ha: self.ha.as_ref().map(|h| h.status()),
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
             bgp: self.speaker.as_ref().map(|s| s.status()),
@@ -1415,6 +1458,7 @@ impl Daemon<'_> {
                 self.log.emit("bgp", &l, json!({}));
             }
         }
+        self.stop_ha();
         if !self.opts.cleanup {
             self.write_status();
             self.log.emit(

@@ -56,6 +56,12 @@ pub struct ServiceStatus {
     pub check: String,
     pub on_failure: String,
     pub backends: Vec<BackendStatus>,
+    /// Fewer backends up than its `quorum` (`on_quorum_loss` acts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quorum_lost: bool,
+    /// Quorum lost with `on_quorum_loss = "withdraw"` (and no `[ha]`): its VIP is released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
     /// Packets that entered the service (nft engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets: Option<u64>,
@@ -95,6 +101,9 @@ pub struct RunStatus {
     pub repairs: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_repair: Option<String>,
+    /// `[ha]`: the VRRP role keepalived reported, and its supervision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::lb::ha::keepalived::HaStatus>,
     /// Config reload errors are kept here until a reload succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,

@@ -61,11 +61,25 @@ pub fn check(sys: &Sys, s: &RunStatus) -> Verdict {
                 if ip.is_unspecified() {
                     continue;
                 }
-                if !addrs
+                let on = addrs
                     .iter()
-                    .any(|a| a.obj.addr == ip && a.obj.dev == s.interface)
-                {
+                    .any(|a| a.obj.addr == ip && a.obj.dev == s.interface);
+                // With [ha] keepalived owns the VIPs: on the NIC exactly while MASTER. Without,
+                // lb run owns them unless every service on the VIP withdrew (quorum lost).
+                let (want, why) = match &s.ha {
+                    Some(h) => (h.role == "MASTER", format!("VRRP role {}", h.role)),
+                    None => (
+                        s.services.iter().any(|x| x.vip == vip && !x.withdrawn),
+                        "its services withdrew it (quorum lost)".to_string(),
+                    ),
+                };
+                if want && !on {
                     v.problem(Part::Vip, format!("VIP {vip} is not on {}", s.interface));
+                } else if on && !want {
+                    v.problem(
+                        Part::Vip,
+                        format!("VIP {vip} is on {} but should not be ({why})", s.interface),
+                    );
                 }
             }
         }

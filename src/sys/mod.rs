@@ -6,7 +6,9 @@
 pub mod abi;
 pub mod bird;
 pub mod capture;
+pub mod hook;
 pub mod iptables;
+pub mod keepalived;
 pub mod lock;
 pub mod mac;
 pub mod netlink;

@@ -128,6 +128,20 @@ pub fn http(
 /// Run a command; exit 0 within `timeout` = healthy. Overrunning commands are killed (their
 /// PID, then reaped). stdout/stderr are discarded except the last line of stderr for the log.
 pub fn exec(command: &[String], env: &[(&str, String)], timeout: Duration) -> Result<(), String> {
+    match exec_status(command, env, timeout)? {
+        (0, _) => Ok(()),
+        (code, last) if last.is_empty() => Err(format!("{} failed (exit {code})", command[0])),
+        (code, last) => Err(format!("{} failed (exit {code}): {last}", command[0])),
+    }
+}
+
+/// Run `command` like [`exec`]; Ok(exit code, last line of its stderr) when it exited by itself,
+/// Err when it could not run, was killed by a signal or overran `timeout` (then killed).
+pub fn exec_status(
+    command: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<(i32, String), String> {
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
         .stdin(Stdio::null())
@@ -143,23 +157,23 @@ pub fn exec(command: &[String], env: &[(&str, String)], timeout: Duration) -> Re
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                if status.success() {
-                    return Ok(());
-                }
                 let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
+                if !status.success() {
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
                 }
                 let last = err.lines().last().unwrap_or("").trim().to_string();
-                let code = status
-                    .code()
-                    .map(|c| format!("exit {c}"))
-                    .unwrap_or_else(|| "killed by a signal".into());
-                return Err(if last.is_empty() {
-                    format!("{} failed ({code})", command[0])
-                } else {
-                    format!("{} failed ({code}): {last}", command[0])
-                });
+                return match status.code() {
+                    Some(c) => Ok((c, last)),
+                    None if last.is_empty() => {
+                        Err(format!("{} failed (killed by a signal)", command[0]))
+                    }
+                    None => Err(format!(
+                        "{} failed (killed by a signal): {last}",
+                        command[0]
+                    )),
+                };
             }
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();

@@ -1,20 +1,32 @@
-//! `lbctl lb export bird -c LB.toml`: the routing-daemon configuration `lb run` generates for
-//! the file's `[bgp]`, for users who run that daemon themselves.
+//! `lbctl lb export bird|keepalived -c LB.toml [-o FILE]`: what `lb run` generates for an LB
+//! file's `[bgp]` (BIRD 2) or the whole file as a keepalived.conf, for users who run those daemons
+//! themselves; and `lbctl lb import keepalived FILE [-o LB.toml]`: a keepalived.conf's
+//! virtual_servers as an LB file.
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
 use super::Env;
-use crate::cli::lb::{ExportArgs, ExportDaemon};
+use crate::cli::lb::{ExportArgs, ExportFormat, ImportArgs, ImportFormat};
 use crate::error::{Error, Result};
-use crate::ipvs::spec::{self, key_name};
+use crate::ipvs::spec::{self, key_name, LbFile};
 use crate::ipvs::ServiceKey;
 use crate::lb::announce::{bird, resolve, speaker};
 use crate::{usage, Ctx, Outcome};
 
 pub(super) fn export(ctx: &Ctx, env: &Env, a: &ExportArgs) -> Result<Outcome> {
     let file = spec::load_lb_file(&a.config).map_err(Error::Usage)?;
+    let text = match a.format {
+        ExportFormat::Bird => bird_config(env, a, &file)?,
+        ExportFormat::Keepalived => crate::lb::ha::export::render(&file)
+            .map_err(|e| Error::Usage(format!("{}: {e}", a.config.display())))?,
+    };
+    write_out(ctx, a.output.as_deref(), &text, a.format.name())
+}
+
+/// The BIRD 2 configuration `lb run` would start its BIRD with.
+fn bird_config(env: &Env, a: &ExportArgs, file: &LbFile) -> Result<String> {
     let Some(bgp) = &file.bgp else {
         return Err(usage!(
             "{} has no [bgp] section: nothing to announce",
@@ -27,7 +39,7 @@ pub(super) fn export(ctx: &Ctx, env: &Env, a: &ExportArgs) -> Result<Outcome> {
         .iter()
         .zip(&file.runs)
         .filter_map(|(e, r)| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum)),
+            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum.min)),
             ServiceKey::Fwmark { .. } => None,
         })
         .collect();
@@ -40,14 +52,40 @@ pub(super) fn export(ctx: &Ctx, env: &Env, a: &ExportArgs) -> Result<Outcome> {
         speaker::vip_routes(&file.name, &services),
     )
     .map_err(Error::Usage)?;
-    let text = match a.daemon {
-        ExportDaemon::Bird => bird::render(&plan),
+    Ok(bird::render(&plan))
+}
+
+pub(super) fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Outcome> {
+    crate::guard::validate_name(&a.name, "LB file").map_err(Error::Usage)?;
+    let text = crate::guard::read_capped(&a.file, "keepalived.conf")?;
+    let lb = match a.format {
+        ImportFormat::Keepalived => crate::lb::ha::import::render(&text, &a.name)
+            .map_err(|e| Error::Usage(format!("{}: {e}", a.file.display())))?,
     };
-    if ctx.global.json {
-        ctx.emit_json(&json!({ "daemon": "bird", "config": text }));
-    } else {
-        // The data itself: printed even with --quiet.
-        print!("{text}");
+    write_out(ctx, a.output.as_deref(), &lb, "lb")
+}
+
+/// The generated text on stdout (printed even with --quiet: it is the data), or into `out`.
+fn write_out(
+    ctx: &Ctx,
+    out: Option<&std::path::Path>,
+    text: &str,
+    format: &str,
+) -> Result<Outcome> {
+    match out {
+        Some(p) if !ctx.global.dry_run => {
+            std::fs::write(p, text)
+                .map_err(|e| Error::Runtime(anyhow::anyhow!("writing {}: {e}", p.display())))?;
+            ctx.say(format!("wrote {}", p.display()));
+            ctx.emit_json(&json!({ "written": p.display().to_string(), "format": format }));
+        }
+        _ => {
+            if ctx.global.json {
+                ctx.emit_json(&json!({ "format": format, "config": text }));
+            } else {
+                print!("{text}");
+            }
+        }
     }
     Ok(Outcome::Clean)
 }

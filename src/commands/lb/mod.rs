@@ -63,6 +63,7 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Status(a) => run::status(ctx, env, &a),
         LbCmd::Maglev(a) => run::maglev_report(ctx, &a),
         LbCmd::Export(a) => export::export(ctx, env, &a),
+        LbCmd::Import(a) => export::import(ctx, &a),
     }
 }
 

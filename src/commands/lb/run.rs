@@ -101,6 +101,33 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
             if s.ready { "" } else { ", not ready yet" },
             s.started
         ));
+        if let Some(h) = &s.ha {
+            ctx.say(format!(
+                "  VRRP {} (VRID {}, priority {}{}) on {} since {}; keepalived {}{}{}",
+                h.role,
+                h.vrid,
+                h.configured_priority,
+                h.priority
+                    .filter(|p| *p != u32::from(h.configured_priority))
+                    .map(|p| format!(", effective {p}"))
+                    .unwrap_or_default(),
+                h.interface,
+                h.since,
+                h.keepalived_pid
+                    .map(|p| format!("PID {p}"))
+                    .unwrap_or_else(|| "NOT RUNNING".into()),
+                if h.restarts > 0 {
+                    format!(", {} restart(s)", h.restarts)
+                } else {
+                    String::new()
+                },
+                if h.quorum_fault {
+                    ", service quorum lost (track file: FAULT)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(e) = &s.reload_error {
             ctx.say(format!("  last reload failed: {e}"));
         }
@@ -122,10 +149,15 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
         }
         for v in &s.services {
             ctx.say(format!(
-                "  {}  [{}; on failure {}]{}",
+                "  {}  [{}; on failure {}]{}{}",
                 v.service,
                 v.check,
                 v.on_failure,
+                match (v.quorum_lost, v.withdrawn) {
+                    (true, true) => "  QUORUM LOST: VIP withdrawn",
+                    (true, false) => "  QUORUM LOST",
+                    _ => "",
+                },
                 v.packets
                     .map(|p| format!("  {p} packets"))
                     .unwrap_or_default()
