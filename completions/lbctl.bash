@@ -229,8 +229,14 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,backend)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,disable)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__disable"
+                ;;
             lbctl__subcmd__help__subcmd__lb,drain)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__drain"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,enable)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__enable"
                 ;;
             lbctl__subcmd__help__subcmd__lb,list)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__list"
@@ -252,6 +258,12 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help__subcmd__lb,status)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__status"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,undrain)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__undrain"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,weight)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__weight"
                 ;;
             lbctl__subcmd__help__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend__subcmd__add"
@@ -358,8 +370,14 @@ _lbctl() {
             lbctl__subcmd__lb,backend)
                 cmd="lbctl__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__lb,disable)
+                cmd="lbctl__subcmd__lb__subcmd__disable"
+                ;;
             lbctl__subcmd__lb,drain)
                 cmd="lbctl__subcmd__lb__subcmd__drain"
+                ;;
+            lbctl__subcmd__lb,enable)
+                cmd="lbctl__subcmd__lb__subcmd__enable"
                 ;;
             lbctl__subcmd__lb,help)
                 cmd="lbctl__subcmd__lb__subcmd__help"
@@ -384,6 +402,12 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb,status)
                 cmd="lbctl__subcmd__lb__subcmd__status"
+                ;;
+            lbctl__subcmd__lb,undrain)
+                cmd="lbctl__subcmd__lb__subcmd__undrain"
+                ;;
+            lbctl__subcmd__lb,weight)
+                cmd="lbctl__subcmd__lb__subcmd__weight"
                 ;;
             lbctl__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__backend__subcmd__add"
@@ -415,8 +439,14 @@ _lbctl() {
             lbctl__subcmd__lb__subcmd__help,backend)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend"
                 ;;
+            lbctl__subcmd__lb__subcmd__help,disable)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__disable"
+                ;;
             lbctl__subcmd__lb__subcmd__help,drain)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__drain"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,enable)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__enable"
                 ;;
             lbctl__subcmd__lb__subcmd__help,help)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__help"
@@ -441,6 +471,12 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb__subcmd__help,status)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__status"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,undrain)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__undrain"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,weight)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__weight"
                 ;;
             lbctl__subcmd__lb__subcmd__help__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend__subcmd__add"
@@ -1605,7 +1641,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain list save restore apply run status maglev"
+            opts="service backend drain undrain weight disable enable list save restore apply run status maglev"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1688,7 +1724,35 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__enable)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1829,6 +1893,34 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__weight)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2451,7 +2543,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain undrain weight disable enable list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2728,6 +2820,32 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__disable)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__drain)
             opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2754,8 +2872,34 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__enable)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain list save restore apply run status maglev help"
+            opts="service backend drain undrain weight disable enable list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2838,7 +2982,35 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__enable)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2993,6 +3165,34 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__weight)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3405,6 +3605,58 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__undrain)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__weight)
+            opts="-v -q -n -h -V --proto --ipv6 --reset --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
                 --netns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -361,6 +361,8 @@ struct BackendToml {
     method: Option<MethodToml>,
     u_threshold: Option<u32>,
     l_threshold: Option<u32>,
+    /// `lb run` only: the backend is drained while this file exists.
+    disable_file: Option<String>,
 }
 
 /// A parsed and validated LB file.
@@ -432,7 +434,17 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
         }
         let service = spec.build(key, None).map_err(|e| format!("{what}: {e}"))?;
         let mut entry = Entry::new(service);
+        let mut disable_files = Vec::new();
         for b in &s.backends {
+            disable_files.push(match &b.disable_file {
+                Some(f) if !f.starts_with('/') => {
+                    return Err(format!(
+                        "{what}: backend {}: disable_file \"{f}\" must be an absolute path",
+                        b.rip
+                    ))
+                }
+                f => f.as_ref().map(std::path::PathBuf::from),
+            });
             let (addr, port) = parse_rip(&b.rip, &key).map_err(|e| format!("{what}: {e}"))?;
             if entry.dest(addr, port).is_some() {
                 return Err(format!(
@@ -456,10 +468,10 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
             entry.dests.push(d);
         }
         table.entries.push(entry);
-        runs.push(
-            crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
-                .map_err(|e| format!("{what}: {e}"))?,
-        );
+        let mut run = crate::lb::config::service_run(s.check.as_ref(), s.on_failure)
+            .map_err(|e| format!("{what}: {e}"))?;
+        run.disable_files = disable_files;
+        runs.push(run);
     }
     Ok(LbFile {
         name,

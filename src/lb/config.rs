@@ -172,6 +172,8 @@ impl Default for Check {
 pub struct ServiceRun {
     pub check: Check,
     pub on_failure: OnFailure,
+    /// Per backend (in the service's order): while this file exists the backend is drained.
+    pub disable_files: Vec<Option<std::path::PathBuf>>,
 }
 
 /// Parse "250ms", "2s", "1.5s", "1m".
@@ -248,6 +250,7 @@ pub fn service_run(
         return Ok(ServiceRun {
             check: d,
             on_failure: on_failure.unwrap_or_default(),
+            disable_files: Vec::new(),
         });
     };
     let kind = c.kind.unwrap_or(CheckKindToml::Tcp);
@@ -348,6 +351,7 @@ pub fn service_run(
             dsr: c.dsr.unwrap_or(false),
         },
         on_failure: on_failure.unwrap_or_default(),
+        disable_files: Vec::new(),
     })
 }
 

@@ -25,6 +25,7 @@ use crate::ipvs::spec::{self, key_name, LbFile};
 use crate::ipvs::{Forward, Protocol, ServiceFlags, ServiceKey};
 use crate::lb::checks::{self, BackendId, Job, Pool};
 use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
+use crate::lb::control::{self, Overrides};
 use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
 use crate::lb::health::{Health, State};
 use crate::lb::nft::{self, Layout, Mac};
@@ -132,6 +133,16 @@ struct Be {
     slots: Option<usize>,
     /// State taken over from the previous run, not re-checked yet.
     stale: bool,
+    /// The LB file's `disable_file`, and whether it existed at the last look.
+    disable_file: Option<PathBuf>,
+    file_drained: bool,
+}
+
+impl Be {
+    /// The name runtime control uses (`198.18.0.11:80`).
+    fn name(&self) -> String {
+        crate::ipvs::text::addr_port(&self.id.rip, self.id.port)
+    }
 }
 
 struct Svc {
@@ -253,14 +264,19 @@ struct Daemon<'a> {
     program_failed: bool,
     /// Reconcile passes so far (the slot maps' contents are checked every fifth).
     reconciles: u64,
+    /// Runtime control: the socket, the overrides, when the disable files were last looked at.
+    control: Option<control::Server>,
+    overrides: Overrides,
+    last_files: Instant,
 }
 
 fn backends_of(
     entry: &Entry,
     name: &str,
     old: &mut BTreeMap<BackendId, Be>,
-    interval: Duration,
+    run: &ServiceRun,
 ) -> Vec<Be> {
+    let interval = run.check.interval;
     let n = entry.dests.len().max(1) as u32;
     entry
         .dests
@@ -272,9 +288,12 @@ fn backends_of(
                 rip: d.addr,
                 port: d.port,
             };
+            let disable_file = run.disable_files.get(i).cloned().flatten();
             match old.remove(&id) {
                 Some(mut b) => {
                     b.weight = d.weight;
+                    b.file_drained &= disable_file.is_some();
+                    b.disable_file = disable_file;
                     b
                 }
                 // Spread the first checks over one interval.
@@ -289,6 +308,8 @@ fn backends_of(
                     in_flight: false,
                     slots: None,
                     stale: false,
+                    file_drained: disable_file.as_ref().is_some_and(|f| f.exists()),
+                    disable_file,
                 },
             }
         })
@@ -308,7 +329,7 @@ fn build_services(file: &LbFile, old: Vec<Svc>) -> Vec<Svc> {
         .map(|(e, r)| {
             let name = key_name(&e.service.key);
             Svc {
-                backends: backends_of(e, &name, &mut pool, r.check.interval),
+                backends: backends_of(e, &name, &mut pool, r),
                 name,
                 entry: e.clone(),
                 run: r.clone(),
@@ -373,6 +394,7 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     let jdir = env.journal.dir().to_path_buf();
     let _lock = lock(&jdir, &file.name)?;
     let previous = status::read(&status::path(&jdir, &file.name))?;
+    let control = control::Server::bind(&control::socket_path(&jdir, &file.name))?;
     let owner = crate::engine::lb::owner(&file.name);
     let path = match (engine, ipvs) {
         (EngineKind::Ipvs, Some(mut p)) => {
@@ -430,6 +452,9 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         last_repair: None,
         program_failed: false,
         reconciles: 0,
+        control: Some(control),
+        overrides: Overrides::default(),
+        last_files: Instant::now(),
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -645,6 +670,7 @@ impl Daemon<'_> {
                 last_reconcile = Instant::now();
                 self.reconcile();
             }
+            self.control_poll();
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -666,6 +692,14 @@ impl Daemon<'_> {
         self.services = build_services(file, old);
         if let Some(prev) = self.previous.take() {
             self.resume(&prev);
+        }
+        let known = self.known();
+        for d in self.overrides.retain(&known) {
+            self.log.emit(
+                "control",
+                &format!("runtime override of {d} dropped: no longer in the file"),
+                json!({ "dropped": d }),
+            );
         }
         self.own_vips()?;
         if let DataPath::Nft(n) = &mut self.path {
@@ -970,6 +1004,14 @@ impl Daemon<'_> {
         if prev.alive() {
             return;
         }
+        if !prev.overrides.is_empty() {
+            self.overrides = prev.overrides.clone();
+            self.log.emit(
+                "resume",
+                "runtime overrides taken over from the previous run (lb status marks them)",
+                json!({ "overrides": prev.overrides }),
+            );
+        }
         let mut n = 0;
         for s in &mut self.services {
             let Some(ps) = prev.services.iter().find(|p| p.service == s.name) else {
@@ -1113,7 +1155,7 @@ impl Daemon<'_> {
                         WantBackend {
                             rip: b.id.rip,
                             port: b.id.port,
-                            weight: if up { b.weight } else { 0 },
+                            weight: if up { self.weight_of(s, b) } else { 0 },
                             removed: !up && s.run.on_failure == OnFailure::Remove,
                             mac: b.mac,
                         }
@@ -1228,6 +1270,7 @@ impl Daemon<'_> {
                         },
                         packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
                         nft_id: id,
+                        disabled: self.overrides.disabled(&s.name),
                         backends: s
                             .backends
                             .iter()
@@ -1243,13 +1286,23 @@ impl Daemon<'_> {
                                     port: b.id.port,
                                     state: b.health.state.name().into(),
                                     weight: b.weight,
-                                    effective_weight: if up && in_path { b.weight } else { 0 },
+                                    effective_weight: if up && in_path {
+                                        self.weight_of(s, b)
+                                    } else {
+                                        0
+                                    },
                                     in_service: in_path,
                                     mac: b.mac.map(|m| fmt_mac(&m)),
                                     since: rfc3339(b.since),
                                     last_check: b.last.clone(),
                                     slots: b.slots,
                                     stale: b.stale,
+                                    overrides: self.overrides.marks(
+                                        &s.name,
+                                        &b.name(),
+                                        b.weight,
+                                        b.disable_file.as_deref().filter(|_| b.file_drained),
+                                    ),
                                 }
                             })
                             .collect(),
@@ -1263,6 +1316,94 @@ impl Daemon<'_> {
             reload_error: self.reload_error.clone(),
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
+            overrides: self.overrides.clone(),
+            control: self
+                .control
+                .as_ref()
+                .map(|c| c.path().display().to_string()),
+        }
+    }
+
+    /// A healthy backend's weight in the data path: the file's, or the runtime override's.
+    fn weight_of(&self, s: &Svc, b: &Be) -> u32 {
+        self.overrides
+            .weight(&s.name, &b.name(), b.weight, b.file_drained)
+    }
+
+    fn known(&self) -> control::Known {
+        self.services
+            .iter()
+            .map(|s| (s.name.clone(), s.backends.iter().map(Be::name).collect()))
+            .collect()
+    }
+
+    /// Runtime control, polled from the main loop: answer the control socket's requests and
+    /// follow the backends' disable files. A change is programmed in this same loop pass.
+    fn control_poll(&mut self) {
+        if self.last_files.elapsed() >= Duration::from_millis(200) {
+            self.last_files = Instant::now();
+            for s in &mut self.services {
+                for b in &mut s.backends {
+                    let Some(f) = &b.disable_file else { continue };
+                    let now = f.exists();
+                    if now != b.file_drained {
+                        b.file_drained = now;
+                        self.dirty = true;
+                        let text = format!(
+                            "{} backend {}: {} {}",
+                            s.name,
+                            b.id.rip,
+                            f.display(),
+                            if now {
+                                "exists: drained"
+                            } else {
+                                "is gone: undrained"
+                            }
+                        );
+                        self.log
+                            .emit("control", &text, json!({ "file": f, "drained": now }));
+                    }
+                }
+            }
+        }
+        let Some(server) = &self.control else { return };
+        let mut answers = Vec::new();
+        for p in server.pending() {
+            let r = match &p.request {
+                Err(e) => control::Response::error(e.clone()),
+                Ok(req) => match self.overrides.apply(req, &self.known()) {
+                    Err(e) => control::Response::error(e),
+                    Ok(r) => {
+                        if r.changed {
+                            self.dirty = true;
+                            self.next_program = Instant::now();
+                        }
+                        r
+                    }
+                },
+            };
+            self.log.emit(
+                "control",
+                &format!(
+                    "control: {}{}",
+                    if r.ok { "" } else { "refused: " },
+                    r.message
+                ),
+                json!({ "request": p.request.as_ref().ok(), "ok": r.ok, "changed": r.changed }),
+            );
+            answers.push((p, r));
+        }
+        // In effect before the answer: the client's exit status means "done".
+        if answers.iter().any(|(_, r)| r.changed) {
+            self.program();
+            self.write_status();
+        }
+        for (p, mut r) in answers {
+            if r.changed && self.program_failed {
+                r.message
+                    .push_str(" (updating the data path failed; the daemon retries every second)");
+            }
+            p.answer(&r);
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod health;

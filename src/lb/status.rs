@@ -44,6 +44,9 @@ pub struct BackendStatus {
     /// The state was taken over from the previous run and not re-checked yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Runtime overrides in force (`lbctl lb drain|weight|disable`, a `disable_file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct ServiceStatus {
     /// The service's id in the nft engine's table (`198_18_0_100_tcp_80`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nft_id: Option<String>,
+    /// `lbctl lb disable` is in force: no new flows to any backend.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// What the nft engine left in the kernel.
@@ -98,6 +104,15 @@ pub struct RunStatus {
     /// Config reload errors are kept here until a reload succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
+    /// Runtime overrides (taken over by a restarted daemon).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::lb::control::Overrides::is_empty"
+    )]
+    pub overrides: crate::lb::control::Overrides,
+    /// The control socket (`lbctl lb drain|weight|disable` talk to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
 }
 
 pub fn dir(journal_dir: &Path) -> PathBuf {

@@ -119,13 +119,18 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
         }
         for v in &s.services {
             ctx.say(format!(
-                "  {}  [{}; on failure {}]{}",
+                "  {}  [{}; on failure {}]{}{}",
                 v.service,
                 v.check,
                 v.on_failure,
                 v.packets
                     .map(|p| format!("  {p} packets"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if v.disabled {
+                    "  DISABLED (override: lbctl lb enable undoes it)"
+                } else {
+                    ""
+                }
             ));
             ctx.say(format!(
                 "    {:<26} {:<8} {:>6} {:>9} {:>6}  {:<25} LAST CHECK",
@@ -147,6 +152,9 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
                     b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                     b.since
                 ));
+                for o in &b.overrides {
+                    ctx.say(format!("      override: {o}"));
+                }
             }
         }
     }
