@@ -162,6 +162,9 @@ impl Lab {
                     .flat_map(|v| v["backends"].as_array().cloned().unwrap_or_default())
                     .all(|b| b["state"] == "up")
         });
+        self.wait_status("both services in the data path", |s| {
+            (0..2).all(|v| slots(s, v).iter().map(|&n| n.min(2000)).sum::<u64>() == 1021)
+        });
     }
 
     fn log(&self) -> String {
@@ -235,7 +238,7 @@ fn tally(lab: &Lab, n: usize) -> std::collections::BTreeMap<String, usize> {
     let rs: Vec<Result<String, String>> = in_netns(lab.client.name(), move || {
         (0..n)
             .map(|_| {
-                let mut s = TcpStream::connect_timeout(&vip(), Duration::from_millis(700))
+                let mut s = TcpStream::connect_timeout(&vip(), Duration::from_secs(2))
                     .map_err(|e| e.to_string())?;
                 get(&mut s)
             })
@@ -276,12 +279,6 @@ fn runtime_control_drain_weight_disable_and_disable_file() {
     require_tool!("busybox");
     let mut lab = lab();
     lab.start();
-    lab.wait_status("both services in the data path", |s| {
-        slots(s, 0)
-            .iter()
-            .chain(&slots(s, 1))
-            .all(|&n| n > 0 && n < 1021)
-    });
     let s = lab.status().unwrap();
     let sock = s["control"]
         .as_str()
@@ -510,4 +507,71 @@ fn runtime_control_drain_weight_disable_and_disable_file() {
     );
     lab.lb_run.ok(&["lb", "undrain", SVC, "198.18.0.13"]);
     assert_eq!(be(&lab.status().unwrap(), 0, 2)["effective_weight"], 1);
+}
+
+/// The nft engine's per-backend counters: every packet the service counted went to exactly one
+/// backend's counter, each connection is one new flow of one backend and stays pinned to it;
+/// `lb list --stats|--rate` shows them in ipvsadm's layout.
+#[test]
+fn per_backend_counters_add_up_to_the_service_counter() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab();
+    lab.start();
+    let t = tally(&lab, 60);
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    let sum = |s: &Value, field: &str| -> u64 {
+        (0..3)
+            .map(|i| be(s, 0, i)["counters"][field].as_u64().unwrap_or(0))
+            .sum()
+    };
+    lab.wait_status("per-backend counters add up", |s| {
+        let total = s["services"][0]["packets"].as_u64().unwrap_or(0);
+        total > 0
+            && sum(s, "packets") == total
+            && sum(s, "new_flows") == 60
+            && sum(s, "pinned_flows") == 60
+    });
+    let s = lab.status().unwrap();
+    for i in 0..3 {
+        let c = &be(&s, 0, i)["counters"];
+        assert!(c["new_flows"].as_u64().unwrap() > 0, "{s:#}");
+        assert!(
+            c["bytes"].as_u64().unwrap() > c["packets"].as_u64().unwrap() * 40,
+            "{s:#}"
+        );
+    }
+    // The other service saw no traffic.
+    assert_eq!(
+        (0..3)
+            .map(|i| be(&s, 1, i)["counters"]["packets"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+        0
+    );
+    let out = lab.lb_run.ok(&["lb", "list", "--stats", "--exact", SVC]);
+    assert!(
+        out.stdout
+            .contains("Conns   InPkts  OutPkts  InBytes OutBytes"),
+        "{out}"
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("TCP  198.18.0.100:80 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .skip(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(nums[0], 60, "{line}");
+    assert_eq!(nums[1], sum(&s, "packets"), "{line}");
+    assert!(!out.stdout.contains("198.18.0.100:8080"), "filtered: {out}");
+    let out = lab.lb_run.ok(&["lb", "list", "--rate"]);
+    assert!(out.stdout.contains("CPS    InPPS"), "{out}");
+    let text = lab.lb_run.run(&["lb", "status"]).stdout;
+    assert!(
+        text.contains("new flows") && text.contains("pinned"),
+        "{text}"
+    );
 }

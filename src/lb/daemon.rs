@@ -268,6 +268,8 @@ struct Daemon<'a> {
     control: Option<control::Server>,
     overrides: Overrides,
     last_files: Instant,
+    /// Per-backend counters (nft engine).
+    stats: crate::lb::stats::Sampler,
 }
 
 fn backends_of(
@@ -455,6 +457,7 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         control: Some(control),
         overrides: Overrides::default(),
         last_files: Instant::now(),
+        stats: Default::default(),
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -679,6 +682,7 @@ impl Daemon<'_> {
                 last_status = Instant::now();
                 if let DataPath::Nft(n) = &self.path {
                     self.packets = n.packets();
+                    self.stats.sample(n);
                 }
                 self.write_status();
             }
@@ -1269,7 +1273,7 @@ impl Daemon<'_> {
                             OnFailure::Remove => "remove".into(),
                         },
                         packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
-                        nft_id: id,
+                        nft_id: id.clone(),
                         disabled: self.overrides.disabled(&s.name),
                         backends: s
                             .backends
@@ -1303,6 +1307,10 @@ impl Daemon<'_> {
                                         b.weight,
                                         b.disable_file.as_deref().filter(|_| b.file_drained),
                                     ),
+                                    counters: match (&id, b.mac) {
+                                        (Some(id), Some(mac)) => self.stats.get(id, mac),
+                                        _ => None,
+                                    },
                                 }
                             })
                             .collect(),

@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod datapath;
 pub mod health;
 pub mod nft;
+pub mod stats;
 pub mod status;
 pub mod verify;

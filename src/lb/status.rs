@@ -47,6 +47,9 @@ pub struct BackendStatus {
     /// Runtime overrides in force (`lbctl lb drain|weight|disable`, a `disable_file`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<String>,
+    /// Traffic to this backend (nft engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<crate::lb::stats::BackendCounters>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
