@@ -120,7 +120,7 @@ impl Lab {
     /// commands must leave alone.
     fn config(&self) -> String {
         let mut s = "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\n\
-                     maglev_size = 1021\n"
+                     maglev_size = 1021\nmetrics = \"127.0.0.1:9109\"\n"
             .to_string();
         for port in [80, 8080] {
             s.push_str(&format!(
@@ -488,7 +488,8 @@ fn runtime_control_drain_weight_disable_and_disable_file() {
             let out = run_cmd(&argv, &[], None);
             assert_eq!(out.code, 77, "{args:?}: {out}");
         }
-        assert!(lab.status().unwrap()["overrides"].is_null());
+        let s = lab.status().unwrap();
+        assert!(s["overrides"].is_null(), "{s:#}");
     }
 
     // An override is kept over a restart (in the status file), and dropped by the opposite
@@ -573,5 +574,100 @@ fn per_backend_counters_add_up_to_the_service_counter() {
     assert!(
         text.contains("new flows") && text.contains("pinned"),
         "{text}"
+    );
+}
+
+/// `[balancer] metrics`: `/metrics` scraped with curl inside the balancer's namespace parses as
+/// the Prometheus text format and says what `lb status` says.
+#[test]
+fn metrics_endpoint_serves_the_status_in_the_exposition_format() {
+    require_root!();
+    require_tool!("busybox");
+    require_tool!("curl");
+    let mut lab = lab();
+    lab.start();
+    let t = tally(&lab, 30);
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    lab.lb_run.ok(&["lb", "drain", SVC, "198.18.0.12"]);
+    lab.signal(libc::SIGHUP);
+    lab.wait_status("reloaded and counted", |s| {
+        s["reloads"] == 1
+            && s["services"][0]["backends"][0]["counters"]["new_flows"].as_u64() > Some(0)
+    });
+    let out = lab
+        .lb
+        .exec_ok(&["curl", "-fsS", "-i", "http://127.0.0.1:9109/metrics"]);
+    let (head, body) = out.stdout.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(head.contains("openmetrics-text"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not the text format: {e}\n{body}"));
+    let value = |name: &str, backend: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.get("service") == Some(SVC)
+                    && s.labels.get("backend") == Some(backend)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} for {backend}:\n{body}"))
+    };
+    let s = lab.status().unwrap();
+    for (i, b) in ["198.18.0.11:80", "198.18.0.12:80", "198.18.0.13:80"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(value("lbctl_lb_backend_up", b), 1.0, "{body}");
+        assert_eq!(value("lbctl_lb_backend_weight", b), 1.0);
+        let flows = value("lbctl_lb_backend_new_flows_total", b);
+        assert!(
+            flows >= be(&s, 0, i)["counters"]["new_flows"].as_f64().unwrap(),
+            "{body}"
+        );
+        assert!(value("lbctl_lb_backend_check_latency_seconds", b) < 1.0);
+        assert_eq!(value("lbctl_lb_backend_check_failures_total", b), 0.0);
+    }
+    assert_eq!(
+        value("lbctl_lb_backend_effective_weight", "198.18.0.12:80"),
+        0.0
+    );
+    assert_eq!(value("lbctl_lb_backend_slots", "198.18.0.12:80"), 0.0);
+    let flows: f64 = ["198.18.0.11:80", "198.18.0.12:80", "198.18.0.13:80"]
+        .iter()
+        .map(|b| value("lbctl_lb_backend_new_flows_total", b))
+        .sum();
+    assert_eq!(flows, 30.0, "{body}");
+    // prometheus-parse reads the Prometheus 0.0.4 text format: an OpenMetrics counter
+    // (`# TYPE x counter`, sample `x_total`) comes out untyped there, with its value.
+    let reloads: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "lbctl_lb_reloads_total")
+        .filter_map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reloads, vec![1.0], "{body}");
+    assert!(body.contains("lbctl_lb_datapath_repairs_total"), "{body}");
+    assert_eq!(
+        lab.lb
+            .exec(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://127.0.0.1:9109/"
+            ])
+            .stdout,
+        "404"
     );
 }

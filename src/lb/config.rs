@@ -43,6 +43,7 @@ pub struct BalancerToml {
     flow_timeout: Option<String>,
     max_concurrent_checks: Option<usize>,
     log_rate: Option<u32>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,8 @@ pub struct Balancer {
     pub max_concurrent_checks: usize,
     /// At most this many log lines per second (transitions beyond it are counted, not lost).
     pub log_rate: u32,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Balancer {
@@ -112,6 +115,7 @@ impl Default for Balancer {
             flow_timeout: Duration::from_secs(300),
             max_concurrent_checks: 16,
             log_rate: 20,
+            metrics: None,
         }
     }
 }
@@ -229,7 +233,16 @@ pub fn balancer(t: &BalancerToml) -> Result<Balancer, String> {
     if log_rate == 0 {
         return Err("[balancer] log_rate must be at least 1 line per second".into());
     }
+    let metrics = match &t.metrics {
+        None => None,
+        Some(m) => Some(m.parse().map_err(|_| {
+            format!(
+                "[balancer] metrics = \"{m}\": give an address and port, e.g. \"127.0.0.1:9109\""
+            )
+        })?),
+    };
     Ok(Balancer {
+        metrics,
         engine: t.engine.unwrap_or_default(),
         interface: t.interface.clone(),
         seed: t.seed.unwrap_or(d.seed),

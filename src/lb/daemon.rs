@@ -136,6 +136,8 @@ struct Be {
     /// The LB file's `disable_file`, and whether it existed at the last look.
     disable_file: Option<PathBuf>,
     file_drained: bool,
+    /// Failed checks since start (metrics).
+    failures: u64,
 }
 
 impl Be {
@@ -270,6 +272,9 @@ struct Daemon<'a> {
     last_files: Instant,
     /// Per-backend counters (nft engine).
     stats: crate::lb::stats::Sampler,
+    /// `[balancer] metrics`: the /metrics server, and successful reloads for it.
+    metrics: Option<crate::lb::metrics::Server>,
+    reloads: u64,
 }
 
 fn backends_of(
@@ -311,6 +316,7 @@ fn backends_of(
                     slots: None,
                     stale: false,
                     file_drained: disable_file.as_ref().is_some_and(|f| f.exists()),
+                    failures: 0,
                     disable_file,
                 },
             }
@@ -397,6 +403,10 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
     let _lock = lock(&jdir, &file.name)?;
     let previous = status::read(&status::path(&jdir, &file.name))?;
     let control = control::Server::bind(&control::socket_path(&jdir, &file.name))?;
+    let metrics = match bal.metrics {
+        Some(a) => Some(crate::lb::metrics::Server::start(a)?),
+        None => None,
+    };
     let owner = crate::engine::lb::owner(&file.name);
     let path = match (engine, ipvs) {
         (EngineKind::Ipvs, Some(mut p)) => {
@@ -458,6 +468,8 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         overrides: Overrides::default(),
         last_files: Instant::now(),
         stats: Default::default(),
+        metrics,
+        reloads: 0,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -808,6 +820,7 @@ impl Daemon<'_> {
             self.reload_error = Some(e);
             return;
         }
+        self.reloads += 1;
         let after: BTreeSet<String> = self.services.iter().map(|s| s.name.clone()).collect();
         let list = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
             a.difference(b).cloned().collect::<Vec<_>>().join(", ")
@@ -956,6 +969,9 @@ impl Daemon<'_> {
         };
         b.in_flight = false;
         b.stale = false;
+        if !r.ok {
+            b.failures += 1;
+        }
         b.last = Some(LastCheck {
             at: rfc3339(SystemTime::now()),
             ok: r.ok,
@@ -1307,6 +1323,7 @@ impl Daemon<'_> {
                                         b.weight,
                                         b.disable_file.as_deref().filter(|_| b.file_drained),
                                     ),
+                                    check_failures: b.failures,
                                     counters: match (&id, b.mac) {
                                         (Some(id), Some(mac)) => self.stats.get(id, mac),
                                         _ => None,
@@ -1324,6 +1341,8 @@ impl Daemon<'_> {
             reload_error: self.reload_error.clone(),
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
+            reloads: self.reloads,
+            metrics: self.metrics.as_ref().map(|m| m.addr().to_string()),
             overrides: self.overrides.clone(),
             control: self
                 .control
@@ -1416,7 +1435,11 @@ impl Daemon<'_> {
     }
 
     fn write_status(&mut self) {
-        if let Err(e) = status::write(self.env.journal.dir(), &self.snapshot()) {
+        let snap = self.snapshot();
+        if let Some(m) = &self.metrics {
+            m.publish(&snap);
+        }
+        if let Err(e) = status::write(self.env.journal.dir(), &snap) {
             self.log.emit(
                 "warning",
                 &format!("writing the status file: {e}"),

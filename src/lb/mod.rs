@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod health;
+pub mod metrics;
 pub mod nft;
 pub mod stats;
 pub mod status;

@@ -47,6 +47,9 @@ pub struct BackendStatus {
     /// Runtime overrides in force (`lbctl lb drain|weight|disable`, a `disable_file`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<String>,
+    /// Failed checks since the daemon started.
+    #[serde(default)]
+    pub check_failures: u64,
     /// Traffic to this backend (nft engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<crate::lb::stats::BackendCounters>,
@@ -107,6 +110,12 @@ pub struct RunStatus {
     /// Config reload errors are kept here until a reload succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
+    /// Successful reloads (SIGHUP) since the daemon started.
+    #[serde(default)]
+    pub reloads: u64,
+    /// Where `/metrics` is served (`[balancer] metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// Runtime overrides (taken over by a restarted daemon).
     #[serde(
         default,
