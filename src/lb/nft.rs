@@ -7,13 +7,15 @@
 //!   map m_198_18_0_100_tcp_80 { typeof numgen inc mod 4099 : ether daddr; }   # Maglev slot → MAC
 //!   map f_198_18_0_100_tcp_80 { typeof tcp sport . ip saddr : ether daddr;    # pinned flows
 //!                               size 262144; flags dynamic,timeout; timeout 5m; }
+//!   set b_198_18_0_100_tcp_80 { typeof ether daddr; flags dynamic; counter; }  # per backend:
+//!   set n_198_18_0_100_tcp_80 { typeof ether daddr; flags dynamic; counter; }  # packets, new flows
 //!   chain s_198_18_0_100_tcp_80 {
 //!     # a flow seen before keeps its backend (drain: established flows continue)
-//!     ether saddr set LB-MAC ether daddr set tcp sport . ip saddr map @f_… update @f_… { tcp sport . ip saddr : ether daddr } fwd to "eth0"
-//!     # a new flow: Maglev slot from the flow hash, then pinned
-//!     ether saddr set LB-MAC ether daddr set jhash tcp sport . ip saddr mod 4099 seed 0x4c42 map @m_… update @f_… { … } fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set tcp sport . ip saddr map @f_… update @f_… { tcp sport . ip saddr : ether daddr } update @b_… { ether daddr } fwd to "eth0"
+//!     # a new flow: Maglev slot from the flow hash, then pinned (and counted as new)
+//!     ether saddr set LB-MAC ether daddr set jhash tcp sport . ip saddr mod 4099 seed 0x4c42 map @m_… update @f_… { … } update @n_… { ether daddr } update @b_… { ether daddr } fwd to "eth0"
 //!     # flow table full: forward unpinned
-//!     ether saddr set LB-MAC ether daddr set jhash … map @m_… fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set jhash … map @m_… update @n_… { … } update @b_… { … } fwd to "eth0"
 //!     counter drop                                   # no backend up
 //!   }
 //!   chain ingress { type filter hook ingress device "eth0" priority 100; policy accept;
