@@ -53,6 +53,8 @@ pub enum CheckKindToml {
     Http,
     Https,
     Exec,
+    Udp,
+    Dns,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -66,6 +68,12 @@ pub struct CheckToml {
     expect_status: Option<u16>,
     expect_body: Option<String>,
     command: Option<Vec<String>>,
+    /// udp: the datagram to send; expect: a substring of the answer.
+    send: Option<String>,
+    expect: Option<String>,
+    /// dns: the name to ask for, and the record type (A, AAAA).
+    query: Option<String>,
+    query_type: Option<String>,
     interval: Option<String>,
     timeout: Option<String>,
     rise: Option<u32>,
@@ -135,6 +143,17 @@ pub enum Probe {
     /// A command; exit 0 = healthy. Gets `LBCTL_RIP`, `LBCTL_PORT`, `LBCTL_VIP` in its
     /// environment.
     Exec { command: Vec<String> },
+    /// A UDP datagram; healthy when an answer arrives (containing `expect` if given).
+    Udp {
+        send: String,
+        expect: Option<String>,
+    },
+    /// A DNS query (recursion desired) for `name`; healthy on a NOERROR answer with at least
+    /// one record.
+    Dns {
+        name: String,
+        qtype: crate::lb::dns::QType,
+    },
 }
 
 /// Validated `[service.check]`.
@@ -284,6 +303,25 @@ pub fn service_run(
     if kind != CheckKindToml::Exec && c.command.is_some() {
         return Err("check: command is only for type = \"exec\"".into());
     }
+    if kind != CheckKindToml::Udp {
+        if let Some(k) = [("send", c.send.is_some()), ("expect", c.expect.is_some())]
+            .iter()
+            .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"udp\""));
+        }
+    }
+    if kind != CheckKindToml::Dns {
+        if let Some(k) = [
+            ("query", c.query.is_some()),
+            ("query_type", c.query_type.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"dns\""));
+        }
+    }
     if kind == CheckKindToml::Https {
         return Err(
             "check: type = \"https\" is not built in (lbctl carries no TLS library); use \
@@ -318,6 +356,32 @@ pub fn service_run(
                 expect_status,
                 expect_body: c.expect_body.clone(),
             }
+        }
+        CheckKindToml::Udp => {
+            let send = c.send.clone().unwrap_or_default();
+            if send.len() > 1400 {
+                return Err("check: send is longer than 1400 bytes".into());
+            }
+            if c.expect.as_deref() == Some("") {
+                return Err("check: expect = \"\" matches everything; leave it out".into());
+            }
+            Probe::Udp {
+                send,
+                expect: c.expect.clone(),
+            }
+        }
+        CheckKindToml::Dns => {
+            let name = c
+                .query
+                .clone()
+                .ok_or("check: type = \"dns\" needs query = \"NAME\" (the name to resolve)")?;
+            crate::lb::dns::validate_name(&name).map_err(|e| format!("check: query: {e}"))?;
+            let qtype = match &c.query_type {
+                None => crate::lb::dns::QType::A,
+                Some(t) => crate::lb::dns::QType::parse(t)
+                    .ok_or_else(|| format!("check: query_type = \"{t}\": use \"A\" or \"AAAA\""))?,
+            };
+            Probe::Dns { name, qtype }
         }
         CheckKindToml::Exec => match &c.command {
             Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => Probe::Exec {

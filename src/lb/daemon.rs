@@ -626,6 +626,14 @@ fn probe_name(p: &Probe) -> String {
             ..
         } => format!("http GET {path} → {expect_status}"),
         Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Udp { send, expect } => format!(
+            "udp {send:?}{}",
+            expect
+                .as_ref()
+                .map(|x| format!(" → {x:?}"))
+                .unwrap_or_default()
+        ),
+        Probe::Dns { name, qtype } => format!("dns {} {name}", qtype.name()),
     }
 }
 

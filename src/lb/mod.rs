@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod health;
 pub mod metrics;
 pub mod nft;

@@ -29,6 +29,51 @@ pub fn tcp(addr: IpAddr, port: u16, timeout: Duration) -> Result<TcpStream, Stri
     })
 }
 
+/// Send `payload` in one UDP datagram to addr:port and return the first answer, all within
+/// `timeout`. An ICMP port unreachable is reported as such.
+pub fn udp_exchange(
+    addr: IpAddr,
+    port: u16,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let sa = SocketAddr::new(addr, port);
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = std::net::UdpSocket::bind(local).map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(sa)
+        .map_err(|e| format!("connecting to {sa}: {e}"))?;
+    sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .map_err(|e| e.to_string())?;
+    sock.send(payload)
+        .map_err(|e| format!("sending to udp {sa}: {e}"))?;
+    let mut buf = vec![0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(buf)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
+            "udp {sa}: ICMP port unreachable (nothing listens there)"
+        )),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(format!(
+                "no UDP answer from {sa} within {} ms",
+                timeout.as_millis()
+            ))
+        }
+        Err(e) => Err(format!("udp {sa}: {e}")),
+    }
+}
+
 /// What an HTTP check expects.
 pub struct HttpExpect<'a> {
     pub path: &'a str,
