@@ -34,7 +34,7 @@ exec </dev/null
 # Keep in sync with .ci/run.
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
           ipvsadm cpio util-linux strace
-          dpkg-dev binutils lintian man-db systemd zsh fish ifupdown)
+          dpkg-dev binutils lintian man-db systemd zsh fish ifupdown dnsmasq-base openssl)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

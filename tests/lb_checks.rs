@@ -242,3 +242,118 @@ fn bad_udp_and_dns_checks_are_refused_before_anything_runs() {
         assert!(out.stderr.contains(msg), "{check}: {out}");
     }
 }
+
+fn s_server(ns: &Netns, dir: &TempDir) -> Bg {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-www",
+        ])
+        .args(["-accept", "198.18.0.11:8443", "-cert"])
+        .arg(dir.path().join("cert.pem"))
+        .arg("-key")
+        .arg(dir.path().join("key.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn openssl s_server");
+    Bg(child)
+}
+
+/// `type = "https"`: TLS with SNI, the certificate not verified by default (a self-signed one
+/// passes), status and body matched; `verify_tls = true` refuses the self-signed certificate.
+#[test]
+fn https_check_against_openssl_s_server() {
+    require_root!();
+    require_tool!("openssl");
+    let lb = Netns::new("lb");
+    let be = Netns::new("be1");
+    veth(&lb, "eth0", &be, "eth0");
+    lb.add_addr("eth0", "198.18.0.2/24");
+    be.add_addr("eth0", "198.18.0.11/24");
+    lb.up("eth0");
+    be.up("eth0");
+    let dir = TempDir::new("https");
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    common::run_ok(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=svc.test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let server = s_server(&be, &dir);
+    let cfg = dir.path().join("tls.toml");
+    let config = |verify: bool| {
+        format!(
+            "name = \"tls\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\n\
+             [[service]]\nvip = \"198.18.0.100:443\"\n\
+             [service.check]\ntype = \"https\"\nport = 8443\nsni = \"svc.test\"\n\
+             expect_body = \"s_server\"\nverify_tls = {verify}\n\
+             interval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 2\n\
+             [[service.backend]]\nrip = \"198.18.0.11\"\n"
+        )
+    };
+    std::fs::write(&cfg, config(false)).unwrap();
+    let run = Lbctl::new(&lb);
+    let log = dir.path().join("daemon.log");
+    let daemon = Bg(Command::new(LBCTL)
+        .args(["--netns", lb.name(), "lb", "run", "-c"])
+        .arg(&cfg)
+        .env("LBCTL_RUN_DIR", run.run_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn lb run"));
+    wait(&run, &log, "https up", |s| backend(s, 0)["state"] == "up");
+    let text = run.run(&["lb", "status"]).stdout;
+    assert!(
+        text.contains("https GET / → 200, SNI svc.test, certificate not verified"),
+        "{text}"
+    );
+
+    // The server stops: down; back: up.
+    drop(server);
+    wait(&run, &log, "https down", |s| {
+        backend(s, 0)["state"] == "down"
+    });
+    let server = s_server(&be, &dir);
+    wait(&run, &log, "https up again", |s| {
+        backend(s, 0)["state"] == "up"
+    });
+
+    // Verification on: the self-signed certificate is refused, and the check says so.
+    std::fs::write(&cfg, config(true)).unwrap();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(daemon.0.id() as i32, libc::SIGHUP) }, 0);
+    wait(&run, &log, "https down with verification", |s| {
+        backend(s, 0)["state"] == "down"
+    });
+    let s = status(&run).unwrap();
+    let detail = backend(&s, 0)["last_check"]["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        detail.to_lowercase().contains("certificate") || detail.contains("CA"),
+        "{detail}"
+    );
+    drop(server);
+}

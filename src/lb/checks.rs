@@ -51,6 +51,7 @@ pub fn run(job: &Job) -> Outcome {
             host,
             expect_status,
             expect_body,
+            tls,
         } => probe::http(
             rip,
             port,
@@ -59,6 +60,7 @@ pub fn run(job: &Job) -> Outcome {
                 host: host.as_deref(),
                 status: *expect_status,
                 body: expect_body.as_deref(),
+                tls: tls.as_ref().map(|t| (t.sni.as_deref(), t.verify)),
             },
             c.timeout,
         ),

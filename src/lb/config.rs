@@ -74,6 +74,9 @@ pub struct CheckToml {
     /// dns: the name to ask for, and the record type (A, AAAA).
     query: Option<String>,
     query_type: Option<String>,
+    /// https: the SNI name, and whether to verify the certificate (default: no).
+    sni: Option<String>,
+    verify_tls: Option<bool>,
     interval: Option<String>,
     timeout: Option<String>,
     rise: Option<u32>,
@@ -139,6 +142,9 @@ pub enum Probe {
         host: Option<String>,
         expect_status: u16,
         expect_body: Option<String>,
+        /// HTTPS: TLS with this SNI name (None: the address, no SNI), certificate verified or
+        /// not (keepalived's SSL_GET does not).
+        tls: Option<Tls>,
     },
     /// A command; exit 0 = healthy. Gets `LBCTL_RIP`, `LBCTL_PORT`, `LBCTL_VIP` in its
     /// environment.
@@ -154,6 +160,13 @@ pub enum Probe {
         name: String,
         qtype: crate::lb::dns::QType,
     },
+}
+
+/// The TLS settings of an `https` check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub sni: Option<String>,
+    pub verify: bool,
 }
 
 /// Validated `[service.check]`.
@@ -322,13 +335,19 @@ pub fn service_run(
             return Err(format!("check: {k} is only for type = \"dns\""));
         }
     }
-    if kind == CheckKindToml::Https {
-        return Err(
-            "check: type = \"https\" is not built in (lbctl carries no TLS library); use \
-             type = \"exec\" with command = [\"curl\", \"-fsk\", \"--max-time\", \"1\", \
-             \"https://198.18.0.11/health\"] (LBCTL_RIP and LBCTL_PORT are set for the command)"
-                .into(),
-        );
+    if kind != CheckKindToml::Https {
+        if let Some(k) = [
+            ("sni", c.sni.is_some()),
+            ("verify_tls", c.verify_tls.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"https\""));
+        }
+    }
+    if let Some(n) = &c.sni {
+        crate::lb::dns::validate_name(n).map_err(|e| format!("check: sni: {e}"))?;
     }
     let probe = match kind {
         CheckKindToml::Tcp => Probe::Tcp,
@@ -355,6 +374,10 @@ pub fn service_run(
                 host: c.host.clone(),
                 expect_status,
                 expect_body: c.expect_body.clone(),
+                tls: (kind == CheckKindToml::Https).then(|| Tls {
+                    sni: c.sni.clone(),
+                    verify: c.verify_tls.unwrap_or(false),
+                }),
             }
         }
         CheckKindToml::Udp => {
@@ -472,7 +495,15 @@ mod tests {
         assert!(check("bogus = 1").is_err());
         assert!(check("type = \"http\"\nexpect_status = 999").is_err());
         assert!(check("type = \"http\"\npath = \"no-slash\"").is_err());
-        assert!(check("type = \"https\"").unwrap_err().contains("exec"));
+        let https = check("type = \"https\"\nsni = \"svc.test\"").unwrap();
+        assert!(matches!(
+            https.check.probe,
+            Probe::Http { tls: Some(Tls { verify: false, ref sni }), .. } if sni.as_deref() == Some("svc.test")
+        ));
+        assert!(check("type = \"http\"\nsni = \"a.b\"")
+            .unwrap_err()
+            .contains("only for type = \"https\""));
+        assert!(check("type = \"https\"\nsni = \"a b\"").is_err());
     }
 
     #[test]

@@ -623,8 +623,26 @@ fn probe_name(p: &Probe) -> String {
         Probe::Http {
             path,
             expect_status,
+            tls: None,
             ..
         } => format!("http GET {path} → {expect_status}"),
+        Probe::Http {
+            path,
+            expect_status,
+            tls: Some(t),
+            ..
+        } => format!(
+            "https GET {path} → {expect_status}{}{}",
+            t.sni
+                .as_ref()
+                .map(|n| format!(", SNI {n}"))
+                .unwrap_or_default(),
+            if t.verify {
+                ", certificate verified"
+            } else {
+                ", certificate not verified"
+            }
+        ),
         Probe::Exec { command } => format!("exec {}", command.join(" ")),
         Probe::Udp { send, expect } => format!(
             "udp {send:?}{}",

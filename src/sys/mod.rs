@@ -19,6 +19,7 @@ pub mod procnet;
 pub mod rawpkt;
 pub mod signals;
 pub mod sysctl;
+pub mod tls;
 pub mod unixsock;
 pub mod whohas;
 

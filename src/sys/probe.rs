@@ -80,13 +80,55 @@ pub struct HttpExpect<'a> {
     pub host: Option<&'a str>,
     pub status: u16,
     pub body: Option<&'a str>,
+    /// HTTPS: the SNI name (None: the address) and whether the certificate is verified.
+    pub tls: Option<(Option<&'a str>, bool)>,
+}
+
+/// A check's connection: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<crate::sys::tls::Tls>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => t.tcp(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
 }
 
 /// At most this much of a response is read.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// `GET path` over plain HTTP/1.0 (the server closes the connection: no chunking to parse), all
-/// within `timeout`.
+/// `GET path` over HTTP/1.0 (the server closes the connection: no chunking to parse), plain
+/// or over TLS, all within `timeout`.
 pub fn http(
     addr: IpAddr,
     port: u16,
@@ -94,17 +136,25 @@ pub fn http(
     timeout: Duration,
 ) -> Result<(), String> {
     let start = Instant::now();
-    let mut s = tcp(addr, port, timeout)?;
-    let host = match want.host {
-        Some(h) => h.to_string(),
-        None => SocketAddr::new(addr, port).to_string(),
+    let t = tcp(addr, port, timeout)?;
+    let mut s = match want.tls {
+        None => Conn::Plain(t),
+        Some((sni, verify)) => Conn::Tls(Box::new(crate::sys::tls::Tls::connect(
+            t, addr, sni, verify,
+        )?)),
+    };
+    let host = match (want.host, want.tls) {
+        (Some(h), _) => h.to_string(),
+        (None, Some((Some(sni), _))) => sni.to_string(),
+        (None, _) => SocketAddr::new(addr, port).to_string(),
     };
     let left = |start: Instant| {
         timeout
             .saturating_sub(start.elapsed())
             .max(Duration::from_millis(1))
     };
-    let _ = s.set_write_timeout(Some(left(start)));
+    let _ = s.tcp().set_write_timeout(Some(left(start)));
+    let _ = s.tcp().set_read_timeout(Some(left(start)));
     let req = format!(
         "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbctl-healthcheck\r\nConnection: close\r\n\r\n",
         want.path
@@ -120,7 +170,7 @@ pub fn http(
                 timeout.as_millis()
             ));
         }
-        let _ = s.set_read_timeout(Some(left(start)));
+        let _ = s.tcp().set_read_timeout(Some(left(start)));
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -140,6 +190,8 @@ pub fn http(
                     timeout.as_millis()
                 ))
             }
+            // A TLS server that closes without close_notify: what was read is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => break,
             Err(e) => return Err(format!("reading the answer: {e}")),
         }
     }
