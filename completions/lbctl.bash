@@ -229,6 +229,9 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,backend)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,balance)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__balance"
+                ;;
             lbctl__subcmd__help__subcmd__lb,disable)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__disable"
                 ;;
@@ -370,6 +373,9 @@ _lbctl() {
             lbctl__subcmd__lb,backend)
                 cmd="lbctl__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__lb,balance)
+                cmd="lbctl__subcmd__lb__subcmd__balance"
+                ;;
             lbctl__subcmd__lb,disable)
                 cmd="lbctl__subcmd__lb__subcmd__disable"
                 ;;
@@ -438,6 +444,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb__subcmd__help,backend)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,balance)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__balance"
                 ;;
             lbctl__subcmd__lb__subcmd__help,disable)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__disable"
@@ -1641,7 +1650,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain undrain weight disable enable list save restore apply run status maglev"
+            opts="service backend drain undrain weight disable enable balance list save restore apply run status maglev"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1713,6 +1722,20 @@ _lbctl() {
         lbctl__subcmd__help__subcmd__lb__subcmd__backend__subcmd__edit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__balance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2543,7 +2566,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain undrain weight disable enable list save restore apply run status maglev help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain undrain weight disable enable balance list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2820,6 +2843,36 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__balance)
+            opts="-v -q -n -h -V --proto --window --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__disable)
             opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2899,7 +2952,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain undrain weight disable enable list save restore apply run status maglev help"
+            opts="service backend drain undrain weight disable enable balance list save restore apply run status maglev help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2971,6 +3024,20 @@ _lbctl() {
         lbctl__subcmd__lb__subcmd__help__subcmd__backend__subcmd__edit)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__balance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

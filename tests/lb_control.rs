@@ -671,3 +671,62 @@ fn metrics_endpoint_serves_the_status_in_the_exposition_format() {
         "404"
     );
 }
+
+/// `lb balance` on fair traffic (many short connections from one client address): new flows
+/// and bytes follow the weights (skew below 1.5, exit 0), every new flow of the window is
+/// counted, and the report notes the single client address.
+#[test]
+fn balance_reports_shares_skew_and_few_clients() {
+    require_root!();
+    require_tool!("busybox");
+    let mut lab = lab();
+    lab.start();
+    let argv: Vec<String> = lab
+        .lb_run
+        .argv(&["--json", "lb", "balance", SVC, "--window", "5"])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let balance = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("LBCTL_RUN_DIR", lab.lb_run.run_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lb balance");
+    // Past its first reading (the status file is rewritten every second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = tally(&lab, 150);
+    assert_eq!(t.get("FAILED"), None, "{t:?}");
+    let out = balance.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let svc = &v["services"][0];
+    assert_eq!(svc["service"], SVC);
+    let flows: u64 = svc["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["new_flows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(flows, 150, "{svc:#}");
+    for k in ["new_flows", "bytes"] {
+        let x = svc["skew"][k].as_f64().unwrap();
+        assert!((1.0..1.5).contains(&x), "{k}: {svc:#}");
+    }
+    assert_eq!(svc["clients"], 1, "{svc:#}");
+    assert!(
+        svc["explanation"].to_string().contains("1 client address"),
+        "{svc:#}"
+    );
+    let bad = lab
+        .lb_run
+        .run(&["lb", "balance", "198.18.0.100:81", "--window", "1"]);
+    assert_eq!(bad.code, 2, "{bad}");
+}

@@ -30,6 +30,9 @@ pub enum LbCmd {
     Disable(ServiceArg),
     /// Undo `lb disable`.
     Enable(ServiceArg),
+    /// How a running `lb run` (nft engine) spreads traffic: each backend's share of new flows,
+    /// pinned flows and bytes over a window against its weight, the skew, and what explains it.
+    Balance(BalanceArgs),
     /// List services and real servers like `ipvsadm -Ln` (--stats/--rate for counters).
     List(ListArgs),
     /// Print the IPVS table as `ipvsadm -S -n` rules (for `lb restore` or `ipvsadm -R`).
@@ -276,6 +279,19 @@ pub struct ServiceArg {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct BalanceArgs {
+    /// Only this service: VIP:PORT (default: every service of every running `lb run`).
+    #[arg(value_name = "VIP:PORT")]
+    pub service: Option<String>,
+    /// Protocol of the VIP:PORT service [default: tcp].
+    #[arg(long, value_enum, requires = "service")]
+    pub proto: Option<ProtoArg>,
+    /// Seconds to watch the counters (1..=600).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub window: u64,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only this service: VIP:PORT or fwmark:M (like ipvsadm -Ln -t VIP:PORT).
     #[arg(value_name = "VIP:PORT")]
@@ -384,6 +400,8 @@ mod tests {
             "lb weight 198.18.0.100:80 198.18.0.11 --reset",
             "lb disable 198.18.0.100:53 --proto udp",
             "lb enable 198.18.0.100:80",
+            "lb balance",
+            "lb balance 198.18.0.100:80 --window 10",
             "lb list --stats",
             "lb list 198.18.0.100:80 --rate --exact",
             "lb save",

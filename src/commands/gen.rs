@@ -446,6 +446,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "lbctl-lb-disable" => &[("lbctl lb disable 198.18.0.100:80", "No new flows to any backend of the service; established flows continue.")],
         "lbctl-lb-enable" => &[("lbctl lb enable 198.18.0.100:80", "Undo lb disable.")],
+        "lbctl-lb-balance" => &[("lbctl lb balance 198.18.0.100:80 --window 30", "Shares of new flows, pinned flows and bytes against the weights over 30 s, the skew, and what explains it.")],
         "lbctl-lb-list" => &[("lbctl lb list --stats", "Services and real servers like ipvsadm -Ln --stats.")],
         "lbctl-lb-save" => &[("lbctl lb save > rules", "The IPVS table as ipvsadm -S -n rules.")],
         "lbctl-lb-restore" => &[("lbctl lb restore --flush rules", "Make the table exactly the file's; a failure restores the old table.")],

@@ -25,6 +25,7 @@
 
 mod apply;
 mod backend;
+mod balance;
 mod control;
 mod list;
 mod restore;
@@ -67,6 +68,7 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         ),
         LbCmd::Disable(a) => control::service(ctx, env, &a, true),
         LbCmd::Enable(a) => control::service(ctx, env, &a, false),
+        LbCmd::Balance(a) => balance::balance(ctx, env, &a),
         LbCmd::List(a) => list::list(ctx, env, &a),
         LbCmd::Save => list::save(ctx),
         LbCmd::Restore(a) => restore::restore(ctx, env, &a),
