@@ -229,8 +229,17 @@ _lbctl() {
             lbctl__subcmd__help__subcmd__lb,backend)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__help__subcmd__lb,balance)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__balance"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,disable)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__disable"
+                ;;
             lbctl__subcmd__help__subcmd__lb,drain)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__drain"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,enable)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__enable"
                 ;;
             lbctl__subcmd__help__subcmd__lb,export)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__export"
@@ -258,6 +267,12 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help__subcmd__lb,status)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__status"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,undrain)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__undrain"
+                ;;
+            lbctl__subcmd__help__subcmd__lb,weight)
+                cmd="lbctl__subcmd__help__subcmd__lb__subcmd__weight"
                 ;;
             lbctl__subcmd__help__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__help__subcmd__lb__subcmd__backend__subcmd__add"
@@ -364,8 +379,17 @@ _lbctl() {
             lbctl__subcmd__lb,backend)
                 cmd="lbctl__subcmd__lb__subcmd__backend"
                 ;;
+            lbctl__subcmd__lb,balance)
+                cmd="lbctl__subcmd__lb__subcmd__balance"
+                ;;
+            lbctl__subcmd__lb,disable)
+                cmd="lbctl__subcmd__lb__subcmd__disable"
+                ;;
             lbctl__subcmd__lb,drain)
                 cmd="lbctl__subcmd__lb__subcmd__drain"
+                ;;
+            lbctl__subcmd__lb,enable)
+                cmd="lbctl__subcmd__lb__subcmd__enable"
                 ;;
             lbctl__subcmd__lb,export)
                 cmd="lbctl__subcmd__lb__subcmd__export"
@@ -397,6 +421,12 @@ _lbctl() {
             lbctl__subcmd__lb,status)
                 cmd="lbctl__subcmd__lb__subcmd__status"
                 ;;
+            lbctl__subcmd__lb,undrain)
+                cmd="lbctl__subcmd__lb__subcmd__undrain"
+                ;;
+            lbctl__subcmd__lb,weight)
+                cmd="lbctl__subcmd__lb__subcmd__weight"
+                ;;
             lbctl__subcmd__lb__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__backend__subcmd__add"
                 ;;
@@ -427,8 +457,17 @@ _lbctl() {
             lbctl__subcmd__lb__subcmd__help,backend)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend"
                 ;;
+            lbctl__subcmd__lb__subcmd__help,balance)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__balance"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,disable)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__disable"
+                ;;
             lbctl__subcmd__lb__subcmd__help,drain)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__drain"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,enable)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__enable"
                 ;;
             lbctl__subcmd__lb__subcmd__help,export)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__export"
@@ -459,6 +498,12 @@ _lbctl() {
                 ;;
             lbctl__subcmd__lb__subcmd__help,status)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__status"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,undrain)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__undrain"
+                ;;
+            lbctl__subcmd__lb__subcmd__help,weight)
+                cmd="lbctl__subcmd__lb__subcmd__help__subcmd__weight"
                 ;;
             lbctl__subcmd__lb__subcmd__help__subcmd__backend,add)
                 cmd="lbctl__subcmd__lb__subcmd__help__subcmd__backend__subcmd__add"
@@ -1623,7 +1668,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb)
-            opts="service backend drain list save restore apply run status maglev export import"
+            opts="service backend drain undrain weight disable enable balance list save restore apply run status maglev export import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1706,7 +1751,49 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__balance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__enable)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1875,6 +1962,34 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help__subcmd__lb__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__lb__subcmd__weight)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2497,7 +2612,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain list save restore apply run status maglev export import help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version service backend drain undrain weight disable enable balance list save restore apply run status maglev export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2774,7 +2889,89 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__balance)
+            opts="-v -q -n -h -V --proto --window --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__disable)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__drain)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__enable)
             opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2839,7 +3036,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help)
-            opts="service backend drain list save restore apply run status maglev export import help"
+            opts="service backend drain undrain weight disable enable balance list save restore apply run status maglev export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2922,7 +3119,49 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__balance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__enable)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3105,6 +3344,34 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__undrain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__help__subcmd__weight)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3551,6 +3818,58 @@ _lbctl() {
                 return 0
             fi
             case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__undrain)
+            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__lb__subcmd__weight)
+            opts="-v -q -n -h -V --proto --ipv6 --reset --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --proto)
+                    COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
                 --netns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -35,7 +35,7 @@ exec </dev/null
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
           ipvsadm cpio util-linux strace
           dpkg-dev binutils lintian man-db systemd zsh fish ifupdown
-          bird2 keepalived)
+          bird2 keepalived dnsmasq-base openssl)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -416,6 +416,8 @@ fn bad_ha_input_is_exit_2_and_starts_nothing() {
     sw.up("br0");
     let lb = Netns::new("lb");
     plug(&sw, &lb, "sw-lb", MAC[0], "198.18.0.2/24");
+    // The link-local address arrives asynchronously: wait, or the first snapshot misses it.
+    lb.settle();
     let run = Lbctl::new(&lb);
     let cfg = TempDir::new("cfg");
     let path = cfg.path().join("web.toml");

@@ -16,8 +16,23 @@ pub enum LbCmd {
     #[command(subcommand)]
     Backend(BackendCmd),
     /// Drain a real server: weight 0, so it gets no new connections while established ones
-    /// continue (turns on mh/sh fallback where the scheduler needs it).
+    /// continue. When a running `lb run` balances the service: a runtime override through its
+    /// control socket (both engines, undone by `lb undrain`); otherwise IPVS directly (turns on
+    /// mh/sh fallback where the scheduler needs it).
     Drain(DrainArgs),
+    /// Undo `lb drain` on a service a running `lb run` balances.
+    Undrain(DrainArgs),
+    /// Run a backend of a running `lb run` with another weight (a runtime override, kept over
+    /// SIGHUP; --reset goes back to the file's weight).
+    Weight(WeightArgs),
+    /// No new flows to any backend of a service a running `lb run` balances; established
+    /// flows continue (a runtime override, undone by `lb enable`).
+    Disable(ServiceArg),
+    /// Undo `lb disable`.
+    Enable(ServiceArg),
+    /// How a running `lb run` (nft engine) spreads traffic: each backend's share of new flows,
+    /// pinned flows and bytes over a window against its weight, the skew, and what explains it.
+    Balance(BalanceArgs),
     /// List services and real servers like `ipvsadm -Ln` (--stats/--rate for counters).
     List(ListArgs),
     /// Print the IPVS table as `ipvsadm -S -n` rules (for `lb restore` or `ipvsadm -R`).
@@ -296,6 +311,49 @@ pub struct DrainArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct WeightArgs {
+    #[command(flatten)]
+    pub id: BackendId,
+    /// The weight, 0..=2147483647 (0: drained).
+    #[arg(
+        value_name = "W",
+        required_unless_present = "reset",
+        conflicts_with = "reset"
+    )]
+    pub weight: Option<u32>,
+    /// Drop the override: the LB file's weight again.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+/// A service of a running `lb run`.
+#[derive(Debug, clap::Args)]
+pub struct ServiceArg {
+    /// VIP:PORT (`[2001:db8::100]:80` for IPv6) or fwmark:M.
+    #[arg(value_name = "VIP:PORT")]
+    pub service: String,
+    /// Protocol of a VIP:PORT service [default: tcp].
+    #[arg(long, value_enum)]
+    pub proto: Option<ProtoArg>,
+    /// The fwmark service is IPv6.
+    #[arg(long)]
+    pub ipv6: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BalanceArgs {
+    /// Only this service: VIP:PORT (default: every service of every running `lb run`).
+    #[arg(value_name = "VIP:PORT")]
+    pub service: Option<String>,
+    /// Protocol of the VIP:PORT service [default: tcp].
+    #[arg(long, value_enum, requires = "service")]
+    pub proto: Option<ProtoArg>,
+    /// Seconds to watch the counters (1..=600).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub window: u64,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only this service: VIP:PORT or fwmark:M (like ipvsadm -Ln -t VIP:PORT).
     #[arg(value_name = "VIP:PORT")]
@@ -399,6 +457,13 @@ mod tests {
             "lb backend edit 198.18.0.100:80 198.18.0.11:80 -w 0",
             "lb backend del fwmark:7 198.18.0.11",
             "lb drain 198.18.0.100:80 198.18.0.11",
+            "lb undrain 198.18.0.100:80 198.18.0.11:80",
+            "lb weight 198.18.0.100:80 198.18.0.11 5",
+            "lb weight 198.18.0.100:80 198.18.0.11 --reset",
+            "lb disable 198.18.0.100:53 --proto udp",
+            "lb enable 198.18.0.100:80",
+            "lb balance",
+            "lb balance 198.18.0.100:80 --window 10",
             "lb list --stats",
             "lb list 198.18.0.100:80 --rate --exact",
             "lb save",
@@ -420,6 +485,10 @@ mod tests {
             "lb list --stats --rate",
             "lb apply",
             "lb drain 198.18.0.100:80",
+            "lb weight 198.18.0.100:80 198.18.0.11",
+            "lb weight 198.18.0.100:80 198.18.0.11 5 --reset",
+            "lb weight 198.18.0.100:80 198.18.0.11 -1",
+            "lb disable",
         ] {
             assert!(parse(bad).is_err(), "{bad} should not parse");
         }

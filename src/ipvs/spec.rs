@@ -372,6 +372,8 @@ struct BackendToml {
     method: Option<MethodToml>,
     u_threshold: Option<u32>,
     l_threshold: Option<u32>,
+    /// `lb run` only: the backend is drained while this file exists.
+    disable_file: Option<String>,
 }
 
 /// A parsed and validated LB file.
@@ -448,7 +450,17 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
         }
         let service = spec.build(key, None).map_err(|e| format!("{what}: {e}"))?;
         let mut entry = Entry::new(service);
+        let mut disable_files = Vec::new();
         for b in &s.backends {
+            disable_files.push(match &b.disable_file {
+                Some(f) if !f.starts_with('/') => {
+                    return Err(format!(
+                        "{what}: backend {}: disable_file \"{f}\" must be an absolute path",
+                        b.rip
+                    ))
+                }
+                f => f.as_ref().map(std::path::PathBuf::from),
+            });
             let (addr, port) = parse_rip(&b.rip, &key).map_err(|e| format!("{what}: {e}"))?;
             if entry.dest(addr, port).is_some() {
                 return Err(format!(
@@ -483,6 +495,7 @@ pub fn parse_lb_file(text: &str, default_name: &str) -> Result<LbFile, String> {
         run.quorum =
             crate::lb::quorum::parse(&q, &key, &entry).map_err(|e| format!("{what}: {e}"))?;
         table.entries.push(entry);
+        run.disable_files = disable_files;
         runs.push(run);
     }
     let ha = f.ha.as_ref().map(crate::lb::ha::ha).transpose()?;

@@ -54,6 +54,7 @@ pub fn run(job: &Job) -> Outcome {
             host,
             expect_status,
             expect_body,
+            tls,
         } => probe::http(
             rip,
             port,
@@ -62,9 +63,39 @@ pub fn run(job: &Job) -> Outcome {
                 host: host.as_deref(),
                 status: *expect_status,
                 body: expect_body.as_deref(),
+                tls: tls.as_ref().map(|t| (t.sni.as_deref(), t.verify)),
             },
             c.timeout,
         ),
+        Probe::Udp { send, expect } => probe::udp_exchange(rip, port, send.as_bytes(), c.timeout)
+            .and_then(|a| match expect {
+                Some(x) if !String::from_utf8_lossy(&a).contains(x.as_str()) => Err(format!(
+                    "the UDP answer from {} does not contain '{x}': {:?}",
+                    crate::ipvs::text::addr_port(&rip, port),
+                    String::from_utf8_lossy(&a[..a.len().min(80)])
+                )),
+                _ => Ok(()),
+            }),
+        Probe::Dns { name, qtype } => {
+            let id = (std::process::id() as u16) ^ (start.elapsed().subsec_nanos() as u16);
+            let q = crate::lb::dns::query(id, name, *qtype);
+            probe::udp_exchange(rip, port, &q, c.timeout).and_then(|a| {
+                let ans = crate::lb::dns::parse_answer(id, &a)?;
+                match ans {
+                    crate::lb::dns::Answer { rcode: 0, answers } if answers > 0 => Ok(()),
+                    crate::lb::dns::Answer { rcode: 0, .. } => Err(format!(
+                        "DNS {} {name}: no {} record in the answer",
+                        crate::ipvs::text::addr_port(&rip, port),
+                        qtype.name()
+                    )),
+                    a => Err(format!(
+                        "DNS {} {name}: {}",
+                        crate::ipvs::text::addr_port(&rip, port),
+                        crate::lb::dns::rcode_name(a.rcode)
+                    )),
+                }
+            })
+        }
         Probe::Exec { command } => {
             let env = [
                 ("LBCTL_RIP", rip.to_string()),

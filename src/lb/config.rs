@@ -43,6 +43,7 @@ pub struct BalancerToml {
     flow_timeout: Option<String>,
     max_concurrent_checks: Option<usize>,
     log_rate: Option<u32>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub enum CheckKindToml {
     Http,
     Https,
     Exec,
+    Udp,
+    Dns,
 }
 
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -65,6 +68,15 @@ pub struct CheckToml {
     expect_status: Option<u16>,
     expect_body: Option<String>,
     command: Option<Vec<String>>,
+    /// udp: the datagram to send; expect: a substring of the answer.
+    send: Option<String>,
+    expect: Option<String>,
+    /// dns: the name to ask for, and the record type (A, AAAA).
+    query: Option<String>,
+    query_type: Option<String>,
+    /// https: the SNI name, and whether to verify the certificate (default: no).
+    sni: Option<String>,
+    verify_tls: Option<bool>,
     interval: Option<String>,
     timeout: Option<String>,
     rise: Option<u32>,
@@ -101,6 +113,8 @@ pub struct Balancer {
     pub max_concurrent_checks: usize,
     /// At most this many log lines per second (transitions beyond it are counted, not lost).
     pub log_rate: u32,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Balancer {
@@ -113,6 +127,7 @@ impl Default for Balancer {
             flow_timeout: Duration::from_secs(300),
             max_concurrent_checks: 16,
             log_rate: 20,
+            metrics: None,
         }
     }
 }
@@ -128,10 +143,31 @@ pub enum Probe {
         host: Option<String>,
         expect_status: u16,
         expect_body: Option<String>,
+        /// HTTPS: TLS with this SNI name (None: the address, no SNI), certificate verified or
+        /// not (keepalived's SSL_GET does not).
+        tls: Option<Tls>,
     },
     /// A command; exit 0 = healthy. Gets `LBCTL_RIP`, `LBCTL_PORT`, `LBCTL_VIP` in its
     /// environment.
     Exec { command: Vec<String> },
+    /// A UDP datagram; healthy when an answer arrives (containing `expect` if given).
+    Udp {
+        send: String,
+        expect: Option<String>,
+    },
+    /// A DNS query (recursion desired) for `name`; healthy on a NOERROR answer with at least
+    /// one record.
+    Dns {
+        name: String,
+        qtype: crate::lb::dns::QType,
+    },
+}
+
+/// The TLS settings of an `https` check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub sni: Option<String>,
+    pub verify: bool,
 }
 
 /// Validated `[service.check]`.
@@ -179,6 +215,8 @@ pub struct ServiceRun {
     pub on_failure: OnFailure,
     /// Quorum, sorry server, notify hooks ([`crate::lb::quorum`]).
     pub quorum: crate::lb::quorum::Quorum,
+    /// Per backend (in the service's order): while this file exists the backend is drained.
+    pub disable_files: Vec<Option<std::path::PathBuf>>,
 }
 
 /// Parse "250ms", "2s", "1.5s", "1m".
@@ -234,7 +272,16 @@ pub fn balancer(t: &BalancerToml) -> Result<Balancer, String> {
     if log_rate == 0 {
         return Err("[balancer] log_rate must be at least 1 line per second".into());
     }
+    let metrics = match &t.metrics {
+        None => None,
+        Some(m) => Some(m.parse().map_err(|_| {
+            format!(
+                "[balancer] metrics = \"{m}\": give an address and port, e.g. \"127.0.0.1:9109\""
+            )
+        })?),
+    };
     Ok(Balancer {
+        metrics,
         engine: t.engine.unwrap_or_default(),
         interface: t.interface.clone(),
         seed: t.seed.unwrap_or(d.seed),
@@ -279,13 +326,38 @@ pub fn service_run(
     if kind != CheckKindToml::Exec && c.command.is_some() {
         return Err("check: command is only for type = \"exec\"".into());
     }
-    if kind == CheckKindToml::Https {
-        return Err(
-            "check: type = \"https\" is not built in (lbctl carries no TLS library); use \
-             type = \"exec\" with command = [\"curl\", \"-fsk\", \"--max-time\", \"1\", \
-             \"https://198.18.0.11/health\"] (LBCTL_RIP and LBCTL_PORT are set for the command)"
-                .into(),
-        );
+    if kind != CheckKindToml::Udp {
+        if let Some(k) = [("send", c.send.is_some()), ("expect", c.expect.is_some())]
+            .iter()
+            .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"udp\""));
+        }
+    }
+    if kind != CheckKindToml::Dns {
+        if let Some(k) = [
+            ("query", c.query.is_some()),
+            ("query_type", c.query_type.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"dns\""));
+        }
+    }
+    if kind != CheckKindToml::Https {
+        if let Some(k) = [
+            ("sni", c.sni.is_some()),
+            ("verify_tls", c.verify_tls.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(k))
+        {
+            return Err(format!("check: {k} is only for type = \"https\""));
+        }
+    }
+    if let Some(n) = &c.sni {
+        crate::lb::dns::validate_name(n).map_err(|e| format!("check: sni: {e}"))?;
     }
     let probe = match kind {
         CheckKindToml::Tcp => Probe::Tcp,
@@ -312,7 +384,37 @@ pub fn service_run(
                 host: c.host.clone(),
                 expect_status,
                 expect_body: c.expect_body.clone(),
+                tls: (kind == CheckKindToml::Https).then(|| Tls {
+                    sni: c.sni.clone(),
+                    verify: c.verify_tls.unwrap_or(false),
+                }),
             }
+        }
+        CheckKindToml::Udp => {
+            let send = c.send.clone().unwrap_or_default();
+            if send.len() > 1400 {
+                return Err("check: send is longer than 1400 bytes".into());
+            }
+            if c.expect.as_deref() == Some("") {
+                return Err("check: expect = \"\" matches everything; leave it out".into());
+            }
+            Probe::Udp {
+                send,
+                expect: c.expect.clone(),
+            }
+        }
+        CheckKindToml::Dns => {
+            let name = c
+                .query
+                .clone()
+                .ok_or("check: type = \"dns\" needs query = \"NAME\" (the name to resolve)")?;
+            crate::lb::dns::validate_name(&name).map_err(|e| format!("check: query: {e}"))?;
+            let qtype = match &c.query_type {
+                None => crate::lb::dns::QType::A,
+                Some(t) => crate::lb::dns::QType::parse(t)
+                    .ok_or_else(|| format!("check: query_type = \"{t}\": use \"A\" or \"AAAA\""))?,
+            };
+            Probe::Dns { name, qtype }
         }
         CheckKindToml::Exec => match &c.command {
             Some(cmd) if !cmd.is_empty() && !cmd[0].is_empty() => Probe::Exec {
@@ -404,7 +506,15 @@ mod tests {
         assert!(check("bogus = 1").is_err());
         assert!(check("type = \"http\"\nexpect_status = 999").is_err());
         assert!(check("type = \"http\"\npath = \"no-slash\"").is_err());
-        assert!(check("type = \"https\"").unwrap_err().contains("exec"));
+        let https = check("type = \"https\"\nsni = \"svc.test\"").unwrap();
+        assert!(matches!(
+            https.check.probe,
+            Probe::Http { tls: Some(Tls { verify: false, ref sni }), .. } if sni.as_deref() == Some("svc.test")
+        ));
+        assert!(check("type = \"http\"\nsni = \"a.b\"")
+            .unwrap_err()
+            .contains("only for type = \"https\""));
+        assert!(check("type = \"https\"\nsni = \"a b\"").is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::ipvs::{Forward, Protocol, ServiceFlags, ServiceKey};
 use crate::lb::announce::speaker::{self, Speaker};
 use crate::lb::checks::{self, BackendId, Job, Pool};
 use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
+use crate::lb::control::{self, Overrides};
 use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
 use crate::lb::health::{Health, State};
 use crate::lb::nft::{self, Layout, Mac};
@@ -138,6 +139,18 @@ struct Be {
     slots: Option<usize>,
     /// State taken over from the previous run, not re-checked yet.
     stale: bool,
+    /// The LB file's `disable_file`, and whether it existed at the last look.
+    disable_file: Option<PathBuf>,
+    file_drained: bool,
+    /// Failed checks since start (metrics).
+    failures: u64,
+}
+
+impl Be {
+    /// The name runtime control uses (`198.18.0.11:80`).
+    fn name(&self) -> String {
+        crate::ipvs::text::addr_port(&self.id.rip, self.id.port)
+    }
 }
 
 struct Svc {
@@ -265,14 +278,24 @@ struct Daemon<'a> {
     ha: Option<crate::lb::ha::keepalived::Supervisor>,
     /// Quorum, sorry server, notify hooks ([`crate::lb::quorum`], [`service`]).
     svc: service::State,
+    /// Runtime control: the socket, the overrides, when the disable files were last looked at.
+    control: Option<control::Server>,
+    overrides: Overrides,
+    last_files: Instant,
+    /// Per-backend counters (nft engine).
+    stats: crate::lb::stats::Sampler,
+    /// `[balancer] metrics`: the /metrics server, and successful reloads for it.
+    metrics: Option<crate::lb::metrics::Server>,
+    reloads: u64,
 }
 
 fn backends_of(
     entry: &Entry,
     name: &str,
     old: &mut BTreeMap<BackendId, Be>,
-    interval: Duration,
+    run: &ServiceRun,
 ) -> Vec<Be> {
+    let interval = run.check.interval;
     let n = entry.dests.len().max(1) as u32;
     entry
         .dests
@@ -284,9 +307,12 @@ fn backends_of(
                 rip: d.addr,
                 port: d.port,
             };
+            let disable_file = run.disable_files.get(i).cloned().flatten();
             match old.remove(&id) {
                 Some(mut b) => {
                     b.weight = d.weight;
+                    b.file_drained &= disable_file.is_some();
+                    b.disable_file = disable_file;
                     b
                 }
                 // Spread the first checks over one interval.
@@ -301,6 +327,9 @@ fn backends_of(
                     in_flight: false,
                     slots: None,
                     stale: false,
+                    file_drained: disable_file.as_ref().is_some_and(|f| f.exists()),
+                    failures: 0,
+                    disable_file,
                 },
             }
         })
@@ -320,7 +349,7 @@ fn build_services(file: &LbFile, old: Vec<Svc>) -> Vec<Svc> {
         .map(|(e, r)| {
             let name = key_name(&e.service.key);
             Svc {
-                backends: backends_of(e, &name, &mut pool, r.check.interval),
+                backends: backends_of(e, &name, &mut pool, r),
                 name,
                 entry: e.clone(),
                 run: r.clone(),
@@ -399,6 +428,11 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         None => None,
     };
     let previous = status::read(&status::path(&jdir, &file.name))?;
+    let control = control::Server::bind(&control::socket_path(&jdir, &file.name))?;
+    let metrics = match bal.metrics {
+        Some(a) => Some(crate::lb::metrics::Server::start(a)?),
+        None => None,
+    };
     let owner = crate::engine::lb::owner(&file.name);
     let path = match (engine, ipvs) {
         (EngineKind::Ipvs, Some(mut p)) => {
@@ -459,6 +493,12 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         speaker,
         ha,
         svc: Default::default(),
+        control: Some(control),
+        overrides: Overrides::default(),
+        last_files: Instant::now(),
+        stats: Default::default(),
+        metrics,
+        reloads: 0,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -656,9 +696,35 @@ fn probe_name(p: &Probe) -> String {
         Probe::Http {
             path,
             expect_status,
+            tls: None,
             ..
         } => format!("http GET {path} → {expect_status}"),
+        Probe::Http {
+            path,
+            expect_status,
+            tls: Some(t),
+            ..
+        } => format!(
+            "https GET {path} → {expect_status}{}{}",
+            t.sni
+                .as_ref()
+                .map(|n| format!(", SNI {n}"))
+                .unwrap_or_default(),
+            if t.verify {
+                ", certificate verified"
+            } else {
+                ", certificate not verified"
+            }
+        ),
         Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Udp { send, expect } => format!(
+            "udp {send:?}{}",
+            expect
+                .as_ref()
+                .map(|x| format!(" → {x:?}"))
+                .unwrap_or_default()
+        ),
+        Probe::Dns { name, qtype } => format!("dns {} {name}", qtype.name()),
     }
 }
 
@@ -726,6 +792,7 @@ impl Daemon<'_> {
                 self.reconcile();
             }
             self.service_tick();
+            self.control_poll();
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -738,6 +805,7 @@ impl Daemon<'_> {
                 }
                 if let DataPath::Nft(n) = &self.path {
                     self.packets = n.packets();
+                    self.stats.sample(n);
                 }
                 self.write_status();
             }
@@ -752,6 +820,14 @@ impl Daemon<'_> {
         self.add_sorry_backends();
         if let Some(prev) = self.previous.take() {
             self.resume(&prev);
+        }
+        let known = self.known();
+        for d in self.overrides.retain(&known) {
+            self.log.emit(
+                "control",
+                &format!("runtime override of {d} dropped: no longer in the file"),
+                json!({ "dropped": d }),
+            );
         }
         self.own_vips()?;
         if let DataPath::Nft(n) = &mut self.path {
@@ -864,6 +940,7 @@ impl Daemon<'_> {
             self.reload_error = Some(e);
             return;
         }
+        self.reloads += 1;
         let after: BTreeSet<String> = self.services.iter().map(|s| s.name.clone()).collect();
         let list = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
             a.difference(b).cloned().collect::<Vec<_>>().join(", ")
@@ -1033,6 +1110,9 @@ impl Daemon<'_> {
         self.dirty |= self
             .svc
             .set_weight(&r.id, r.ok.then_some(r.weight).flatten());
+        if !r.ok {
+            b.failures += 1;
+        }
         b.last = Some(LastCheck {
             at: rfc3339(SystemTime::now()),
             ok: r.ok,
@@ -1090,6 +1170,14 @@ impl Daemon<'_> {
     fn resume(&mut self, prev: &RunStatus) {
         if prev.alive() {
             return;
+        }
+        if !prev.overrides.is_empty() {
+            self.overrides = prev.overrides.clone();
+            self.log.emit(
+                "resume",
+                "runtime overrides taken over from the previous run (lb status marks them)",
+                json!({ "overrides": prev.overrides }),
+            );
         }
         let mut n = 0;
         for s in &mut self.services {
@@ -1274,7 +1362,7 @@ impl Daemon<'_> {
                         WantBackend {
                             rip: b.id.rip,
                             port: b.id.port,
-                            weight: if up { self.svc.weight(b) } else { 0 },
+                            weight: if up { self.weight_of(s, b) } else { 0 },
                             removed: !up && s.run.on_failure == OnFailure::Remove,
                             mac: b.mac,
                         }
@@ -1395,7 +1483,8 @@ impl Daemon<'_> {
                                 == Some(crate::lb::quorum::OnQuorumLoss::Withdraw)
                             && self.svc.lost(&s.name),
                         packets: id.as_ref().and_then(|i| self.packets.get(i).copied()),
-                        nft_id: id,
+                        nft_id: id.clone(),
+                        disabled: self.overrides.disabled(&s.name),
                         backends: s
                             .backends
                             .iter()
@@ -1413,7 +1502,7 @@ impl Daemon<'_> {
                                     state: b.health.state.name().into(),
                                     weight: b.weight,
                                     effective_weight: if up && in_path {
-                                        self.svc.weight(b)
+                                        self.weight_of(s, b)
                                     } else {
                                         0
                                     },
@@ -1423,6 +1512,17 @@ impl Daemon<'_> {
                                     last_check: b.last.clone(),
                                     slots: b.slots,
                                     stale: b.stale,
+                                    overrides: self.overrides.marks(
+                                        &s.name,
+                                        &b.name(),
+                                        b.weight,
+                                        b.disable_file.as_deref().filter(|_| b.file_drained),
+                                    ),
+                                    check_failures: b.failures,
+                                    counters: match (&id, b.mac) {
+                                        (Some(id), Some(mac)) => self.stats.get(id, mac),
+                                        _ => None,
+                                    },
                                 }
                             })
                             .collect(),
@@ -1438,11 +1538,107 @@ impl Daemon<'_> {
             repairs: self.repairs,
             last_repair: self.last_repair.clone(),
             bgp: self.speaker.as_ref().map(|s| s.status()),
+            reloads: self.reloads,
+            metrics: self.metrics.as_ref().map(|m| m.addr().to_string()),
+            overrides: self.overrides.clone(),
+            control: self
+                .control
+                .as_ref()
+                .map(|c| c.path().display().to_string()),
+        }
+    }
+
+    /// A healthy backend's weight in the data path: the file's, or the runtime override's.
+    fn weight_of(&self, s: &Svc, b: &Be) -> u32 {
+        // The operator's runtime override wins over a check's dynamic weight (exec checks
+        // with weight_from_exit), which replaces the file's weight.
+        self.overrides
+            .weight(&s.name, &b.name(), self.svc.weight(b), b.file_drained)
+    }
+
+    fn known(&self) -> control::Known {
+        self.services
+            .iter()
+            .map(|s| (s.name.clone(), s.backends.iter().map(Be::name).collect()))
+            .collect()
+    }
+
+    /// Runtime control, polled from the main loop: answer the control socket's requests and
+    /// follow the backends' disable files. A change is programmed in this same loop pass.
+    fn control_poll(&mut self) {
+        if self.last_files.elapsed() >= Duration::from_millis(200) {
+            self.last_files = Instant::now();
+            for s in &mut self.services {
+                for b in &mut s.backends {
+                    let Some(f) = &b.disable_file else { continue };
+                    let now = f.exists();
+                    if now != b.file_drained {
+                        b.file_drained = now;
+                        self.dirty = true;
+                        let text = format!(
+                            "{} backend {}: {} {}",
+                            s.name,
+                            b.id.rip,
+                            f.display(),
+                            if now {
+                                "exists: drained"
+                            } else {
+                                "is gone: undrained"
+                            }
+                        );
+                        self.log
+                            .emit("control", &text, json!({ "file": f, "drained": now }));
+                    }
+                }
+            }
+        }
+        let Some(server) = &self.control else { return };
+        let mut answers = Vec::new();
+        for p in server.pending() {
+            let r = match &p.request {
+                Err(e) => control::Response::error(e.clone()),
+                Ok(req) => match self.overrides.apply(req, &self.known()) {
+                    Err(e) => control::Response::error(e),
+                    Ok(r) => {
+                        if r.changed {
+                            self.dirty = true;
+                            self.next_program = Instant::now();
+                        }
+                        r
+                    }
+                },
+            };
+            self.log.emit(
+                "control",
+                &format!(
+                    "control: {}{}",
+                    if r.ok { "" } else { "refused: " },
+                    r.message
+                ),
+                json!({ "request": p.request.as_ref().ok(), "ok": r.ok, "changed": r.changed }),
+            );
+            answers.push((p, r));
+        }
+        // In effect before the answer: the client's exit status means "done".
+        if answers.iter().any(|(_, r)| r.changed) {
+            self.program();
+            self.write_status();
+        }
+        for (p, mut r) in answers {
+            if r.changed && self.program_failed {
+                r.message
+                    .push_str(" (updating the data path failed; the daemon retries every second)");
+            }
+            p.answer(&r);
         }
     }
 
     fn write_status(&mut self) {
-        if let Err(e) = status::write(self.env.journal.dir(), &self.snapshot()) {
+        let snap = self.snapshot();
+        if let Some(m) = &self.metrics {
+            m.publish(&snap);
+        }
+        if let Err(e) = status::write(self.env.journal.dir(), &snap) {
             self.log.emit(
                 "warning",
                 &format!("writing the status file: {e}"),

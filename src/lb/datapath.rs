@@ -331,6 +331,48 @@ impl NftPath {
             .unwrap_or_default()
     }
 
+    /// Per service id, per backend MAC: (packets, bytes, new flows) from the per-backend counter
+    /// sets. A service whose sets cannot be listed is left out.
+    pub fn backend_counters(&self) -> BTreeMap<String, BTreeMap<Mac, (u64, u64, u64)>> {
+        let list = |set: String| {
+            sys::nft::list_json(&["set", "netdev", &self.layout.table, &set])
+                .ok()
+                .flatten()
+                .map(|d| nft::parse_backend_counters(&d))
+        };
+        let mut out = BTreeMap::new();
+        for svc in &self.layout.services {
+            let (Some(all), Some(new)) = (list(svc.backend_set()), list(svc.newflow_set())) else {
+                continue;
+            };
+            let per: BTreeMap<Mac, (u64, u64, u64)> = all
+                .into_iter()
+                .map(|(mac, (p, b))| (mac, (p, b, new.get(&mac).map_or(0, |n| n.0))))
+                .collect();
+            out.insert(svc.id(), per);
+        }
+        out
+    }
+
+    /// Per service id, per backend MAC: how many flows are pinned now (a listing of the flow
+    /// maps: up to `flow_size` elements each, so callers sample it slowly).
+    pub fn pinned_flows(&self) -> BTreeMap<String, BTreeMap<Mac, u64>> {
+        let mut out = BTreeMap::new();
+        for svc in &self.layout.services {
+            let Ok(Some(doc)) =
+                sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.flow_map()])
+            else {
+                continue;
+            };
+            let mut per: BTreeMap<Mac, u64> = BTreeMap::new();
+            for mac in nft::parse_flows(&doc).into_values() {
+                *per.entry(mac).or_insert(0) += 1;
+            }
+            out.insert(svc.id(), per);
+        }
+        out
+    }
+
     pub fn cleanup(&self) -> Result<()> {
         sys::nft::run_script(
             &format!("deleting table netdev {}", self.layout.table),

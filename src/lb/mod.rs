@@ -5,11 +5,15 @@
 pub mod announce;
 pub mod checks;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod ha;
 pub mod health;
+pub mod metrics;
 pub mod nft;
 pub mod quorum;
+pub mod stats;
 pub mod status;
 pub mod verify;

@@ -7,13 +7,15 @@
 //!   map m_198_18_0_100_tcp_80 { typeof numgen inc mod 4099 : ether daddr; }   # Maglev slot → MAC
 //!   map f_198_18_0_100_tcp_80 { typeof tcp sport . ip saddr : ether daddr;    # pinned flows
 //!                               size 262144; flags dynamic,timeout; timeout 5m; }
+//!   set b_198_18_0_100_tcp_80 { typeof ether daddr; flags dynamic; counter; }  # per backend:
+//!   set n_198_18_0_100_tcp_80 { typeof ether daddr; flags dynamic; counter; }  # packets, new flows
 //!   chain s_198_18_0_100_tcp_80 {
 //!     # a flow seen before keeps its backend (drain: established flows continue)
-//!     ether saddr set LB-MAC ether daddr set tcp sport . ip saddr map @f_… update @f_… { tcp sport . ip saddr : ether daddr } fwd to "eth0"
-//!     # a new flow: Maglev slot from the flow hash, then pinned
-//!     ether saddr set LB-MAC ether daddr set jhash tcp sport . ip saddr mod 4099 seed 0x4c42 map @m_… update @f_… { … } fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set tcp sport . ip saddr map @f_… update @f_… { tcp sport . ip saddr : ether daddr } update @b_… { ether daddr } fwd to "eth0"
+//!     # a new flow: Maglev slot from the flow hash, then pinned (and counted as new)
+//!     ether saddr set LB-MAC ether daddr set jhash tcp sport . ip saddr mod 4099 seed 0x4c42 map @m_… update @f_… { … } update @n_… { ether daddr } update @b_… { ether daddr } fwd to "eth0"
 //!     # flow table full: forward unpinned
-//!     ether saddr set LB-MAC ether daddr set jhash … map @m_… fwd to "eth0"
+//!     ether saddr set LB-MAC ether daddr set jhash … map @m_… update @n_… { … } update @b_… { … } fwd to "eth0"
 //!     counter drop                                   # no backend up
 //!   }
 //!   chain ingress { type filter hook ingress device "eth0" priority 100; policy accept;
@@ -86,6 +88,18 @@ impl Svc {
         format!("s_{}", self.id())
     }
 
+    /// Per-backend packet and byte counters: a dynamic set of backend MACs with a counter per
+    /// element, updated by every forwarded packet.
+    pub fn backend_set(&self) -> String {
+        format!("b_{}", self.id())
+    }
+
+    /// Per-backend new flows: the same, updated only by a flow's first packet (a flow not
+    /// pinned yet).
+    pub fn newflow_set(&self) -> String {
+        format!("n_{}", self.id())
+    }
+
     fn ipfam(&self) -> &'static str {
         if self.vip.is_ipv4() {
             "ip"
@@ -127,7 +141,7 @@ impl Layout {
     /// What must match for a service's maps to be kept across a reload or restart.
     pub fn map_signature(&self, s: &Svc) -> String {
         format!(
-            "{} {} {} size={} seed={:#x} timeout={} flows={}",
+            "{} {} {} size={} seed={:#x} timeout={} flows={} backend-counters",
             s.vip,
             s.l4.name(),
             s.port,
@@ -143,6 +157,8 @@ impl Layout {
         let smac = fmt_mac(&self.lb_mac);
         let fwd = format!("fwd to \"{}\"", self.iface);
         let pin = format!("update @{} {{ {key} : ether daddr }}", s.flow_map());
+        let count = format!("update @{} {{ ether daddr }}", s.backend_set());
+        let new = format!("update @{} {{ ether daddr }} {count}", s.newflow_set());
         let hash = format!(
             "jhash {key} mod {} seed {:#x} map @{}",
             s.size,
@@ -151,11 +167,11 @@ impl Layout {
         );
         vec![
             format!(
-                "ether saddr set {smac} ether daddr set {key} map @{} {pin} {fwd}",
+                "ether saddr set {smac} ether daddr set {key} map @{} {pin} {count} {fwd}",
                 s.flow_map()
             ),
-            format!("ether saddr set {smac} ether daddr set {hash} {pin} {fwd}"),
-            format!("ether saddr set {smac} ether daddr set {hash} {fwd}"),
+            format!("ether saddr set {smac} ether daddr set {hash} {pin} {new} {fwd}"),
+            format!("ether saddr set {smac} ether daddr set {hash} {new} {fwd}"),
             "counter drop".to_string(),
         ]
     }
@@ -181,6 +197,11 @@ impl Layout {
             let _ = writeln!(o, "delete map netdev {t} m_{id}");
             let _ = writeln!(o, "delete map netdev {t} f_{id}");
             let _ = writeln!(o, "delete counter netdev {t} c_{id}");
+            // Tables of an lbctl without per-backend counters have no such sets.
+            let _ = writeln!(o, "add set netdev {t} b_{id} {}", BACKEND_SET);
+            let _ = writeln!(o, "delete set netdev {t} b_{id}");
+            let _ = writeln!(o, "add set netdev {t} n_{id} {}", BACKEND_SET);
+            let _ = writeln!(o, "delete set netdev {t} n_{id}");
         }
         for s in &self.services {
             let c = s.chain();
@@ -194,6 +215,14 @@ impl Layout {
                             let _ = writeln!(o, "delete map netdev {t} {m}");
                         }
                         let _ = writeln!(o, "add map netdev {t} {m} {def}");
+                    }
+                    for set in [s.backend_set(), s.newflow_set()] {
+                        // Add first: `delete` of a set an older table lacks would fail.
+                        let _ = writeln!(o, "add set netdev {t} {set} {BACKEND_SET}");
+                        if was.is_some() {
+                            let _ = writeln!(o, "delete set netdev {t} {set}");
+                            let _ = writeln!(o, "add set netdev {t} {set} {BACKEND_SET}");
+                        }
                     }
                 }
             }
@@ -233,6 +262,29 @@ impl Layout {
             ),
         ]
     }
+}
+
+/// The per-backend counter sets: backend MAC → packets and bytes (`counter` on every element).
+const BACKEND_SET: &str = "{ typeof ether daddr; size 65536; flags dynamic; counter; }";
+
+/// Per backend MAC: (packets, bytes) from `nft -j list set netdev T b_…` (or `n_…`).
+pub fn parse_backend_counters(doc: &Value) -> BTreeMap<Mac, (u64, u64)> {
+    doc.get("nftables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("set")?.get("elem")?.as_array())
+        .flatten()
+        .filter_map(|e| {
+            let e = e.get("elem")?;
+            let mac = parse_mac(e.get("val")?.as_str()?)?;
+            let c = e.get("counter")?;
+            Some((
+                mac,
+                (c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?),
+            ))
+        })
+        .collect()
 }
 
 /// Delete the whole table (`lb run --cleanup`); safe when it does not exist.
@@ -484,6 +536,10 @@ mod tests {
         assert!(t.contains("typeof tcp sport . ip saddr : ether daddr; size 1024; flags dynamic,timeout; timeout 300s;"));
         assert!(t.contains("jhash tcp sport . ip saddr mod 7 seed 0x4c42 map @m_198_18_0_100_tcp_80 update @f_198_18_0_100_tcp_80"));
         assert!(t.contains("add counter netdev lbctl_lb_web c_198_18_0_100_tcp_80"));
+        assert!(
+            t.contains("add set netdev lbctl_lb_web b_198_18_0_100_tcp_80 { typeof ether daddr;")
+        );
+        assert!(t.contains("update @n_198_18_0_100_tcp_80 { ether daddr } update @b_198_18_0_100_tcp_80 { ether daddr } fwd to"));
         assert!(t.contains("add rule netdev lbctl_lb_web ingress ip daddr 198.18.0.100 tcp dport 80 counter name c_198_18_0_100_tcp_80 jump s_198_18_0_100_tcp_80"));
         // Kept maps are not recreated; changed ones are; stale services are deleted.
         let l = layout();
@@ -515,6 +571,19 @@ mod tests {
         assert_eq!(render_slots("T", &svc(), Some(&new), &new), "");
         let full = render_slots("T", &svc(), None, &new);
         assert!(full.starts_with("flush map netdev T m_198_18_0_100_tcp_80\n"));
+    }
+
+    #[test]
+    fn backend_counters_parse() {
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},{"set":{"name":"b","type":"ether_addr","elem":[
+              {"elem":{"val":"02:00:00:00:00:11","counter":{"packets":3,"bytes":180}}},
+              {"elem":{"val":"02:00:00:00:00:12","counter":{"packets":1,"bytes":76}}}]}}]}"#,
+        )
+        .unwrap();
+        let c = parse_backend_counters(&doc);
+        assert_eq!(c[&[2, 0, 0, 0, 0, 0x11]], (3, 180));
+        assert_eq!(c.len(), 2);
     }
 
     #[test]

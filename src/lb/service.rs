@@ -277,6 +277,9 @@ impl Daemon<'_> {
                 in_flight: false,
                 slots: None,
                 stale: false,
+                disable_file: None,
+                file_drained: false,
+                failures: 0,
             });
         }
     }

@@ -44,6 +44,15 @@ pub struct BackendStatus {
     /// The state was taken over from the previous run and not re-checked yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// Runtime overrides in force (`lbctl lb drain|weight|disable`, a `disable_file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+    /// Failed checks since the daemon started.
+    #[serde(default)]
+    pub check_failures: u64,
+    /// Traffic to this backend (nft engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<crate::lb::stats::BackendCounters>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,6 +77,9 @@ pub struct ServiceStatus {
     /// The service's id in the nft engine's table (`198_18_0_100_tcp_80`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nft_id: Option<String>,
+    /// `lbctl lb disable` is in force: no new flows to any backend.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// What the nft engine left in the kernel.
@@ -110,6 +122,21 @@ pub struct RunStatus {
     /// `[bgp]`: the routing daemon, its sessions and what is announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<crate::lb::announce::AnnounceStatus>,
+    /// Successful reloads (SIGHUP) since the daemon started.
+    #[serde(default)]
+    pub reloads: u64,
+    /// Where `/metrics` is served (`[balancer] metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// Runtime overrides (taken over by a restarted daemon).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::lb::control::Overrides::is_empty"
+    )]
+    pub overrides: crate::lb::control::Overrides,
+    /// The control socket (`lbctl lb drain|weight|disable` talk to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
 }
 
 pub fn dir(journal_dir: &Path) -> PathBuf {

@@ -22,7 +22,9 @@ pub mod procnet;
 pub mod rawpkt;
 pub mod signals;
 pub mod sysctl;
+pub mod tls;
 pub mod tun;
+pub mod unixsock;
 pub mod whohas;
 
 use std::fs::File;

@@ -29,19 +29,106 @@ pub fn tcp(addr: IpAddr, port: u16, timeout: Duration) -> Result<TcpStream, Stri
     })
 }
 
+/// Send `payload` in one UDP datagram to addr:port and return the first answer, all within
+/// `timeout`. An ICMP port unreachable is reported as such.
+pub fn udp_exchange(
+    addr: IpAddr,
+    port: u16,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let sa = SocketAddr::new(addr, port);
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = std::net::UdpSocket::bind(local).map_err(|e| format!("UDP socket: {e}"))?;
+    sock.connect(sa)
+        .map_err(|e| format!("connecting to {sa}: {e}"))?;
+    sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .map_err(|e| e.to_string())?;
+    sock.send(payload)
+        .map_err(|e| format!("sending to udp {sa}: {e}"))?;
+    let mut buf = vec![0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(buf)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
+            "udp {sa}: ICMP port unreachable (nothing listens there)"
+        )),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(format!(
+                "no UDP answer from {sa} within {} ms",
+                timeout.as_millis()
+            ))
+        }
+        Err(e) => Err(format!("udp {sa}: {e}")),
+    }
+}
+
 /// What an HTTP check expects.
 pub struct HttpExpect<'a> {
     pub path: &'a str,
     pub host: Option<&'a str>,
     pub status: u16,
     pub body: Option<&'a str>,
+    /// HTTPS: the SNI name (None: the address) and whether the certificate is verified.
+    pub tls: Option<(Option<&'a str>, bool)>,
+}
+
+/// A check's connection: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<crate::sys::tls::Tls>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => t.tcp(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
 }
 
 /// At most this much of a response is read.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// `GET path` over plain HTTP/1.0 (the server closes the connection: no chunking to parse), all
-/// within `timeout`.
+/// `GET path` over HTTP/1.0 (the server closes the connection: no chunking to parse), plain
+/// or over TLS, all within `timeout`.
 pub fn http(
     addr: IpAddr,
     port: u16,
@@ -49,17 +136,25 @@ pub fn http(
     timeout: Duration,
 ) -> Result<(), String> {
     let start = Instant::now();
-    let mut s = tcp(addr, port, timeout)?;
-    let host = match want.host {
-        Some(h) => h.to_string(),
-        None => SocketAddr::new(addr, port).to_string(),
+    let t = tcp(addr, port, timeout)?;
+    let mut s = match want.tls {
+        None => Conn::Plain(t),
+        Some((sni, verify)) => Conn::Tls(Box::new(crate::sys::tls::Tls::connect(
+            t, addr, sni, verify,
+        )?)),
+    };
+    let host = match (want.host, want.tls) {
+        (Some(h), _) => h.to_string(),
+        (None, Some((Some(sni), _))) => sni.to_string(),
+        (None, _) => SocketAddr::new(addr, port).to_string(),
     };
     let left = |start: Instant| {
         timeout
             .saturating_sub(start.elapsed())
             .max(Duration::from_millis(1))
     };
-    let _ = s.set_write_timeout(Some(left(start)));
+    let _ = s.tcp().set_write_timeout(Some(left(start)));
+    let _ = s.tcp().set_read_timeout(Some(left(start)));
     let req = format!(
         "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbctl-healthcheck\r\nConnection: close\r\n\r\n",
         want.path
@@ -75,7 +170,7 @@ pub fn http(
                 timeout.as_millis()
             ));
         }
-        let _ = s.set_read_timeout(Some(left(start)));
+        let _ = s.tcp().set_read_timeout(Some(left(start)));
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -95,6 +190,8 @@ pub fn http(
                     timeout.as_millis()
                 ))
             }
+            // A TLS server that closes without close_notify: what was read is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => break,
             Err(e) => return Err(format!("reading the answer: {e}")),
         }
     }

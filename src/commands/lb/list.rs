@@ -103,7 +103,8 @@ pub(super) fn list(ctx: &Ctx, env: &Env, a: &ListArgs) -> Result<Outcome> {
             if nft.is_empty() {
                 return Err(ipvs_err(ipvs::Error::NoIpvs));
             }
-            return super::run::list_nft(ctx, env, &nft, filter.as_ref());
+            let counters = (a.stats || a.rate).then_some((a.rate, a.exact));
+            return super::run::list_nft(ctx, env, &nft, filter.as_ref(), counters);
         }
         Err(e) => return Err(ipvs_err(e)),
     };

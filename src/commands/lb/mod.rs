@@ -25,6 +25,8 @@
 
 mod apply;
 mod backend;
+mod balance;
+mod control;
 mod export;
 mod list;
 mod restore;
@@ -54,7 +56,20 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Backend(BackendCmd::Add { id, opts }) => backend::add(ctx, env, &id, &opts),
         LbCmd::Backend(BackendCmd::Edit { id, opts }) => backend::edit(ctx, env, &id, &opts),
         LbCmd::Backend(BackendCmd::Del { id }) => backend::del(ctx, env, &id),
-        LbCmd::Drain(a) => backend::drain(ctx, env, &a.id),
+        LbCmd::Drain(a) => match control::for_backend(ctx, env, &a.id, control::Verb::Drain)? {
+            Some(o) => Ok(o),
+            None => backend::drain(ctx, env, &a.id),
+        },
+        LbCmd::Undrain(a) => control::backend(ctx, env, &a.id, control::Verb::Undrain),
+        LbCmd::Weight(a) => control::backend(
+            ctx,
+            env,
+            &a.id,
+            control::Verb::Weight(if a.reset { None } else { a.weight }),
+        ),
+        LbCmd::Disable(a) => control::service(ctx, env, &a, true),
+        LbCmd::Enable(a) => control::service(ctx, env, &a, false),
+        LbCmd::Balance(a) => balance::balance(ctx, env, &a),
         LbCmd::List(a) => list::list(ctx, env, &a),
         LbCmd::Save => list::save(ctx),
         LbCmd::Restore(a) => restore::restore(ctx, env, &a),

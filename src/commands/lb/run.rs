@@ -149,7 +149,7 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
         }
         for v in &s.services {
             ctx.say(format!(
-                "  {}  [{}; on failure {}]{}{}",
+                "  {}  [{}; on failure {}]{}{}{}",
                 v.service,
                 v.check,
                 v.on_failure,
@@ -160,7 +160,12 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
                 },
                 v.packets
                     .map(|p| format!("  {p} packets"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if v.disabled {
+                    "  DISABLED (override: lbctl lb enable undoes it)"
+                } else {
+                    ""
+                }
             ));
             ctx.say(format!(
                 "    {:<26} {:<8} {:>6} {:>9} {:>6}  {:<25} LAST CHECK",
@@ -182,6 +187,23 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
                     b.slots.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                     b.since
                 ));
+                if let Some(c) = &b.counters {
+                    ctx.say(format!(
+                        "      traffic: {} packets ({}/s), {} bytes ({}/s), {} new flows ({}/s){}",
+                        c.packets,
+                        c.packets_rate,
+                        c.bytes,
+                        c.bytes_rate,
+                        c.new_flows,
+                        c.new_flows_rate,
+                        c.pinned_flows
+                            .map(|p| format!(", {p} pinned"))
+                            .unwrap_or_default()
+                    ));
+                }
+                for o in &b.overrides {
+                    ctx.say(format!("      override: {o}"));
+                }
             }
         }
     }
@@ -383,6 +405,7 @@ pub fn list_nft(
     env: &Env,
     daemons: &[RunStatus],
     filter: Option<&crate::ipvs::ServiceKey>,
+    counters: Option<(bool, bool)>,
 ) -> Result<Outcome> {
     let wanted = filter.map(crate::ipvs::spec::key_name);
     let keep = |v: &status::ServiceStatus| wanted.as_ref().is_none_or(|w| *w == v.service);
@@ -431,6 +454,10 @@ pub fn list_nft(
         for u in &verdict.unchecked {
             ctx.say(format!("? could not check {u}"));
         }
+        if let Some((rate, exact)) = counters {
+            list_nft_counters(ctx, d, &keep, rate, exact);
+            continue;
+        }
         ctx.say("Prot LocalAddress:Port Scheduler Flags");
         ctx.say("  -> RemoteAddress:Port           Forward Weight State    Slots");
         for v in d.services.iter().filter(|v| keep(v)) {
@@ -451,4 +478,62 @@ pub fn list_nft(
         }
     }
     Ok(outcome)
+}
+
+/// `lb list --stats|--rate` for the nft engine, in ipvsadm's layout: Conns/CPS are new flows,
+/// InPkts/InBytes what was forwarded to the backend; Out* stay 0 (DSR: replies bypass the
+/// balancer, as with IPVS in DR mode). A service line is the sum of its backends.
+fn list_nft_counters(
+    ctx: &Ctx,
+    d: &RunStatus,
+    keep: &dyn Fn(&status::ServiceStatus) -> bool,
+    rate: bool,
+    exact: bool,
+) {
+    use crate::ipvs::text::largenum;
+    ctx.say(if rate {
+        "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS"
+    } else {
+        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes"
+    });
+    ctx.say("  -> RemoteAddress:Port");
+    let row = |c: [u64; 3]| -> String {
+        [c[0], c[1], 0, c[2], 0]
+            .iter()
+            .map(|n| largenum(*n, exact))
+            .collect()
+    };
+    let of = |b: &status::BackendStatus| -> [u64; 3] {
+        b.counters.as_ref().map_or([0; 3], |c| {
+            if rate {
+                [c.new_flows_rate, c.packets_rate, c.bytes_rate]
+            } else {
+                [c.new_flows, c.packets, c.bytes]
+            }
+        })
+    };
+    for v in d.services.iter().filter(|v| keep(v)) {
+        let mut sum = [0u64; 3];
+        for b in &v.backends {
+            for (s, x) in sum.iter_mut().zip(of(b)) {
+                *s += x;
+            }
+        }
+        ctx.say(format!(
+            "{:<33}{}",
+            format!(
+                "{:<4} {}",
+                v.protocol.to_uppercase(),
+                addr_port(&v.vip, v.port)
+            ),
+            row(sum)
+        ));
+        for b in &v.backends {
+            ctx.say(format!(
+                "  -> {:<28}{}",
+                addr_port(&b.rip, b.port),
+                row(of(b))
+            ));
+        }
+    }
 }

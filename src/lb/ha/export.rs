@@ -168,8 +168,11 @@ pub fn render(file: &LbFile) -> Result<String, String> {
                     host,
                     expect_status,
                     expect_body,
+                    tls,
                 } => {
-                    let _ = writeln!(s, "        HTTP_GET {{");
+                    // keepalived's SSL_GET does not verify the certificate either.
+                    let kind = if tls.is_some() { "SSL_GET" } else { "HTTP_GET" };
+                    let _ = writeln!(s, "        {kind} {{");
                     let _ = writeln!(s, "            url {{");
                     let _ = writeln!(s, "                path {path}");
                     let _ = writeln!(s, "                status_code {expect_status}");
@@ -188,6 +191,34 @@ pub fn render(file: &LbFile) -> Result<String, String> {
                     let _ = writeln!(s, "            connect_timeout {}", secs(c.timeout));
                     let _ = writeln!(s, "            retry {retry}");
                     let _ = writeln!(s, "            delay_before_retry {}", secs(c.interval));
+                    let _ = writeln!(s, "        }}");
+                }
+                Probe::Udp { send, expect } => {
+                    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                    let _ = writeln!(s, "        UDP_CHECK {{");
+                    let _ = writeln!(s, "            connect_port {port}");
+                    let _ = writeln!(s, "            connect_timeout {}", secs(c.timeout));
+                    let _ = writeln!(s, "            retry {retry}");
+                    let _ = writeln!(s, "            delay_before_retry {}", secs(c.interval));
+                    let _ = writeln!(s, "            payload {}", hex(send.as_bytes()));
+                    if let Some(x) = expect {
+                        let _ = writeln!(
+                            s,
+                            "            # lbctl looks for this anywhere in the reply; keepalived \
+                             compares it with the reply"
+                        );
+                        let _ = writeln!(s, "            require_reply {}", hex(x.as_bytes()));
+                    }
+                    let _ = writeln!(s, "        }}");
+                }
+                Probe::Dns { name, qtype } => {
+                    let _ = writeln!(s, "        DNS_CHECK {{");
+                    let _ = writeln!(s, "            connect_port {port}");
+                    let _ = writeln!(s, "            connect_timeout {}", secs(c.timeout));
+                    let _ = writeln!(s, "            retry {retry}");
+                    let _ = writeln!(s, "            delay_before_retry {}", secs(c.interval));
+                    let _ = writeln!(s, "            type {}", qtype.name());
+                    let _ = writeln!(s, "            name {name}");
                     let _ = writeln!(s, "        }}");
                 }
                 Probe::Exec { command } => {
