@@ -98,7 +98,16 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<Outcome> {
         }));
         return Ok(Outcome::Clean);
     }
-    print_text(&table, &ranges, &spreads, &lines, &bird, &public, &configs, a.write.as_deref());
+    print_text(
+        &table,
+        &ranges,
+        &spreads,
+        &lines,
+        &bird,
+        &public,
+        &configs,
+        a.write.as_deref(),
+    );
     Ok(Outcome::Clean)
 }
 
@@ -130,14 +139,20 @@ fn per_server(t: &Table) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-fn write_files(dir: &Path, configs: &[String], lines: &[String], bird: &str, router: bool) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| usage!("--write {}: {e}", dir.display()))?;
+fn write_files(
+    dir: &Path,
+    configs: &[String],
+    lines: &[String],
+    bird: &str,
+    router: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| usage!("--write {}: {e}", dir.display()))?;
     for (i, c) in configs.iter().enumerate() {
         std::fs::write(dir.join(format!("{}.toml", plan::name(i + 1))), c)?;
     }
     if router {
-        let mut sh = String::from("#!/bin/sh\n# The router's side of the cross-over plan.\nset -e\n");
+        let mut sh =
+            String::from("#!/bin/sh\n# The router's side of the cross-over plan.\nset -e\n");
         for l in lines {
             sh.push_str(l);
             sh.push('\n');
@@ -288,7 +303,16 @@ fn show_status(ctx: &Ctx, env: &Env) -> Result<Outcome> {
                 },
                 if r.carrier { "up" } else { "down" }
             );
-            println!("  {:<16} {:<10} {:<6} {:<7} last heard", "address", "tier", "held", "kernel");
+            if !r.running {
+                for p in &r.problems {
+                    println!("  ✗ {p}");
+                }
+                continue;
+            }
+            println!(
+                "  {:<16} {:<10} {:<6} {:<7} last heard",
+                "address", "tier", "held", "kernel"
+            );
             for row in &r.rows {
                 println!(
                     "  {:<16} {:<10} {:<6} {:<7} {}{}",
@@ -311,5 +335,9 @@ fn show_status(ctx: &Ctx, env: &Env) -> Result<Outcome> {
             println!("✗ {o}");
         }
     }
-    Ok(if bad { Outcome::Findings } else { Outcome::Clean })
+    Ok(if bad {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }

@@ -317,11 +317,25 @@ pub fn read_statuses(journal_dir: &std::path::Path) -> Result<Vec<AgentStatus>> 
     Ok(v)
 }
 
+/// Running agents that own objects `owner` covers (all when `None`), for `down` to refuse:
+/// an agent would re-create what `down` removes.
+pub fn running_owners(journal_dir: &std::path::Path, owner: Option<&str>) -> Vec<String> {
+    read_statuses(journal_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.alive())
+        .filter(|s| owner.is_none_or(|o| o == super::config::owner(s.server)))
+        .map(|s| format!("`crossover run` {} (PID {})", s.name, s.pid))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The running agent.
 // ---------------------------------------------------------------------------------------------
 
 const STOP: [Signal; 2] = [Signal::Term, Signal::Int];
+/// How often the held addresses are checked against the kernel when nothing changed.
+const REPAIR_EVERY: Duration = Duration::from_secs(2);
 
 struct Agent<'a> {
     ctx: &'a Ctx,
@@ -334,6 +348,7 @@ struct Agent<'a> {
     held: BTreeSet<Ipv4Addr>,
     health: Option<(Health, Receiver<checks::Outcome>)>,
     next_status: Instant,
+    next_repair: Instant,
     /// The last engine failure (retried every heartbeat), for the log.
     failing: Option<String>,
 }
@@ -392,6 +407,7 @@ pub fn run(ctx: &Ctx, env: &Env, cfg: Config) -> Result<Outcome> {
         held: BTreeSet::new(),
         health,
         next_status: now,
+        next_repair: now + REPAIR_EVERY,
         failing: None,
         cfg,
     };
@@ -549,10 +565,14 @@ impl Agent<'_> {
     /// Bring the held addresses to what the core wants (one engine transaction), then announce
     /// the new ones.
     fn converge(&mut self) {
-        let want = self.core.want(Instant::now());
-        if want == self.held {
+        let now = Instant::now();
+        let want = self.core.want(now);
+        // Also every few seconds when nothing changed: an address removed behind the agent's
+        // back (by hand, `down`) comes back.
+        if want == self.held && now < self.next_repair {
             return;
         }
+        self.next_repair = now + REPAIR_EVERY;
         let owner = self.cfg.owner();
         let vips: BTreeSet<Vip> = want
             .iter()
@@ -572,7 +592,12 @@ impl Agent<'_> {
             },
         );
         match r {
-            Ok(_) => {
+            Ok(report) => {
+                if want == self.held {
+                    for c in report.plan.commands() {
+                        self.ctx.say(format!("repaired: {c}"));
+                    }
+                }
                 let gained: BTreeSet<Ipv4Addr> = want.difference(&self.held).copied().collect();
                 for a in &gained {
                     self.ctx.say(format!(
@@ -581,7 +606,8 @@ impl Agent<'_> {
                     ));
                 }
                 for a in self.held.difference(&want) {
-                    self.ctx.say(format!("release {a} ({})", self.release_reason(*a)));
+                    self.ctx
+                        .say(format!("release {a} ({})", self.release_reason(*a)));
                 }
                 self.held = want;
                 self.announce(&gained);
@@ -591,7 +617,8 @@ impl Agent<'_> {
             Err(e) => {
                 let m = e.to_string();
                 if self.failing.as_deref() != Some(&m) {
-                    self.ctx.warn(format!("changing addresses failed (retrying): {m}"));
+                    self.ctx
+                        .warn(format!("changing addresses failed (retrying): {m}"));
                 }
                 self.failing = Some(m);
             }
@@ -704,7 +731,9 @@ impl Agent<'_> {
                 Ok(())
             },
         );
-        let _ = std::fs::remove_file(status_dir(self.env.journal.dir()).join(format!("{}.json", self.name)));
+        let _ = std::fs::remove_file(
+            status_dir(self.env.journal.dir()).join(format!("{}.json", self.name)),
+        );
         match r {
             Ok(rep) => {
                 for c in rep.plan.commands() {

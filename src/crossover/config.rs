@@ -153,8 +153,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
             }
             Some((
                 run.check,
-                f.check_address
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                f.check_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             ))
         }
     };

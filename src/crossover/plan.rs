@@ -346,7 +346,11 @@ pub fn bird_config(t: &Table, internal: &[Ipv4Net], r: &Router) -> String {
             t.addrs.len()
         );
     }
-    for p in r.public.iter().filter(|_| t.addrs.len() <= MAX_ROUTE_NEXTHOPS) {
+    for p in r
+        .public
+        .iter()
+        .filter(|_| t.addrs.len() <= MAX_ROUTE_NEXTHOPS)
+    {
         let _ = write!(s, "  route {p}");
         for a in &t.addrs {
             let _ = write!(s, "\n    via {}%{} onlink", a.addr, r.dev);

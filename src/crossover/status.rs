@@ -88,22 +88,19 @@ pub fn assess(
             })
             .collect();
         if !running {
+            // Killed (SIGKILL, crash): its addresses stay until `down` removes them; once they
+            // are gone the stale status file is only history.
             let left = recorded
                 .iter()
                 .filter(|ip| kernel.iter().any(|(_, k)| k == *ip))
                 .count();
-            problems.push(format!(
-                "the agent (PID {}) is not running{}",
-                s.pid,
-                if left > 0 {
-                    format!(
-                        "; {left} address(es) it held are still configured: \
-                         `lbctl down --owner {owner}` removes them"
-                    )
-                } else {
-                    String::new()
-                }
-            ));
+            if left > 0 {
+                problems.push(format!(
+                    "the agent (PID {}) is not running; {left} address(es) it held are still \
+                     configured: `lbctl down --owner {owner}` removes them",
+                    s.pid
+                ));
+            }
         }
         reports.push(AgentReport {
             name: s.name.clone(),
@@ -195,5 +192,9 @@ mod tests {
         let (r, o) = assess(&[dead], &kernel(&["198.18.1.1"]), &j2);
         assert!(r[0].problems[0].contains("down --owner crossover:s1"));
         assert!(o[0].contains("crossover:s2 has 1 address"));
+        // Dead, and everything removed: nothing to report.
+        let dead = status(me, start + 1, &[("198.18.1.1", true)]);
+        let (r, _) = assess(&[dead], &kernel(&[]), &BTreeMap::new());
+        assert!(r[0].problems.is_empty() && !r[0].running);
     }
 }
