@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -112,7 +113,9 @@ impl Core {
             heard: BTreeMap::new(),
             holders: BTreeMap::new(),
             foreign: BTreeMap::new(),
-            since: now,
+            // At start, listen one secondary timeout longer: peers started at the same moment
+            // may need that long to claim their own primaries.
+            since: now + cfg.timeout(1),
             healthy,
             carrier: true,
         }
@@ -317,6 +320,23 @@ pub fn read_statuses(journal_dir: &std::path::Path) -> Result<Vec<AgentStatus>> 
     Ok(v)
 }
 
+fn release_reason(core: &Core, a: Ipv4Addr) -> String {
+    if !core.healthy {
+        return "service failing".into();
+    }
+    if !core.carrier {
+        return "no carrier".into();
+    }
+    match core.holders.get(&a) {
+        Some(Holder {
+            server: Some(s),
+            tier: Some(t),
+            ..
+        }) => format!("{} claims it as {}", plan::name(*s), TIER_NAMES[*t]),
+        _ => "no longer wanted".into(),
+    }
+}
+
 /// Running agents that own objects `owner` covers (all when `None`), for `down` to refuse:
 /// an agent would re-create what `down` removes.
 pub fn running_owners(journal_dir: &std::path::Path, owner: Option<&str>) -> Vec<String> {
@@ -337,19 +357,34 @@ const STOP: [Signal; 2] = [Signal::Term, Signal::Int];
 /// How often the held addresses are checked against the kernel when nothing changed.
 const REPAIR_EVERY: Duration = Duration::from_secs(2);
 
+/// What the I/O thread and the main thread share.
+struct Shared {
+    core: Core,
+    /// Addresses configured on the interface (confirmed by the engine).
+    held: BTreeSet<Ipv4Addr>,
+    /// The agent is stopping: the I/O thread ends.
+    stop: bool,
+}
+
+type Lockd = Arc<Mutex<Shared>>;
+
+fn locked(s: &Lockd) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Agent<'a> {
     ctx: &'a Ctx,
     env: &'a Env,
     cfg: Config,
     name: String,
     mac: Mac,
+    /// Send-only socket for immediate announcements of new claims.
     sock: RawSocket,
-    core: Core,
-    held: BTreeSet<Ipv4Addr>,
+    shared: Lockd,
     health: Option<(Health, Receiver<checks::Outcome>)>,
     next_status: Instant,
     next_repair: Instant,
-    /// The last engine failure (retried every heartbeat), for the log.
+    /// The last engine failure (retried), for the log.
     failing: Option<String>,
 }
 
@@ -370,7 +405,9 @@ pub fn run(ctx: &Ctx, env: &Env, cfg: Config) -> Result<Outcome> {
         .as_deref()
         .and_then(|m| m.try_into().ok())
         .ok_or_else(|| Error::Usage(format!("{} has no Ethernet address", cfg.interface)))?;
-    let sock = RawSocket::open(&cfg.interface, ETH_P_ARP)?;
+    let listen = RawSocket::open(&cfg.interface, ETH_P_ARP)?;
+    let sock = RawSocket::open(&cfg.interface, 0)?;
+    let beat_sock = RawSocket::open(&cfg.interface, 0)?;
     let health = cfg.check.as_ref().map(|(check, addr)| {
         let (tx, rx) = channel();
         let job = checks::Job {
@@ -396,42 +433,57 @@ pub fn run(ctx: &Ctx, env: &Env, cfg: Config) -> Result<Outcome> {
         (Health::new(check.rise, check.fall), rx)
     });
     let now = Instant::now();
-    let core = Core::new(&cfg, now, health.is_none());
+    let shared = Arc::new(Mutex::new(Shared {
+        core: Core::new(&cfg, now, health.is_none()),
+        held: BTreeSet::new(),
+        stop: false,
+    }));
+    let io = {
+        let shared = shared.clone();
+        let (server, heartbeat) = (cfg.server, cfg.heartbeat);
+        std::thread::spawn(move || io_loop(&shared, listen, beat_sock, mac, server, heartbeat))
+    };
     let mut a = Agent {
         ctx,
         env,
         name,
         mac,
         sock,
-        core,
-        held: BTreeSet::new(),
+        shared,
         health,
         next_status: now,
         next_repair: now + REPAIR_EVERY,
         failing: None,
         cfg,
     };
-    ctx.say(format!(
-        "crossover {} (server {} of {}, {} tiers) on {} {}: {} primary, {} secondary, {} tertiary \
-         address(es); heartbeat {:?}, secondary after {:?}{}",
-        a.name,
-        a.cfg.server,
-        a.cfg.table.servers,
-        a.cfg.table.tiers,
-        a.cfg.interface,
-        fmt_mac(&a.mac),
-        a.core.mine.values().filter(|t| **t == 0).count(),
-        a.core.mine.values().filter(|t| **t == 1).count(),
-        a.core.mine.values().filter(|t| **t == 2).count(),
-        a.cfg.heartbeat,
-        a.cfg.secondary_timeout,
-        if a.cfg.table.tiers == 3 {
-            format!(", tertiary after {:?}", a.cfg.tertiary_timeout)
-        } else {
-            String::new()
-        }
-    ));
-    a.main()
+    {
+        let sh = locked(&a.shared);
+        let count = |t: usize| sh.core.mine.values().filter(|x| **x == t).count();
+        ctx.say(format!(
+            "crossover {} (server {} of {}, {} tiers) on {} {}: {} primary, {} secondary, {} \
+             tertiary address(es); heartbeat {:?}, secondary after {:?}{}",
+            a.name,
+            a.cfg.server,
+            a.cfg.table.servers,
+            a.cfg.table.tiers,
+            a.cfg.interface,
+            fmt_mac(&a.mac),
+            count(0),
+            count(1),
+            count(2),
+            a.cfg.heartbeat,
+            a.cfg.secondary_timeout,
+            if a.cfg.table.tiers == 3 {
+                format!(", tertiary after {:?}", a.cfg.tertiary_timeout)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let r = a.main();
+    locked(&a.shared).stop = true;
+    let _ = io.join();
+    r
 }
 
 /// One agent per server index and namespace.
@@ -451,90 +503,131 @@ fn lock(env: &Env, name: &str) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// The next claim on the segment before `until` (announcements: a request with sender =
+/// target, or any reply a host broadcast), ignoring our own frames.
+fn next_claim(sock: &mut RawSocket, until: Instant, mine: Mac) -> Result<Option<Heard>> {
+    loop {
+        let Some(p) = sock.recv_until(until)? else {
+            return Ok(None);
+        };
+        if let L3::Arp {
+            op,
+            sender_mac,
+            sender_ip,
+            target_mac,
+            target_ip,
+        } = p.l3
+        {
+            if sender_mac != mine && ((op == 1 && sender_ip == target_ip) || op == 2) {
+                return Ok(Some(Heard {
+                    addr: sender_ip,
+                    mac: sender_mac,
+                    tag: if op == 1 { untag(&target_mac) } else { None },
+                }));
+            }
+        }
+    }
+}
+
+/// Record one claim; defend at once if a lower tier claimed an address we hold.
+fn hear(shared: &Lockd, h: &Heard, announce: &dyn Fn(&[(Ipv4Addr, usize)])) {
+    let defend = {
+        let mut sh = locked(shared);
+        let held = sh.held.clone();
+        sh.core
+            .hear(h, Instant::now(), &held)
+            .map(|a| (a, sh.core.mine.get(&a).copied().unwrap_or(0)))
+    };
+    if let Some(d) = defend {
+        announce(&[d]);
+    }
+}
+
+/// The I/O thread: hears claims (and defends at once) and sends the heartbeats, whatever the
+/// main thread is doing (an engine transaction can take a while). A heartbeat covers only what
+/// is configured *and* still wanted: an address being released is never announced again.
+fn io_loop(
+    shared: &Lockd,
+    mut listen: RawSocket,
+    send: RawSocket,
+    mac: Mac,
+    server: usize,
+    heartbeat: Duration,
+) {
+    let mut next_beat = Instant::now();
+    let announce = |addrs: &[(Ipv4Addr, usize)]| {
+        for (a, tier) in addrs {
+            // A send fails without a carrier: silence is what peers should hear then.
+            let _ = send.send(&claim_frame(mac, *a, *tier, server));
+        }
+    };
+    loop {
+        let now = Instant::now();
+        if now >= next_beat {
+            // Hear what is queued first: a claim that just arrived must not be answered by one
+            // more announcement of an address we are about to give up.
+            while let Ok(Some(h)) = next_claim(&mut listen, Instant::now(), mac) {
+                hear(shared, &h, &announce);
+            }
+            let beat: Vec<(Ipv4Addr, usize)> = {
+                let sh = locked(shared);
+                if sh.stop {
+                    return;
+                }
+                let want = sh.core.want(now);
+                sh.held
+                    .intersection(&want)
+                    .map(|a| (*a, sh.core.mine.get(a).copied().unwrap_or(0)))
+                    .collect()
+            };
+            announce(&beat);
+            next_beat = now + heartbeat;
+        }
+        let until = next_beat.min(Instant::now() + Duration::from_millis(50));
+        match next_claim(&mut listen, until, mac) {
+            Ok(Some(h)) => hear(shared, &h, &announce),
+            Ok(None) => {
+                if locked(shared).stop {
+                    return;
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 impl Agent<'_> {
     fn main(&mut self) -> Result<Outcome> {
-        let mut next_beat = Instant::now();
+        let mut next_carrier = Instant::now();
         loop {
             if signals::received(&STOP) {
                 return self.stop();
             }
             let now = Instant::now();
-            if now >= next_beat {
-                // Hear what arrived first: a claim that crossed our heartbeat must not be
-                // answered by one more announcement of an address we are about to release.
-                self.drain()?;
+            if now >= next_carrier {
                 match self.env.sys.carrier(&self.cfg.interface) {
-                    Ok(Some(up)) => {
-                        if up != self.core.carrier {
+                    Ok(up) => {
+                        let up = up.unwrap_or(false);
+                        let mut sh = locked(&self.shared);
+                        if up != sh.core.carrier {
                             self.ctx.say(format!(
                                 "{}: carrier {}",
                                 self.cfg.interface,
                                 if up { "back" } else { "lost" }
                             ));
                         }
-                        self.core.set_carrier(up, now);
+                        sh.core.set_carrier(up, now);
                     }
-                    Ok(None) => self.core.set_carrier(false, now),
                     Err(e) => self.ctx.warn(format!("reading the carrier: {e}")),
                 }
-                self.converge();
-                self.announce(&self.held.clone());
-                next_beat = now + self.cfg.heartbeat;
+                next_carrier = now + self.cfg.heartbeat;
             }
             self.poll_health();
-            // Listen until the next heartbeat (in slices, to react to signals).
-            let until = next_beat.min(Instant::now() + Duration::from_millis(50));
-            if let Some(h) = self.recv(until)? {
-                self.hear(h);
-                self.drain()?;
-            }
             self.converge();
             if Instant::now() >= self.next_status {
                 self.status();
             }
-        }
-    }
-
-    fn recv(&mut self, until: Instant) -> Result<Option<Heard>> {
-        loop {
-            let Some(p) = self.sock.recv_until(until)? else {
-                return Ok(None);
-            };
-            if let L3::Arp {
-                op,
-                sender_mac,
-                sender_ip,
-                target_mac,
-                target_ip,
-            } = p.l3
-            {
-                // Announcements: a request with sender = target, or any reply (broadcast replies
-                // are announcements too).
-                if (op == 1 && sender_ip == target_ip) || op == 2 {
-                    return Ok(Some(Heard {
-                        addr: sender_ip,
-                        mac: sender_mac,
-                        tag: if op == 1 { untag(&target_mac) } else { None },
-                    }));
-                }
-            }
-        }
-    }
-
-    /// Everything already queued, without waiting.
-    fn drain(&mut self) -> Result<()> {
-        while let Some(h) = self.recv(Instant::now() + Duration::from_micros(200))? {
-            self.hear(h);
-        }
-        Ok(())
-    }
-
-    fn hear(&mut self, h: Heard) {
-        if h.mac == self.mac {
-            return;
-        }
-        if let Some(addr) = self.core.hear(&h, Instant::now(), &self.held) {
-            self.announce(&BTreeSet::from([addr]));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -557,19 +650,24 @@ impl Agent<'_> {
                 },
                 health.detail
             ));
-            self.core.healthy = health.up;
+            locked(&self.shared).core.healthy = health.up;
             self.next_status = Instant::now();
         }
     }
 
     /// Bring the held addresses to what the core wants (one engine transaction), then announce
     /// the new ones.
+    /// Bring the configured addresses to what the core wants (one engine transaction), then
+    /// announce the new ones.
     fn converge(&mut self) {
         let now = Instant::now();
-        let want = self.core.want(now);
+        let (want, held) = {
+            let sh = locked(&self.shared);
+            (sh.core.want(now), sh.held.clone())
+        };
         // Also every few seconds when nothing changed: an address removed behind the agent's
         // back (by hand, `down`) comes back.
-        if want == self.held && now < self.next_repair {
+        if want == held && now < self.next_repair {
             return;
         }
         self.next_repair = now + REPAIR_EVERY;
@@ -593,24 +691,30 @@ impl Agent<'_> {
         );
         match r {
             Ok(report) => {
-                if want == self.held {
+                if want == held {
                     for c in report.plan.commands() {
                         self.ctx.say(format!("repaired: {c}"));
                     }
                 }
-                let gained: BTreeSet<Ipv4Addr> = want.difference(&self.held).copied().collect();
-                for a in &gained {
-                    self.ctx.say(format!(
-                        "claim {a} ({})",
-                        self.why(*a).unwrap_or_else(|| "primary".into())
-                    ));
+                let gained: BTreeSet<Ipv4Addr> = want.difference(&held).copied().collect();
+                let mut lines = Vec::new();
+                {
+                    let mut sh = locked(&self.shared);
+                    for a in &gained {
+                        lines.push(format!(
+                            "claim {a} ({})",
+                            self.why(&sh.core, *a).unwrap_or_else(|| "primary".into())
+                        ));
+                    }
+                    for a in held.difference(&want) {
+                        lines.push(format!("release {a} ({})", release_reason(&sh.core, *a)));
+                    }
+                    sh.held = want;
                 }
-                for a in self.held.difference(&want) {
-                    self.ctx
-                        .say(format!("release {a} ({})", self.release_reason(*a)));
-                }
-                self.held = want;
                 self.announce(&gained);
+                for l in lines {
+                    self.ctx.say(l);
+                }
                 self.failing = None;
                 self.next_status = Instant::now();
             }
@@ -621,12 +725,13 @@ impl Agent<'_> {
                         .warn(format!("changing addresses failed (retrying): {m}"));
                 }
                 self.failing = Some(m);
+                self.next_repair = Instant::now() + self.cfg.heartbeat;
             }
         }
     }
 
-    fn why(&self, a: Ipv4Addr) -> Option<String> {
-        let tier = *self.core.mine.get(&a)?;
+    fn why(&self, core: &Core, a: Ipv4Addr) -> Option<String> {
+        let tier = *core.mine.get(&a)?;
         (tier > 0).then(|| {
             let t = &self.cfg.table.addrs.iter().find(|x| x.addr == a)?.tiers;
             Some(format!(
@@ -642,35 +747,25 @@ impl Agent<'_> {
         })?
     }
 
-    fn release_reason(&self, a: Ipv4Addr) -> String {
-        if !self.core.healthy {
-            return "service failing".into();
-        }
-        if !self.core.carrier {
-            return "no carrier".into();
-        }
-        match self.core.holders.get(&a) {
-            Some(Holder {
-                server: Some(s),
-                tier: Some(t),
-                ..
-            }) => format!("{} claims it as {}", plan::name(*s), TIER_NAMES[*t]),
-            _ => "no longer wanted".into(),
-        }
-    }
-
     fn announce(&self, addrs: &BTreeSet<Ipv4Addr>) {
-        for a in addrs {
-            let tier = self.core.mine.get(a).copied().unwrap_or(0);
+        let tiers: Vec<(Ipv4Addr, usize)> = {
+            let sh = locked(&self.shared);
+            addrs
+                .iter()
+                .map(|a| (*a, sh.core.mine.get(a).copied().unwrap_or(0)))
+                .collect()
+        };
+        for (a, tier) in tiers {
             // A send fails without a carrier: silence is what peers should hear then.
             let _ = self
                 .sock
-                .send(&claim_frame(self.mac, *a, tier, self.cfg.server));
+                .send(&claim_frame(self.mac, a, tier, self.cfg.server));
         }
     }
 
     fn status(&mut self) {
         let now = Instant::now();
+        let sh = locked(&self.shared);
         let (healthy, health) = match &self.health {
             Some((h, _)) => (h.up, h.detail.clone()),
             None => (true, "no check configured".into()),
@@ -684,21 +779,21 @@ impl Agent<'_> {
             mac: fmt_mac(&self.mac),
             healthy,
             health,
-            carrier: self.core.carrier,
+            carrier: sh.core.carrier,
             updated: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            addresses: self
+            addresses: sh
                 .core
                 .mine
                 .iter()
                 .map(|(a, t)| {
-                    let h = self.core.holders.get(a);
+                    let h = sh.core.holders.get(a);
                     AddrStatus {
                         addr: *a,
                         tier: TIER_NAMES[*t].into(),
-                        held: self.held.contains(a),
+                        held: sh.held.contains(a),
                         heard: h.map(|h| {
                             format!(
                                 "{} {}",
@@ -707,7 +802,7 @@ impl Agent<'_> {
                             )
                         }),
                         heard_ms_ago: h.map(|h| now.duration_since(h.at).as_millis() as u64),
-                        foreign: self.core.foreign.get(a).map(|f| fmt_mac(&f.mac)),
+                        foreign: sh.core.foreign.get(a).map(|f| fmt_mac(&f.mac)),
                     }
                 })
                 .collect(),
@@ -720,6 +815,12 @@ impl Agent<'_> {
 
     /// Release everything and forget the owner.
     fn stop(&mut self) -> Result<Outcome> {
+        // Silence first: no heartbeat for an address about to disappear.
+        let held = {
+            let mut sh = locked(&self.shared);
+            sh.stop = true;
+            std::mem::take(&mut sh.held).len()
+        };
         let owner = self.cfg.owner();
         let r = converge(
             self.ctx,
@@ -741,8 +842,7 @@ impl Agent<'_> {
                 }
                 self.ctx.say(format!(
                     "{} stopped; released {} address(es)",
-                    self.name,
-                    self.held.len()
+                    self.name, held
                 ));
                 Ok(Outcome::Clean)
             }
@@ -813,8 +913,9 @@ mod tests {
             .filter(|(_, t)| **t == 0)
             .map(|(a, _)| *a)
             .collect();
-        // At once: only the primaries.
+        // At once: only the primaries; nothing else for two secondary timeouts.
         assert_eq!(core.want(t0), primaries);
+        assert_eq!(core.want(ms(t0, 699)), primaries);
         let beat = |core: &mut Core, at| {
             core.hear(
                 &Heard {
@@ -900,7 +1001,7 @@ mod tests {
             &BTreeSet::new(),
         );
         assert!(core.foreign.contains_key(&x));
-        assert!(core.want(ms(t0, 400)).contains(&x));
+        assert!(core.want(ms(t0, 800)).contains(&x));
     }
 
     #[test]
