@@ -319,11 +319,7 @@ impl Lab {
             // Drop crossed heartbeats: a one-frame run between two runs of the same MAC.
             let mut kept: Vec<&str> = Vec::new();
             for (i, (m, n)) in r.iter().enumerate() {
-                let crossed = *n == 1
-                    && i > 0
-                    && i + 1 < r.len()
-                    && r[i - 1].0 == r[i + 1].0
-                    && kept.iter().filter(|k| **k == *m).count() == 1;
+                let crossed = *n == 1 && i > 0 && i + 1 < r.len() && r[i - 1].0 == r[i + 1].0;
                 if !crossed && kept.last() != Some(m) {
                     kept.push(m);
                 }
