@@ -368,6 +368,9 @@ struct Shared {
 
 type Lockd = Arc<Mutex<Shared>>;
 
+/// Sends announcements of (address, our tier).
+type Announce<'a> = dyn Fn(&[(Ipv4Addr, usize)]) + 'a;
+
 fn locked(s: &Lockd) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -530,7 +533,7 @@ fn next_claim(sock: &mut RawSocket, until: Instant, mine: Mac) -> Result<Option<
 }
 
 /// Record one claim; defend at once if a lower tier claimed an address we hold.
-fn hear(shared: &Lockd, h: &Heard, announce: &dyn Fn(&[(Ipv4Addr, usize)])) {
+fn hear(shared: &Lockd, h: &Heard, announce: &Announce<'_>) {
     let defend = {
         let mut sh = locked(shared);
         let held = sh.held.clone();

@@ -176,7 +176,7 @@ mod tests {
             "crossover:s1".to_string(),
             BTreeSet::from(["198.18.1.1".parse().unwrap()]),
         )]);
-        let (r, o) = assess(&[s.clone()], &kernel(&["198.18.1.1"]), &j);
+        let (r, o) = assess(std::slice::from_ref(&s), &kernel(&["198.18.1.1"]), &j);
         assert!(r[0].problems.is_empty() && o.is_empty(), "{r:?}");
         assert!(r[0].rows[0].in_kernel && !r[0].rows[1].in_kernel);
         // Held but gone from the kernel.
