@@ -89,6 +89,7 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<Outcome> {
             })).collect::<Vec<_>>(),
             "load_after_failures": spreads,
             "load_per_server": per_server(&table),
+            "server_commands": plan::server_lines(&router),
             "router": {
                 "commands": if public.is_empty() { Vec::new() } else { lines.clone() },
                 "bird": if public.is_empty() { None } else { Some(&bird) },
@@ -105,8 +106,8 @@ pub fn plan(ctx: &Ctx, a: PlanArgs) -> Result<Outcome> {
         &lines,
         &bird,
         &public,
-        &configs,
         a.write.as_deref(),
+        &plan::server_lines(&router),
     );
     Ok(Outcome::Clean)
 }
@@ -171,8 +172,8 @@ fn print_text(
     lines: &[String],
     bird: &str,
     public: &[Ipv4Net],
-    configs: &[String],
     written: Option<&Path>,
+    server: &[String],
 ) {
     let tiers = ["primary", "secondary", "tertiary"];
     println!(
@@ -237,6 +238,11 @@ fn print_text(
         println!();
         println!("# router (BIRD 2)");
         print!("{bird}");
+        println!();
+        println!("# every server: the public range is delivered locally");
+        for l in server {
+            println!("{l}");
+        }
     }
     println!();
     match written {
@@ -245,10 +251,10 @@ fn print_text(
             d.display(),
             t.servers
         ),
-        None => {
-            println!("# agent config of s1 (--write DIR writes one per server)");
-            print!("{}", configs[0]);
-        }
+        None => println!(
+            "# agent configs: --write DIR writes s1.toml … s{}.toml (\"configs\" in --json)",
+            t.servers
+        ),
     }
 }
 

@@ -327,6 +327,15 @@ pub fn router_lines(t: &Table, internal: &[Ipv4Net], r: &Router) -> Vec<String> 
     v
 }
 
+/// What every server needs besides the agent: the public range delivered locally (the router
+/// forwards public addresses to an internal address's MAC; nobody ARPs for them).
+pub fn server_lines(r: &Router) -> Vec<String> {
+    r.public
+        .iter()
+        .map(|p| format!("ip route replace local {p} dev lo"))
+        .collect()
+}
+
 /// A BIRD 2 config for the router: the internal ranges on-link and one multipath static route
 /// per public range, exported to the kernel.
 pub fn bird_config(t: &Table, internal: &[Ipv4Net], r: &Router) -> String {
