@@ -5,6 +5,7 @@
 # captured on the router's segment interface throughout (`lbctl capture --json`).
 #
 #   sudo bench/crossover-failover.sh [N] [REQUESTS]      (N = 3…8, default 4; REQUESTS 400)
+#   sudo LBCTL_BIN=target/debug/lbctl bench/crossover-failover.sh   (skip the release build)
 #
 # Scenario A (2 tiers): cut s1's link at the switch; time until the router sees each of its
 # addresses claimed by the secondary (a gratuitous claim switches the router's entry at once),
@@ -20,8 +21,13 @@ M=${2:-400}
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 77; }
 [ "$N" -ge 3 ] && [ "$N" -le 8 ] || { echo "N must be 3…8" >&2; exit 2; }
 for t in busybox curl python3; do command -v "$t" >/dev/null || { echo "needs $t" >&2; exit 77; }; done
-cargo build --release --quiet
-lbctl=$PWD/target/release/lbctl
+# LBCTL_BIN=path runs another build (e.g. target/debug/lbctl) instead of building --release.
+if [ -n "${LBCTL_BIN:-}" ]; then
+    lbctl=$(realpath "$LBCTL_BIN")
+else
+    cargo build --release --quiet
+    lbctl=$PWD/target/release/lbctl
+fi
 tmp=$(mktemp -d)
 P="lbx-$$"
 pids=()
@@ -104,11 +110,13 @@ PY
     done
 }
 
-# traffic DIR NAME: M client requests over the public range, counts per server.
+# traffic DIR NAME: M client requests over the public range, each flow fixed (its own source
+# port, the same in every phase, so the router hashes it to the same internal address): one
+# "port server" line per request.
 traffic() {
     ip netns exec "$P-client" sh -c "i=0; while [ \$i -lt $M ]; do i=\$((i+1)); \
-        curl -s -m 1 http://198.18.100.\$(( i % 250 + 1 ))/ || echo fail; done" \
-        | sort | uniq -c | awk '{print $2, $1}' > "$1/traffic-$2.txt"
+        echo \$((20000 + i)) \$(curl -s -m 3 --local-port \$((20000 + i)) \
+            http://198.18.100.\$(( i % 250 + 1 ))/ || echo fail); done" > "$1/traffic-$2.txt"
 }
 
 cut() { ip -n "$P-sw" link set "p-$1" "$2"; }
@@ -172,7 +180,7 @@ def load(d):
     events = [(k, w.split(","), float(t)) for k, w, t in events]
     traffic = {}
     for phase in ("before", "after"):
-        traffic[phase] = {l.split()[0]: int(l.split()[1]) for l in open(f"{d}/traffic-{phase}.txt")}
+        traffic[phase] = dict(l.split()[:2] for l in open(f"{d}/traffic-{phase}.txt") if len(l.split()) >= 2)
     return plan, claims, events, traffic
 
 def first_claim(claims, addr, server, after):
@@ -213,15 +221,28 @@ def report(title, d, timeout_ms):
                  f"median {med:.0f} ms, max {max(delays):.0f} ms; "
                  f"max ÷ timeout ({timeout_ms} ms) = {max(delays) / timeout_ms:.2f}")
     b, f = traffic["before"], traffic["after"]
-    lost = sum(b.get(s, 0) for s in dead)
+    count = lambda m: {s: sum(1 for v in m.values() if v == s) for s in sorted(set(m.values()))}
     surv = [f"s{i}" for i in range(1, n + 1) if f"s{i}" not in dead]
     even = 1 / len(surv)
-    shares = {s: (f.get(s, 0) - b.get(s, 0)) / lost for s in surv} if lost else {}
+    # Addresses: who took each of the dead servers' addresses (from the capture).
+    took = {}
+    for a in plan["addresses"]:
+        if a["servers"][0] in dead:
+            new = next(s for s in a["servers"] if s not in dead)
+            took[new] = took.get(new, 0) + 1
+    lines.append("  the dead servers' addresses taken over: "
+                 + ", ".join(f"{s} {took.get(s, 0)}" for s in surv))
+    # Flows: the same flows before and after; where did the dead servers' flows go?
+    moved = [f.get(p) for p, s in b.items() if s in dead]
+    shares = {s: sum(1 for x in moved if x == s) / len(moved) for s in surv} if moved else {}
     worst = max(abs(x - even) / even for x in shares.values()) if shares else float("nan")
-    lines.append(f"  traffic before {dict(sorted(b.items()))}, after {dict(sorted(f.items()))}")
-    lines.append("  share of the lost traffic each survivor absorbed: "
+    lines.append(f"  requests before {count(b)}, after {count(f)}")
+    lines.append(f"  share of the dead servers' {len(moved)} flows each survivor absorbed: "
                  + ", ".join(f"{s} {x:.0%}" for s, x in shares.items())
-                 + f" (even {even:.0%}; worst {worst:.0%} off even; {sum(b.values())} requests a phase, ECMP hash noise included)")
+                 + f" (even {even:.0%}; worst {worst:.0%} off even: ECMP hash spread over "
+                 + f"{sum(took.values())} addresses)")
+    lost = sum(1 for x in moved if x not in surv)
+    lines.append(f"  of them unanswered after the failover: {lost}")
     back = []
     for a in plan["addresses"]:
         if a["servers"][0] in dead:

@@ -682,6 +682,7 @@ impl Agent<'_> {
                 dev: self.cfg.interface.clone(),
             })
             .collect();
+        let t0 = Instant::now();
         let r = converge(
             self.ctx,
             &self.env.sys,
@@ -705,8 +706,9 @@ impl Agent<'_> {
                     let mut sh = locked(&self.shared);
                     for a in &gained {
                         lines.push(format!(
-                            "claim {a} ({})",
-                            self.why(&sh.core, *a).unwrap_or_else(|| "primary".into())
+                            "claim {a} ({}; configured in {} ms)",
+                            self.why(&sh.core, *a).unwrap_or_else(|| "primary".into()),
+                            t0.elapsed().as_millis()
                         ));
                     }
                     for a in held.difference(&want) {
