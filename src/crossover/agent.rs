@@ -18,7 +18,10 @@
 //!   **nothing** (primaries included), so its peers take over.
 //! * Losing the carrier drops every non-primary address; after the carrier returns the agent
 //!   listens for a whole timeout before it claims again (a server cut off hears nobody and would
-//!   otherwise come back holding everything).
+//!   otherwise come back holding everything). At start it listens one secondary timeout longer
+//!   still, so peers started at the same moment can claim their primaries first.
+//! * Hearing and heartbeats run on their own thread, so an engine transaction (tens of ms) never
+//!   delays an announcement, and an address being released is never announced again.
 //!
 //! SIGTERM/SIGINT release everything the agent holds and forget the owner. After SIGKILL the
 //! addresses stay (recorded in the journal): `lbctl down --owner crossover:sN` removes them.
