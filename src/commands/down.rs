@@ -47,8 +47,8 @@ pub fn run(ctx: &Ctx, env: &Env, a: DownArgs) -> Result<Outcome> {
         .collect();
     if !running.is_empty() {
         return Err(usage!(
-            "{} running here and owns objects; stop it first (SIGTERM, or `systemctl stop \
-             lbctl-lb@NAME`), then run down again. Nothing was changed.",
+            "{} running here and owns objects; stop it first (SIGTERM; for `lb run` also \
+             `systemctl stop lbctl-lb@NAME`), then run down again. Nothing was changed.",
             running.join(", ")
         ));
     }
