@@ -28,6 +28,9 @@ _lbctl() {
             lbctl,capture)
                 cmd="lbctl__subcmd__capture"
                 ;;
+            lbctl,crossover)
+                cmd="lbctl__subcmd__crossover"
+                ;;
             lbctl,doctor)
                 cmd="lbctl__subcmd__doctor"
                 ;;
@@ -97,6 +100,30 @@ _lbctl() {
             lbctl__subcmd__arp__subcmd__help,who-has)
                 cmd="lbctl__subcmd__arp__subcmd__help__subcmd__who__subcmd__has"
                 ;;
+            lbctl__subcmd__crossover,help)
+                cmd="lbctl__subcmd__crossover__subcmd__help"
+                ;;
+            lbctl__subcmd__crossover,plan)
+                cmd="lbctl__subcmd__crossover__subcmd__plan"
+                ;;
+            lbctl__subcmd__crossover,run)
+                cmd="lbctl__subcmd__crossover__subcmd__run"
+                ;;
+            lbctl__subcmd__crossover,status)
+                cmd="lbctl__subcmd__crossover__subcmd__status"
+                ;;
+            lbctl__subcmd__crossover__subcmd__help,help)
+                cmd="lbctl__subcmd__crossover__subcmd__help__subcmd__help"
+                ;;
+            lbctl__subcmd__crossover__subcmd__help,plan)
+                cmd="lbctl__subcmd__crossover__subcmd__help__subcmd__plan"
+                ;;
+            lbctl__subcmd__crossover__subcmd__help,run)
+                cmd="lbctl__subcmd__crossover__subcmd__help__subcmd__run"
+                ;;
+            lbctl__subcmd__crossover__subcmd__help,status)
+                cmd="lbctl__subcmd__crossover__subcmd__help__subcmd__status"
+                ;;
             lbctl__subcmd__firewall,check)
                 cmd="lbctl__subcmd__firewall__subcmd__check"
                 ;;
@@ -138,6 +165,9 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help,capture)
                 cmd="lbctl__subcmd__help__subcmd__capture"
+                ;;
+            lbctl__subcmd__help,crossover)
+                cmd="lbctl__subcmd__help__subcmd__crossover"
                 ;;
             lbctl__subcmd__help,doctor)
                 cmd="lbctl__subcmd__help__subcmd__doctor"
@@ -189,6 +219,15 @@ _lbctl() {
                 ;;
             lbctl__subcmd__help__subcmd__arp,who-has)
                 cmd="lbctl__subcmd__help__subcmd__arp__subcmd__who__subcmd__has"
+                ;;
+            lbctl__subcmd__help__subcmd__crossover,plan)
+                cmd="lbctl__subcmd__help__subcmd__crossover__subcmd__plan"
+                ;;
+            lbctl__subcmd__help__subcmd__crossover,run)
+                cmd="lbctl__subcmd__help__subcmd__crossover__subcmd__run"
+                ;;
+            lbctl__subcmd__help__subcmd__crossover,status)
+                cmd="lbctl__subcmd__help__subcmd__crossover__subcmd__status"
                 ;;
             lbctl__subcmd__help__subcmd__firewall,check)
                 cmd="lbctl__subcmd__help__subcmd__firewall__subcmd__check"
@@ -626,7 +665,7 @@ _lbctl() {
 
     case "${cmd}" in
         lbctl)
-            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture lab gen help"
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture crossover lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -995,6 +1034,200 @@ _lbctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lbctl__subcmd__crossover)
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version plan run status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__help)
+            opts="plan run status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__help__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__plan)
+            opts="-v -q -n -h -V --servers --tiers --range --public --router-dev --dev --write --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --servers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tiers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --router-dev)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dev)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --write)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__run)
+            opts="-c -v -q -n -h -V --config --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__crossover__subcmd__status)
+            opts="-v -q -n -h -V --json --verbose --quiet --netns --dry-run --wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lbctl__subcmd__doctor)
             opts="-f -v -q -n -h -V --role --vip --file --client --balancer --capture --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1304,7 +1537,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__help)
-            opts="vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture lab gen help"
+            opts="vip arp route rpfilter plan apply status adopt watch down lb doctor firewall capture crossover lab gen help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1418,6 +1651,62 @@ _lbctl() {
         lbctl__subcmd__help__subcmd__capture)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__crossover)
+            opts="plan run status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__crossover__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__crossover__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lbctl__subcmd__help__subcmd__crossover__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod crossover;
 pub mod doctor;
 pub mod engine;
 pub mod error;

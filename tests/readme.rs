@@ -383,6 +383,7 @@ fn how_to_run(line: &str) -> Option<Vec<String>> {
             | ("plan", _)
             | ("status", _)
             | ("lb", Some("maglev"))
+            | ("crossover", Some("plan" | "status"))
     ) || (first == "lb" && dry);
     if line.contains("--capture") || line.contains("LB.toml") {
         return None;

@@ -3,6 +3,7 @@
 //! Man pages and shell completions are generated from these definitions (`lbctl gen`), so every
 //! help string here is user documentation.
 
+pub mod crossover;
 pub mod lab;
 pub mod lb;
 
@@ -91,6 +92,10 @@ pub enum Command {
     Firewall(crate::commands::firewall::FirewallCmd),
     /// tcpdump-like capture on raw AF_PACKET sockets (no libpcap), with MACs and direction.
     Capture(CaptureArgs),
+    /// Cross-over failover without a balancer: address plans for N servers and the per-server
+    /// agent that claims a failed peer's addresses by ARP.
+    #[command(subcommand)]
+    Crossover(crossover::CrossoverCmd),
     /// A DSR sandbox in network namespaces: switch, client, balancer and backends, built with
     /// lbctl itself (`lbctl lab demo` shows it all in a few seconds).
     #[command(subcommand)]

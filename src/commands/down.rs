@@ -38,10 +38,17 @@ pub fn run(ctx: &Ctx, env: &Env, a: DownArgs) -> Result<Outcome> {
         })
         .map(|s| format!("`lb run` {} (PID {})", s.name, s.pid))
         .collect();
+    let running: Vec<String> = running
+        .into_iter()
+        .chain(crate::crossover::agent::running_owners(
+            env.journal.dir(),
+            owner.as_deref(),
+        ))
+        .collect();
     if !running.is_empty() {
         return Err(usage!(
-            "{} running here and owns objects; stop it first (SIGTERM, or `systemctl stop \
-             lbctl-lb@NAME`), then run down again. Nothing was changed.",
+            "{} running here and owns objects; stop it first (SIGTERM; for `lb run` also \
+             `systemctl stop lbctl-lb@NAME`), then run down again. Nothing was changed.",
             running.join(", ")
         ));
     }

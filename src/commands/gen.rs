@@ -461,6 +461,18 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         "lbctl-lb-import" => &[("lbctl lb import keepalived /etc/keepalived/keepalived.conf -o web.toml", "The virtual_server blocks of a keepalived.conf as an LB file (what has no equivalent is listed in a comment).")],
         "lbctl-lb-maglev" => &[("lbctl lb maglev --backends a,b,c=2 --size 65537", "Balance and disruption of a Maglev table of that size.")],
         "lbctl-lab-demo" => &[("sudo lbctl lab demo", "Build a lab, send 30 requests through the VIP, show where they went, remove it.")],
+        "lbctl-crossover-plan" => &[
+            ("lbctl crossover plan --servers 3 --range 198.18.1.0/24 --public 198.18.100.0/24", "The address table for 3 servers, the load after any 1 or 2 failures, the router's multipath lines and BIRD config, and s1's agent config."),
+            ("lbctl crossover plan --servers 5 --tiers 3 --range 198.18.1.0/24 --write /etc/lbctl/crossover", "Three tiers (double failures spread evenly too); write s1.toml … s5.toml, router.sh and bird.conf."),
+            ("lbctl --json crossover plan --servers 4 --range 198.18.1.0/24", "The table as JSON: {\"servers\": [{\"name\", \"primary\", \"secondary\", \"tertiary\"}], …}."),
+        ],
+        "lbctl-crossover-run" => &[
+            ("sudo lbctl crossover run -c /etc/lbctl/crossover/s2.toml", "Run server 2's agent: hold its primaries, take over a silent peer's addresses, release them when it returns."),
+        ],
+        "lbctl-crossover-status" => &[
+            ("lbctl crossover status", "Which addresses this server's agent holds, what it last heard from its peers, checked against the kernel."),
+            ("sudo lbctl down --owner crossover:s2", "Remove the addresses an agent killed with SIGKILL left behind."),
+        ],
         "lbctl-lab-up" => &[("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore.")],
         "lbctl-lab-traffic" => &[("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went.")],
         "lbctl-lab-exec" => &[("sudo lbctl lab exec client -- ip neigh", "Run a command in the client's namespace.")],

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod arp;
 pub mod arp_whohas;
 pub mod capture;
+pub mod crossover;
 pub mod doctor;
 pub mod down;
 pub mod firewall;
@@ -66,6 +67,13 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
     if let Command::Lab(c) = cmd {
         return lab::run(ctx, c);
     }
+    // A cross-over plan is pure: no namespace, no netlink.
+    let cmd = match cmd {
+        Command::Crossover(crate::cli::crossover::CrossoverCmd::Plan(a)) => {
+            return crossover::plan(ctx, a)
+        }
+        c => c,
+    };
     // Profiles are read and validated before anything else, even before entering a namespace.
     let profile = match &cmd {
         Command::Plan(a) | Command::Apply(a) => Some(crate::profile::load(&a.file)?),
@@ -93,6 +101,7 @@ pub fn dispatch(global: GlobalArgs, cmd: Command) -> Result<Outcome> {
         Command::Lb(c) => lb::run(ctx, &env, c),
         Command::Capture(a) => capture::run(ctx, &env, a),
         Command::Firewall(c) => firewall::run(ctx, &env, c),
+        Command::Crossover(c) => crossover::run(ctx, &env, c),
         Command::Gen(_) | Command::Lab(_) => unreachable!("handled above"),
     }
 }

@@ -168,6 +168,28 @@ impl Sys {
             .collect())
     }
 
+    /// Whether interface `name` is up with a carrier (`LOWER_UP`); `None` when there is no such
+    /// interface.
+    pub fn carrier(&self, name: &str) -> Result<Option<bool>> {
+        let msgs: Vec<LinkMessage> = self
+            .block_on(
+                self.handle
+                    .link()
+                    .get()
+                    .match_name(name.to_string())
+                    .execute()
+                    .try_collect(),
+            )
+            .or_else(|e| match &e {
+                rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV => Ok(vec![]),
+                _ => Err(e),
+            })
+            .map_err(|e| nl_err("RTM_GETLINK", &name, e))?;
+        Ok(msgs.first().map(|m| {
+            m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::LowerUp)
+        }))
+    }
+
     /// The neighbour cache (`ip neigh`), both families.
     pub fn neighbours(&self) -> Result<Vec<Neigh>> {
         let names = self.link_names()?;
