@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# bench/run.sh — lbctl's benchmark suite: every figure of issue 15 (P1a–P9) against its baseline,
+# measured in the same invocation, interleaved (baseline and lbctl alternate, order flipped every
+# run), several runs, medians. Prints one table: id, measure, ours, baseline, ratio, goal, met?
+#
+#   sudo bench/run.sh                 # full sizes (N = 1000 / 10000, M = 65537, …), 3 runs
+#   sudo bench/run.sh --runs 5        # more runs
+#   sudo bench/run.sh --only P1b,P4   # some figures
+#   sudo bench/run.sh --quick         # small sizes, one run: proves the suite works (CI); the
+#                                     # "met?" column then says "n/a" — nothing is asserted
+#   sudo bench/run.sh --markdown      # the table as Markdown (for BENCHMARKS.md)
+#
+# Everything happens in namespaces named lbp-<pid>-… (and one lab, lbl-lbp<pid>-…), deleted on
+# exit, also on Ctrl-C. Needs root, a release build (built here), nft, ip, tcpdump, ab
+# (apache2-utils; P8 is skipped with a note without it) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root (network namespaces)" >&2; exit 77; }
+cargo build --release --quiet
+export LBP_PREFIX="lbp-$$"
+export LBP_LAB="lbp$$"
+export LBP_BIN="$PWD/target/release/lbctl"
+cleanup() {
+  "$LBP_BIN" lab down "$LBP_LAB" > /dev/null 2>&1 || true
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$LBP_PREFIX-" || true); do
+    ip netns pids "$ns" 2> /dev/null | xargs -r kill 2> /dev/null || true
+    ip netns del "$ns" 2> /dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+python3 bench/suite.py "$@"
