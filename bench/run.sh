@@ -9,6 +9,7 @@
 #   sudo bench/run.sh --quick         # small sizes, one run: proves the suite works (CI); the
 #                                     # "met?" column then says "n/a" — nothing is asserted
 #   sudo bench/run.sh --markdown      # the table as Markdown (for BENCHMARKS.md)
+#   sudo bench/run.sh --quick --debug # with the debug build (CI: already built, figures meaningless)
 #
 # Everything happens in namespaces named lbp-<pid>-… (and one lab, lbl-lbp<pid>-…), deleted on
 # exit, also on Ctrl-C. Needs root, a release build (built here), nft, ip, tcpdump, ab
@@ -16,10 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: needs root (network namespaces)" >&2; exit 77; }
-cargo build --release --quiet
+args=()
+profile=release
+for a in "$@"; do
+  if [ "$a" = --debug ]; then profile=debug; else args+=("$a"); fi
+done
+if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
 export LBP_PREFIX="lbp-$$"
 export LBP_LAB="lbp$$"
-export LBP_BIN="$PWD/target/release/lbctl"
+export LBP_BIN="$PWD/target/$profile/lbctl"
 cleanup() {
   "$LBP_BIN" lab down "$LBP_LAB" > /dev/null 2>&1 || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$LBP_PREFIX-" || true); do
@@ -29,4 +35,4 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-python3 bench/suite.py "$@"
+python3 bench/suite.py ${args[@]+"${args[@]}"}
