@@ -306,9 +306,19 @@ mod tests {
 
     #[test]
     fn fast_fill_is_the_reference_table() {
-        for (seed, n, m) in [(1, 1, 7), (2, 3, 251), (3, 10, 1009), (4, 40, 4099), (5, 7, 65537)] {
+        for (seed, n, m) in [
+            (1, 1, 7),
+            (2, 3, 251),
+            (3, 10, 1009),
+            (4, 40, 4099),
+            (5, 7, 65537),
+        ] {
             let b = mixed(seed, n);
-            assert_eq!(build(&b, m), build_reference(&b, m), "seed {seed} n {n} m {m}");
+            assert_eq!(
+                build(&b, m),
+                build_reference(&b, m),
+                "seed {seed} n {n} m {m}"
+            );
         }
         assert_eq!(build(&backends(5), 250), None);
     }
@@ -326,7 +336,11 @@ mod tests {
                     Some(disruption(&t, &b, &t2, &rest))
                 })
                 .collect();
-            assert_eq!(removal_disruptions(&b, m).unwrap(), want, "seed {seed} n {n}");
+            assert_eq!(
+                removal_disruptions(&b, m).unwrap(),
+                want,
+                "seed {seed} n {n}"
+            );
         }
     }
 
