@@ -26,12 +26,15 @@ if [ "$profile" = release ]; then cargo build --release --quiet; else cargo buil
 export LBP_PREFIX="lbp-$$"
 export LBP_LAB="lbp$$"
 export LBP_BIN="$PWD/target/$profile/lbctl"
+LBP_LAB_RUN=$(mktemp -d /tmp/lbp-lab.XXXXXX)
+export LBP_LAB_RUN
 cleanup() {
-  "$LBP_BIN" lab down "$LBP_LAB" > /dev/null 2>&1 || true
-  for ns in $(ip netns list | awk '{print $1}' | grep "^$LBP_PREFIX-" || true); do
+  LBCTL_RUN_DIR="$LBP_LAB_RUN" "$LBP_BIN" -q lab down --name "$LBP_LAB" > /dev/null 2>&1 || true
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^($LBP_PREFIX|lbl-$LBP_LAB)-" || true); do
     ip netns pids "$ns" 2> /dev/null | xargs -r kill 2> /dev/null || true
     ip netns del "$ns" 2> /dev/null || true
   done
+  rm -rf "$LBP_LAB_RUN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

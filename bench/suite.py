@@ -441,7 +441,7 @@ def main():
     # P3 / P8 / P9 ---------------------------------------------------------------------------
     if want("P3", "P8", "P9"):
         say("lab up")
-        rd = os.path.join(TMP, "lab-run")
+        rd = os.environ.get("LBP_LAB_RUN") or os.path.join(TMP, "lab-run")
         e = {"LBCTL_RUN_DIR": rd}
         env = dict(os.environ, **e)
         # The lab without its balancer: ours runs the lab's service (VIP:80, the lab page) and
