@@ -32,6 +32,10 @@ cleanup() {
   LBCTL_RUN_DIR="$LBP_LAB_RUN" "$LBP_BIN" -q lab down --name "$LBP_LAB" > /dev/null 2>&1 || true
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^($LBP_PREFIX|lbl-$LBP_LAB)-" || true); do
     ip netns pids "$ns" 2> /dev/null | xargs -r kill 2> /dev/null || true
+    for _ in $(seq 50); do  # let them finish (lb run writes its status on the way out)
+      [ -z "$(ip netns pids "$ns" 2> /dev/null)" ] && break
+      sleep 0.1
+    done
     ip netns del "$ns" 2> /dev/null || true
   done
   rm -rf "$LBP_LAB_RUN"
