@@ -33,7 +33,7 @@ exec </dev/null
 
 # Keep in sync with .ci/run.
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
-          ipvsadm cpio util-linux strace
+          ipvsadm cpio util-linux strace apache2-utils
           dpkg-dev binutils lintian man-db systemd zsh fish ifupdown
           bird2 keepalived dnsmasq-base openssl)
 
@@ -168,6 +168,12 @@ if [ "${LBCTL_SKIP_VM_LANE:-0}" = 1 ]; then
 else
   vm_step "IPVS VM lane"       tests/vm/run-ipvs-lane.sh
   vm_step "IPVS DR end to end" tests/vm/dr-e2e.sh
+fi
+if is_root; then
+  # The benchmark suite at small sizes with the debug build: proves it runs, asserts no time.
+  step "bench suite (quick)" bench/run.sh --quick --debug
+else
+  summary+=("SKIP  bench suite (quick)  (needs root)")
 fi
 if is_root; then
   step "debian package + units" tests/deb/check.sh

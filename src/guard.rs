@@ -23,7 +23,7 @@ use crate::plan::Owned;
 use crate::usage;
 
 /// Largest profile or LB file lbctl reads: 4 MiB. The largest documented profile, 10,000 VIPs
-/// (`bench/apply-scale.sh`), is about 0.4 MB, so this leaves ten times that for comments and
+/// (`bench/run.sh`, P1c), is about 0.4 MB, so this leaves ten times that for comments and
 /// ports, while `plan -f /dev/zero` (or a log file passed by mistake) stops after 4 MiB
 /// instead of growing until the OOM killer.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;

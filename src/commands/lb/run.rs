@@ -348,17 +348,12 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
     let mut removals = Vec::new();
     if n > 1 {
         ctx.say("  removing one backend moves (ideal: only its own share):");
+        let moved_by = maglev::removal_disruptions(&backends, m)
+            .expect("validated: prime size, a positive weight");
         for (i, b) in backends.iter().enumerate() {
-            let rest: Vec<maglev::Backend> = backends
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, b)| b.clone())
-                .collect();
-            let Some(t2) = maglev::build(&rest, m) else {
+            let Some(moved) = moved_by[i] else {
                 continue;
             };
-            let moved = maglev::disruption(&table, &backends, &t2, &rest);
             let own = counts[i] as f64 / m as f64;
             ctx.say(format!(
                 "    {:<22} {:>7.2}% of flows (its share {:.2}%, {:.2}× the minimum)",
@@ -368,6 +363,15 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
                 if own > 0.0 { moved / own } else { 0.0 }
             ));
             removals.push(json!({ "name": b.name, "moved": moved, "own_share": own }));
+        }
+        // Sum of moved over sum of own shares: how far Maglev is from the minimum on average.
+        let own_sum: f64 = counts.iter().map(|c| *c as f64 / m as f64).sum();
+        let moved_sum: f64 = moved_by.iter().flatten().sum();
+        if own_sum > 0.0 {
+            ctx.say(format!(
+                "  on average a removal moves {:.2}× the removed backend's own share",
+                moved_sum / own_sum
+            ));
         }
     }
     let mut plus = backends.clone();
