@@ -77,6 +77,17 @@ pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The path of the long download (`lab traffic --long`): [`BIG_LEN`] bytes of [`big_body`].
+pub const BIG_PATH: &str = "/big";
+/// Its length.
+pub const BIG_LEN: usize = 1 << 20;
+
+/// The long download's body: a fixed pattern (a 251-byte cycle, prime so it does not line up
+/// with segment sizes), so the client can check every byte.
+pub fn big_body() -> Vec<u8> {
+    (0..BIG_LEN).map(|i| (i % 251) as u8).collect()
+}
+
 /// The response to one request head.
 fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     let line = head.lines().next().unwrap_or_default();
@@ -84,13 +95,10 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, reason, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (200, "OK", format!("{name}\n")),
-        ("GET" | "HEAD", _) => (404, "Not Found", "not found\n".to_string()),
-        _ => (
-            405,
-            "Method Not Allowed",
-            "method not allowed\n".to_string(),
-        ),
+        ("GET" | "HEAD", "/") => (200, "OK", format!("{name}\n").into_bytes()),
+        ("GET" | "HEAD", BIG_PATH) => (200, "OK", big_body()),
+        ("GET" | "HEAD", _) => (404, "Not Found", b"not found\n".to_vec()),
+        _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),
     };
     let mut out = format!(
         "HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
@@ -99,7 +107,7 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     )
     .into_bytes();
     if method != "HEAD" {
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(&body);
     }
     (status, out)
 }
