@@ -451,11 +451,20 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         "lbctl-lb-export" => &[("lbctl lb export bird -c /etc/lbctl/lb/web.toml", "The BIRD 2 configuration lb run generates for the file's [bgp] section.")],
         "lbctl-lb-maglev" => &[("lbctl lb maglev --backends a,b,c=2 --size 65537", "Balance and disruption of a Maglev table of that size.")],
         "lbctl-lab-demo" => &[("sudo lbctl lab demo", "Build a lab, send 30 requests through the VIP, show where they went, remove it.")],
-        "lbctl-lab-up" => &[("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore.")],
-        "lbctl-lab-traffic" => &[("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went.")],
+        "lbctl-lab-up" => &[
+            ("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore."),
+            ("sudo lbctl lab up --balancers 3 --routing bgp", "Three balancers announcing the VIP by BGP to a router (BIRD 2, ECMP)."),
+        ],
+        "lbctl-lab-traffic" => &[
+            ("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went."),
+            ("sudo lbctl lab traffic --long 20", "20 slow downloads, open at once: how many arrive byte-intact across a `lab break`."),
+        ],
         "lbctl-lab-exec" => &[("sudo lbctl lab exec client -- ip neigh", "Run a command in the client's namespace.")],
         "lbctl-lab-status" => &[("lbctl lab status --json", "Labs, nodes, addresses and processes.")],
-        "lbctl-lab-break" => &[("sudo lbctl lab break be1 arp-flux", "Inject a fault, then let lbctl doctor find it.")],
+        "lbctl-lab-break" => &[
+            ("sudo lbctl lab break be1 arp-flux", "Inject a fault, then let lbctl doctor find it."),
+            ("sudo lbctl lab break lb1 down", "In a routed lab: SIGKILL balancer lb1 and wait until the router drops it."),
+        ],
         "lbctl-lab-down" => &[("sudo lbctl lab down --all", "Remove every recorded lab.")],
         "lbctl-lab-serve" => &[("lbctl lab serve --name be1 --port 8080", "The built-in HTTP server (lab up starts it in each backend).")],
         "lbctl-gen-completions" => &[("lbctl gen completions bash > /etc/bash_completion.d/lbctl", "Install bash completions by hand.")],

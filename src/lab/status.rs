@@ -131,19 +131,22 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
     }
     let mut balancer_backends = Vec::new();
     if st.balancer {
-        for lb_ns in st
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::Balancer)
-            .map(|n| n.ns.clone())
-        {
-            let daemons = crate::lb::status::read_all(&run_dir.join("netns").join(lb_ns)).map(Some);
+        for lb in st.nodes.iter().filter(|n| n.role == Role::Balancer) {
+            let daemons =
+                crate::lb::status::read_all(&run_dir.join("netns").join(&lb.ns)).map(Some);
             match daemons {
                 Ok(Some(ds)) if !ds.is_empty() => {
                     for d in &ds {
                         if !d.alive() {
-                            problems
-                                .push(format!("the balancer `lb run` {} is not running", d.name));
+                            let on = if st.routing.is_some() {
+                                format!(" on {}", lb.node)
+                            } else {
+                                String::new()
+                            };
+                            problems.push(format!(
+                                "the balancer `lb run` {}{on} is not running",
+                                d.name
+                            ));
                         }
                         for svc in &d.services {
                             for b in &svc.backends {
