@@ -2098,7 +2098,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2406,7 +2406,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__traffic)
-            opts="-v -q -n -h -V --name --requests --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --requests --ipv6 --long --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2417,6 +2417,10 @@ _lbctl() {
                     return 0
                     ;;
                 --requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --long)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2436,7 +2440,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__up)
-            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --balancers --routing --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2456,6 +2460,14 @@ _lbctl() {
                     ;;
                 --engine)
                     COMPREPLY=($(compgen -W "auto ipvs nft" -- "${cur}"))
+                    return 0
+                    ;;
+                --balancers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --routing)
+                    COMPREPLY=($(compgen -W "bgp" -- "${cur}"))
                     return 0
                     ;;
                 --netns)
