@@ -59,6 +59,10 @@ pub(super) fn print_up(ctx: &Ctx, ui: &Ui, lab: &Lab, st: &LabStatus) {
         format!("lbctl lab traffic{name_flag} --long 20  # 20 slow downloads; meanwhile, in another terminal:"),
         format!("lbctl lab break{name_flag} lb1 down     # SIGKILL lb1's lb run (or: drain)"),
         format!("lbctl lab status{name_flag}             # the router's next hops"),
+        format!(
+            "lbctl lab exec{name_flag} router -- birdc -s {} show protocols",
+            lab.dir().join("router-bird.ctl").display()
+        ),
         format!("lbctl lab down{name_flag}"),
     ] {
         ui.line(ctx, format!("  {l}"));
@@ -118,14 +122,20 @@ pub(super) fn long(ctx: &Ctx, lab: &Lab, n: usize) -> Result<Outcome> {
     }
     let ui = Ui::new(ctx);
     if !ctx.global.json {
+        let hint = if lab.state().routing.is_some() {
+            format!(
+                "; break something from another terminal now (`lbctl lab break{} lb1 down`)…",
+                name_flag(lab.name())
+            )
+        } else {
+            " (this lab's backends are not paced: they finish quickly)".to_string()
+        };
         ui.line(
             ctx,
             format!(
-                "{n} long downloads ({} bytes each) from the client to {}; break something from \
-                 another terminal now (`lbctl lab break{} lb1 down`)…",
+                "{n} long downloads ({} bytes each) from the client to {}{hint}",
                 crate::lab::http::BIG_LEN,
                 lab.state().vip4(),
-                name_flag(lab.name())
             ),
         );
     }

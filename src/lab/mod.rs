@@ -1,5 +1,6 @@
 //! `lbctl lab`: a whole DSR set-up in network namespaces — a switch, a client, a balancer and K
-//! backends — built with lbctl's own code, for newcomers, demos and tests.
+//! backends — built with lbctl's own code, for newcomers, demos and tests. A routed lab
+//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK.
 //!
 //! The same typed API serves the CLI (`commands/lab.rs`) and the integration tests:
 //!
