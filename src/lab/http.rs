@@ -45,7 +45,8 @@ pub fn bind(port: u16) -> Result<TcpListener> {
         })
 }
 
-/// Serve forever on `listener` with [`WORKERS`] threads.
+/// Serve forever on `listener` with [`WORKERS`] accepting threads; each connection gets its own
+/// thread, so slow long downloads (`lab traffic --long`) never starve the health checks.
 pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
     let mut threads = Vec::new();
     for i in 0..WORKERS {
@@ -57,8 +58,16 @@ pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
                 .spawn(move || loop {
                     match l.accept() {
                         Ok((stream, _)) => {
-                            if let Err(e) = handle(stream, &name) {
-                                eprintln!("lbctl lab serve: {e}");
+                            let name = name.clone();
+                            let spawned = std::thread::Builder::new()
+                                .name("http-conn".into())
+                                .spawn(move || {
+                                    if let Err(e) = handle(stream, &name) {
+                                        eprintln!("lbctl lab serve: {e}");
+                                    }
+                                });
+                            if let Err(e) = spawned {
+                                eprintln!("lbctl lab serve: cannot start a thread: {e}");
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
