@@ -205,6 +205,16 @@ mod tests {
         let (s, head_only) = respond("HEAD / HTTP/1.0\r\n\r\n", "be1");
         assert_eq!(s, 200);
         assert!(String::from_utf8(head_only).unwrap().ends_with("\r\n\r\n"));
+        let (s, big) = respond("GET /big HTTP/1.0\r\n\r\n", "be1");
+        assert_eq!(s, 200);
+        let at = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(big[at..], big_body()[..]);
+        assert_eq!(big_body().len(), BIG_LEN);
+        let head = String::from_utf8_lossy(&big[..at]).into_owned();
+        assert!(
+            head.contains(&format!("Content-Length: {BIG_LEN}\r\n")),
+            "{head}"
+        );
         assert!(validate_server_name("be1").is_ok());
         assert!(validate_server_name("a b").is_err());
         assert!(validate_server_name("").is_err());
