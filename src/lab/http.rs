@@ -24,6 +24,8 @@ pub const WORKERS: usize = 4;
 const MAX_HEAD: usize = 8 * 1024;
 /// Per-connection I/O timeout on the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one write to a client may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server name: what `GET /` answers. Printable ASCII without spaces, at most 64 bytes.
 pub fn validate_server_name(name: &str) -> Result<()> {
@@ -123,7 +125,9 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
 
 fn handle(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    // Long downloads through paced backends can stall for seconds (tbf drops, RTO backoff,
+    // a failover): only a client gone for a minute is given up.
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
