@@ -2525,7 +2525,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2833,7 +2833,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__traffic)
-            opts="-v -q -n -h -V --name --requests --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --requests --ipv6 --long --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2844,6 +2844,10 @@ _lbctl() {
                     return 0
                     ;;
                 --requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --long)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2863,7 +2867,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__up)
-            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --balancers --routing --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2883,6 +2887,14 @@ _lbctl() {
                     ;;
                 --engine)
                     COMPREPLY=($(compgen -W "auto ipvs nft" -- "${cur}"))
+                    return 0
+                    ;;
+                --balancers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --routing)
+                    COMPREPLY=($(compgen -W "bgp" -- "${cur}"))
                     return 0
                     ;;
                 --netns)

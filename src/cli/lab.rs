@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::lab::{self, Engine, Fault};
+use crate::lab::{self, BalancerFault, Engine, Fault, Routing};
 
 /// Lab commands.
 #[derive(Debug, clap::Subcommand)]
@@ -58,6 +58,29 @@ pub struct UpArgs {
     /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
     #[arg(long)]
     pub no_balancer: bool,
+    /// More than one balancer (1-4; nodes lb1…lbK) behind a router node; needs --routing.
+    #[arg(long, value_name = "K", requires = "routing")]
+    pub balancers: Option<u8>,
+    /// How the balancers reach the router (a routed lab: the VIP is 198.18.2.100, outside
+    /// the balancer segment; default 2 balancers).
+    #[arg(long, value_enum)]
+    pub routing: Option<RoutingArg>,
+}
+
+/// How a routed lab's balancers reach its router (`lab::Routing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoutingArg {
+    /// Each balancer's `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs
+    /// BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash.
+    Bgp,
+}
+
+impl From<RoutingArg> for Routing {
+    fn from(r: RoutingArg) -> Routing {
+        match r {
+            RoutingArg::Bgp => Routing::Bgp,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +106,11 @@ pub struct TrafficArgs {
     /// Use the IPv6 VIP (the lab must be up with --ipv6).
     #[arg(long)]
     pub ipv6: bool,
+    /// Instead: N long downloads (1 MiB each; a routed lab paces its backends so they last
+    /// seconds), all open at once, until they finish; reports how many arrived byte-intact.
+    /// Run `lab break` from another terminal meanwhile.
+    #[arg(long, value_name = "N", conflicts_with_all = ["requests", "ipv6"])]
+    pub long: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +150,7 @@ pub struct DownArgs {
 pub struct BreakArgs {
     #[command(flatten)]
     pub name: NameArg,
-    /// The backend: be1, be2, …
+    /// The backend: be1, be2, … (or a routed lab's balancer: lb1, lb2, …)
     pub node: String,
     /// The fault to inject.
     #[arg(value_enum)]
@@ -186,19 +214,46 @@ pub enum FaultArg {
     /// Stop the lab's balancer (`lbctl lb run`, by its recorded PID) and make sure its VIP is
     /// gone: seen from the backend, nobody answers ARP for the VIP.
     NoBalancer,
+    /// Routed labs, a balancer lbN: SIGKILL its recorded processes (a crash); waits until the
+    /// router has dropped it.
+    Down,
+    /// Routed labs, a balancer lbN: SIGTERM its `lb run`, which withdraws the VIP first, then
+    /// removes its data path; waits until the router has dropped it.
+    Drain,
 }
 
-impl From<FaultArg> for Fault {
-    fn from(f: FaultArg) -> Fault {
+/// What a [`FaultArg`] breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakKind {
+    /// A DSR fault in a backend.
+    Backend(Fault),
+    /// A balancer of a routed lab.
+    Balancer(BalancerFault),
+}
+
+impl BreakKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakKind::Backend(f) => f.name(),
+            BreakKind::Balancer(f) => f.name(),
+        }
+    }
+}
+
+impl From<FaultArg> for BreakKind {
+    fn from(f: FaultArg) -> BreakKind {
+        use BreakKind::{Backend, Balancer};
         match f {
-            FaultArg::ArpFlux => Fault::ArpFlux,
-            FaultArg::RpFilter => Fault::RpFilter,
-            FaultArg::NoVip => Fault::NoVip,
-            FaultArg::NoListener => Fault::NoListener,
-            FaultArg::PolicyTableWithoutLinkRoute => Fault::PolicyTableWithoutLinkRoute,
-            FaultArg::FirewallDrop => Fault::FirewallDrop,
-            FaultArg::FibRpfilter => Fault::FibRpfilter,
-            FaultArg::NoBalancer => Fault::NoBalancer,
+            FaultArg::ArpFlux => Backend(Fault::ArpFlux),
+            FaultArg::RpFilter => Backend(Fault::RpFilter),
+            FaultArg::NoVip => Backend(Fault::NoVip),
+            FaultArg::NoListener => Backend(Fault::NoListener),
+            FaultArg::PolicyTableWithoutLinkRoute => Backend(Fault::PolicyTableWithoutLinkRoute),
+            FaultArg::FirewallDrop => Backend(Fault::FirewallDrop),
+            FaultArg::FibRpfilter => Backend(Fault::FibRpfilter),
+            FaultArg::NoBalancer => Backend(Fault::NoBalancer),
+            FaultArg::Down => Balancer(BalancerFault::Down),
+            FaultArg::Drain => Balancer(BalancerFault::Drain),
         }
     }
 }
@@ -212,10 +267,19 @@ mod tests {
     #[test]
     fn fault_and_engine_names_match_the_lab() {
         for a in FaultArg::value_variants() {
-            let f = Fault::from(*a);
+            let f = BreakKind::from(*a);
             assert_eq!(a.to_possible_value().unwrap().get_name(), f.name());
         }
-        assert_eq!(FaultArg::value_variants().len(), Fault::ALL.len());
+        assert_eq!(
+            FaultArg::value_variants().len(),
+            Fault::ALL.len() + BalancerFault::ALL.len()
+        );
+        for r in RoutingArg::value_variants() {
+            assert_eq!(
+                r.to_possible_value().unwrap().get_name(),
+                Routing::from(*r).as_str()
+            );
+        }
         for a in EngineArg::value_variants() {
             let e = Engine::from(*a);
             assert_eq!(a.to_possible_value().unwrap().get_name(), e.as_str());

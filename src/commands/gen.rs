@@ -473,11 +473,20 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("lbctl crossover status", "Which addresses this server's agent holds, what it last heard from its peers, checked against the kernel."),
             ("sudo lbctl down --owner crossover:s2", "Remove the addresses an agent killed with SIGKILL left behind."),
         ],
-        "lbctl-lab-up" => &[("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore.")],
-        "lbctl-lab-traffic" => &[("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went.")],
+        "lbctl-lab-up" => &[
+            ("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore."),
+            ("sudo lbctl lab up --balancers 3 --routing bgp", "Three balancers announcing the VIP by BGP to a router (BIRD 2, ECMP)."),
+        ],
+        "lbctl-lab-traffic" => &[
+            ("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went."),
+            ("sudo lbctl lab traffic --long 20", "20 slow downloads, open at once: how many arrive byte-intact across a `lab break`."),
+        ],
         "lbctl-lab-exec" => &[("sudo lbctl lab exec client -- ip neigh", "Run a command in the client's namespace.")],
         "lbctl-lab-status" => &[("lbctl lab status --json", "Labs, nodes, addresses and processes.")],
-        "lbctl-lab-break" => &[("sudo lbctl lab break be1 arp-flux", "Inject a fault, then let lbctl doctor find it.")],
+        "lbctl-lab-break" => &[
+            ("sudo lbctl lab break be1 arp-flux", "Inject a fault, then let lbctl doctor find it."),
+            ("sudo lbctl lab break lb1 down", "In a routed lab: SIGKILL balancer lb1 and wait until the router drops it."),
+        ],
         "lbctl-lab-down" => &[("sudo lbctl lab down --all", "Remove every recorded lab.")],
         "lbctl-lab-serve" => &[("lbctl lab serve --name be1 --port 8080", "The built-in HTTP server (lab up starts it in each backend).")],
         "lbctl-gen-completions" => &[("lbctl gen completions bash > /etc/bash_completion.d/lbctl", "Install bash completions by hand.")],

@@ -15,12 +15,16 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+#[path = "lab_routed.rs"]
+mod routed;
+
 use crate::cli::lab::{
-    BreakArgs, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TrafficArgs, UpArgs,
+    BreakArgs, BreakKind, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TrafficArgs,
+    UpArgs,
 };
 use crate::error::{Error, Result};
 use crate::lab::{
-    self, signals, state, DownReport, Fault, Lab, LabSpec, LabStatus, Role, Traffic, VIP4, VIP6,
+    self, signals, state, DownReport, Lab, LabSpec, LabStatus, Role, Traffic, VIP4, VIP6,
 };
 use crate::{usage, Ctx, Outcome};
 
@@ -161,10 +165,17 @@ fn up(ctx: &Ctx, a: UpArgs, run_dir: PathBuf) -> Result<Outcome> {
         run_dir,
     };
     spec.validate()?;
+    let routing = a.routing.map(|r| lab::RoutingSpec {
+        routing: r.into(),
+        balancers: a.balancers.unwrap_or(2),
+    });
+    if let Some(r) = &routing {
+        lab::routing::validate(r, spec.ipv6, spec.profile.is_some(), spec.start_balancer)?;
+    }
     require_root("up")?;
     signals::install();
     let ui = Ui::new(ctx);
-    let res = Lab::up_with(&spec, &|s| ui.step(s));
+    let res = Lab::up_routed(&spec, routing.as_ref(), &|s| ui.step(s));
     ui.done();
     let lab = match res {
         Ok(lab) => lab,
@@ -176,6 +187,10 @@ fn up(ctx: &Ctx, a: UpArgs, run_dir: PathBuf) -> Result<Outcome> {
     let st = lab.status();
     if ctx.global.json {
         ctx.emit_json(&json!({ "lab": st }));
+        return Ok(Outcome::Clean);
+    }
+    if routing.is_some() {
+        routed::print_up(ctx, &ui, &lab, &st);
         return Ok(Outcome::Clean);
     }
     let name_flag = name_flag(lab.name());
@@ -370,6 +385,12 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     }
     require_root("traffic")?;
     signals::install();
+    if let Some(n) = a.long {
+        return routed::long(ctx, &lab, n);
+    }
+    if lab.state().routing.is_some() {
+        return routed::traffic(ctx, &lab, a.requests);
+    }
     let vip = if a.ipv6 {
         IpAddr::V6(VIP6)
     } else {
@@ -661,6 +682,7 @@ fn status(ctx: &Ctx, a: StatusArgs, run_dir: PathBuf) -> Result<Outcome> {
                 ),
             );
             print_nodes(ctx, &ui, st);
+            routed::print_next_hops(ctx, &ui, &st.next_hops);
             for p in &st.problems {
                 ui.line(ctx, ui.red(&format!("  ! {p}")));
             }
@@ -739,8 +761,14 @@ fn down(ctx: &Ctx, a: DownArgs, run_dir: PathBuf) -> Result<Outcome> {
 }
 
 fn break_(ctx: &Ctx, a: BreakArgs, run_dir: PathBuf) -> Result<Outcome> {
-    let fault = Fault::from(a.fault);
     let lab = Lab::load(&run_dir, &a.name.name)?;
+    let fault = match BreakKind::from(a.fault) {
+        BreakKind::Backend(f) => f,
+        BreakKind::Balancer(f) => {
+            require_root("break")?;
+            return routed::break_balancer(ctx, &lab, &a, f);
+        }
+    };
     if !lab.backends().contains(&a.node) {
         return Err(usage!(
             "faults go into backends; valid nodes: {}",

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::state::{LabState, NsRecord, ProcRecord, StateDir};
 use super::topology::{self, Node, Role};
-use super::{http, process, signals, DownReport, PORT, STALL_ENV, STOP_GRACE, VIP4, VIP6};
+use super::{http, process, signals, DownReport, PORT, STALL_ENV, STOP_GRACE, VIP6};
 use crate::error::{Error, Result};
 use crate::sys::netns;
 
@@ -147,7 +147,12 @@ pub(super) fn build(
     nft_in(&sw, &topology::switch_nft(st.ipv6))?;
 
     // 3. Hosts: a veth made in the switch namespace, its peer moved straight into the host.
-    for n in st.nodes.clone().iter().filter(|n| n.role != Role::Switch) {
+    for n in st
+        .nodes
+        .clone()
+        .iter()
+        .filter(|n| super::routing::on_switch(st, n))
+    {
         signals::check()?;
         let port = n.port();
         netns::ip_in(
@@ -208,6 +213,11 @@ pub(super) fn build(
         }
     }
 
+    if st.routing.is_some() {
+        progress("wiring the router");
+        super::routing::wire(st)?;
+    }
+
     // 4. Backends, configured by lbctl itself.
     for n in st.nodes.clone().iter().filter(|n| n.role == Role::Backend) {
         signals::check()?;
@@ -224,8 +234,10 @@ pub(super) fn build(
     stall_point("servers")?;
     wait_for_servers(st)?;
 
-    // 6. The balancer.
-    if st.balancer {
+    // 6. The balancer (or a routed lab's router and balancers).
+    if st.routing.is_some() {
+        super::routing::start(dir, st, progress)?;
+    } else if st.balancer {
         progress("starting the balancer (lbctl lb run)");
         start_balancer(dir, st)?;
         progress("waiting for the balancer's health checks");
@@ -240,7 +252,7 @@ fn configure_backend(
     n: &Node,
     profile: Option<&String>,
 ) -> Result<()> {
-    let vip = VIP4.to_string();
+    let vip = st.vip4().to_string();
     match profile {
         Some(text) => {
             let path = dir.path().join(format!("{}.toml", n.node));

@@ -24,6 +24,8 @@ pub const WORKERS: usize = 4;
 const MAX_HEAD: usize = 8 * 1024;
 /// Per-connection I/O timeout on the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one write to a client may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server name: what `GET /` answers. Printable ASCII without spaces, at most 64 bytes.
 pub fn validate_server_name(name: &str) -> Result<()> {
@@ -45,7 +47,8 @@ pub fn bind(port: u16) -> Result<TcpListener> {
         })
 }
 
-/// Serve forever on `listener` with [`WORKERS`] threads.
+/// Serve forever on `listener` with [`WORKERS`] accepting threads; each connection gets its own
+/// thread, so slow long downloads (`lab traffic --long`) never starve the health checks.
 pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
     let mut threads = Vec::new();
     for i in 0..WORKERS {
@@ -57,8 +60,16 @@ pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
                 .spawn(move || loop {
                     match l.accept() {
                         Ok((stream, _)) => {
-                            if let Err(e) = handle(stream, &name) {
-                                eprintln!("lbctl lab serve: {e}");
+                            let name = name.clone();
+                            let spawned = std::thread::Builder::new()
+                                .name("http-conn".into())
+                                .spawn(move || {
+                                    if let Err(e) = handle(stream, &name) {
+                                        eprintln!("lbctl lab serve: {e}");
+                                    }
+                                });
+                            if let Err(e) = spawned {
+                                eprintln!("lbctl lab serve: cannot start a thread: {e}");
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -77,6 +88,17 @@ pub fn serve(listener: TcpListener, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The path of the long download (`lab traffic --long`): [`BIG_LEN`] bytes of [`big_body`].
+pub const BIG_PATH: &str = "/big";
+/// Its length.
+pub const BIG_LEN: usize = 1 << 20;
+
+/// The long download's body: a fixed pattern (a 251-byte cycle, prime so it does not line up
+/// with segment sizes), so the client can check every byte.
+pub fn big_body() -> Vec<u8> {
+    (0..BIG_LEN).map(|i| (i % 251) as u8).collect()
+}
+
 /// The response to one request head.
 fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     let line = head.lines().next().unwrap_or_default();
@@ -84,13 +106,10 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, reason, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (200, "OK", format!("{name}\n")),
-        ("GET" | "HEAD", _) => (404, "Not Found", "not found\n".to_string()),
-        _ => (
-            405,
-            "Method Not Allowed",
-            "method not allowed\n".to_string(),
-        ),
+        ("GET" | "HEAD", "/") => (200, "OK", format!("{name}\n").into_bytes()),
+        ("GET" | "HEAD", BIG_PATH) => (200, "OK", big_body()),
+        ("GET" | "HEAD", _) => (404, "Not Found", b"not found\n".to_vec()),
+        _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),
     };
     let mut out = format!(
         "HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
@@ -99,14 +118,16 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     )
     .into_bytes();
     if method != "HEAD" {
-        out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(&body);
     }
     (status, out)
 }
 
 fn handle(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    // Long downloads through paced backends can stall for seconds (tbf drops, RTO backoff,
+    // a failover): only a client gone for a minute is given up.
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
@@ -188,6 +209,16 @@ mod tests {
         let (s, head_only) = respond("HEAD / HTTP/1.0\r\n\r\n", "be1");
         assert_eq!(s, 200);
         assert!(String::from_utf8(head_only).unwrap().ends_with("\r\n\r\n"));
+        let (s, big) = respond("GET /big HTTP/1.0\r\n\r\n", "be1");
+        assert_eq!(s, 200);
+        let at = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(big[at..], big_body()[..]);
+        assert_eq!(big_body().len(), BIG_LEN);
+        let head = String::from_utf8_lossy(&big[..at]).into_owned();
+        assert!(
+            head.contains(&format!("Content-Length: {BIG_LEN}\r\n")),
+            "{head}"
+        );
         assert!(validate_server_name("be1").is_ok());
         assert!(validate_server_name("a b").is_err());
         assert!(validate_server_name("").is_err());

@@ -1,5 +1,6 @@
 //! `lbctl lab`: a whole DSR set-up in network namespaces — a switch, a client, a balancer and K
-//! backends — built with lbctl's own code, for newcomers, demos and tests.
+//! backends — built with lbctl's own code, for newcomers, demos and tests. A routed lab
+//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK.
 //!
 //! The same typed API serves the CLI (`commands/lab.rs`) and the integration tests:
 //!
@@ -31,6 +32,7 @@
 mod build;
 pub mod faults;
 pub mod http;
+pub mod routing;
 pub mod signals;
 pub mod state;
 mod status;
@@ -51,6 +53,7 @@ pub use crate::sys::process;
 pub use build::balancer_ready;
 use build::{lbctl_cmd, teardown};
 pub use faults::Fault;
+pub use routing::{BalancerFault, LongTraffic, RoutedTraffic, Routing, RoutingSpec, VipRoute};
 use state::{LabState, Phase, StateDir};
 pub use status::{LabStatus, NodeStatus, ProcStatus};
 pub use topology::{Engine, Node, Role, DEFAULT_NAME, MAX_BACKENDS, PORT, VIP4, VIP6};
@@ -188,8 +191,25 @@ impl Lab {
 
     /// [`Lab::up`], calling `progress` with a short description before each step.
     pub fn up_with(spec: &LabSpec, progress: &dyn Fn(&str)) -> Result<Lab> {
-        let (nodes, profiles) = spec.validate()?;
+        Lab::up_routed(spec, None, progress)
+    }
+
+    /// [`Lab::up_with`], and with `routing` a routed lab: a router and balancers lb1…lbK
+    /// announcing the VIP (see [`routing`]).
+    pub fn up_routed(
+        spec: &LabSpec,
+        routing: Option<&RoutingSpec>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Lab> {
+        let (mut nodes, profiles) = spec.validate()?;
+        if let Some(r) = routing {
+            routing::validate(r, spec.ipv6, spec.profile.is_some(), spec.start_balancer)?;
+            nodes = routing::plan(&spec.name, spec.backends, r);
+        }
         preflight(&spec.lbctl_bin)?;
+        if routing.is_some() {
+            routing::preflight()?;
+        }
         if state::lab_dir(&spec.run_dir, &spec.name).exists() {
             return Err(state::exists_error(&spec.name, &spec.run_dir));
         }
@@ -220,6 +240,7 @@ impl Lab {
             namespaces: Vec::new(),
             processes: Vec::new(),
             faults: Vec::new(),
+            routing: routing.map(|r| r.routing),
         };
         let dir = StateDir::create(&spec.run_dir, &st)?;
         match build::build(&dir, &mut st, &profiles, progress) {
@@ -348,12 +369,18 @@ impl Lab {
     pub fn doctor_args(&self, node: &str) -> Result<Vec<String>> {
         let ns = self.ns(node)?;
         let client = self.node("client")?.ipv4.map(|a| a.to_string());
-        let lb = self.node("lb")?.ipv4.map(|a| a.to_string());
+        let lb = self
+            .state
+            .nodes
+            .iter()
+            .find(|n| n.role == Role::Balancer)
+            .and_then(|n| n.ipv4)
+            .map(|a| a.to_string());
         let mut v: Vec<String> = ["--netns", &ns, "doctor", "--vip"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        v.push(topology::vip_port(IpAddr::V4(VIP4)));
+        v.push(topology::vip_port(IpAddr::V4(self.state.vip4())));
         if let Some(c) = client {
             v.extend(["--client".into(), c]);
         }
@@ -388,6 +415,12 @@ impl Lab {
     /// Inject `fault` into backend `node` (see [`Fault`]). A fault can be injected once.
     pub fn inject(&self, node: &str, fault: Fault) -> Result<()> {
         let n = self.node(node)?.clone();
+        if self.state.routing.is_some() {
+            return Err(usage!(
+                "the DSR faults are for the single-balancer lab; in a routed lab break a \
+                 balancer: `lbctl lab break lbN down` or `lbctl lab break lbN drain`"
+            ));
+        }
         if n.role != Role::Backend {
             return Err(usage!(
                 "faults go into backends; valid nodes: {}",
@@ -416,6 +449,60 @@ impl Lab {
             fault: fault.name().to_string(),
         });
         dir.save(&st)
+    }
+
+    /// Inject `fault` into balancer `node` of a routed lab and wait until the router stops
+    /// routing through it; returns the router's next hops afterwards.
+    pub fn inject_balancer(&self, node: &str, fault: BalancerFault) -> Result<Vec<VipRoute>> {
+        let n = self.node(node)?.clone();
+        if self.state.routing.is_none() || n.role != Role::Balancer {
+            return Err(usage!(
+                "balancer faults go into the balancers of a routed lab (`lbctl lab up \
+                 --balancers K --routing bgp`: nodes lb1…lbK)"
+            ));
+        }
+        let dir = StateDir::open(&self.run_dir, &self.state.name)?
+            .ok_or_else(|| no_such_lab(&self.state.name, &self.run_dir))?;
+        let mut st = dir.load()?;
+        if st.phase != Phase::Up {
+            return Err(usage!(
+                "lab '{}' is not up (its creation did not finish): run `lbctl lab down` first",
+                st.name
+            ));
+        }
+        if st.faults.iter().any(|f| f.node == node) {
+            return Err(usage!("{node} is already broken"));
+        }
+        st.faults.push(state::FaultRecord {
+            node: node.to_string(),
+            fault: fault.name().to_string(),
+        });
+        let hops = routing::inject(&dir, &mut st, &n, fault)?;
+        dir.save(&st)?;
+        Ok(hops)
+    }
+
+    /// The router's next hops for each VIP (routed labs; empty otherwise).
+    pub fn next_hops(&self) -> Result<Vec<VipRoute>> {
+        if self.state.routing.is_none() {
+            return Ok(Vec::new());
+        }
+        routing::next_hops(&self.state)
+    }
+
+    /// `n` requests from the client to a routed lab's VIP; which balancer carried them (the
+    /// router's counters) and which backend answered.
+    pub fn traffic_routed(&self, n: usize) -> Result<RoutedTraffic> {
+        if self.state.routing.is_none() {
+            return Err(usage!("lab '{}' is not a routed lab", self.state.name));
+        }
+        routing::traffic(&self.state, n)
+    }
+
+    /// `n` long downloads from the client through the VIP, all open at once, until each has
+    /// finished: how many arrived byte-intact (run a `lab break` meanwhile).
+    pub fn traffic_long(&self, n: usize) -> Result<LongTraffic> {
+        routing::long(&self.state, n)
     }
 
     /// Send `n` HTTP requests from the client to `vip`:80, each on a new connection, and report

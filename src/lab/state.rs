@@ -96,9 +96,17 @@ pub struct LabState {
     pub processes: Vec<ProcRecord>,
     #[serde(default)]
     pub faults: Vec<FaultRecord>,
+    /// A routed lab (`lab up --balancers K --routing bgp`): a router and balancers lb1…lbK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<super::routing::Routing>,
 }
 
 impl LabState {
+    /// The lab's IPv4 VIP (routed labs use one outside the balancer segment).
+    pub fn vip4(&self) -> std::net::Ipv4Addr {
+        super::routing::vip4(self.routing)
+    }
+
     pub fn node(&self, node: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.node == node)
     }
@@ -307,6 +315,7 @@ mod tests {
             namespaces: vec![],
             processes: vec![],
             faults: vec![],
+            routing: None,
         }
     }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::state::{self, LabState, Phase};
 use super::topology::{self, Engine, Role};
-use super::{process, VIP4, VIP6};
+use super::{process, VIP6};
 use crate::sys::netns;
 
 /// One node as observed.
@@ -50,6 +50,12 @@ pub struct LabStatus {
     pub faults: Vec<state::FaultRecord>,
     /// Each backend as the balancer sees it (`lb run`'s status), when the lab has one.
     pub balancer_backends: Vec<BalancerBackend>,
+    /// A routed lab: how the balancers reach the router.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<super::routing::Routing>,
+    /// A routed lab: the router's next hops for each VIP (its kernel routing table).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next_hops: Vec<super::routing::VipRoute>,
     /// Why the lab is not healthy (empty when it is).
     pub problems: Vec<String>,
     /// Every namespace exists, every recorded process is alive (also those a fault stopped:
@@ -96,7 +102,7 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
             log: p.log.clone(),
         })
         .collect();
-    let mut vip = vec![topology::vip_port(IpAddr::V4(VIP4))];
+    let mut vip = vec![topology::vip_port(IpAddr::V4(st.vip4()))];
     if st.ipv6 {
         vip.push(topology::vip_port(IpAddr::V6(VIP6)));
     }
@@ -125,40 +131,56 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
     }
     let mut balancer_backends = Vec::new();
     if st.balancer {
-        let lb_ns = st
-            .nodes
-            .iter()
-            .find(|n| n.role == Role::Balancer)
-            .map(|n| n.ns.clone());
-        let daemons = lb_ns
-            .map(|ns| crate::lb::status::read_all(&run_dir.join("netns").join(ns)))
-            .transpose();
-        match daemons {
-            Ok(Some(ds)) if !ds.is_empty() => {
-                for d in &ds {
-                    if !d.alive() {
-                        problems.push(format!("the balancer `lb run` {} is not running", d.name));
-                    }
-                    for svc in &d.services {
-                        for b in &svc.backends {
-                            if b.state != "up" {
-                                problems.push(format!(
-                                    "the balancer has backend {} of {} {}",
-                                    b.rip, svc.service, b.state
-                                ));
+        for lb in st.nodes.iter().filter(|n| n.role == Role::Balancer) {
+            let daemons =
+                crate::lb::status::read_all(&run_dir.join("netns").join(&lb.ns)).map(Some);
+            match daemons {
+                Ok(Some(ds)) if !ds.is_empty() => {
+                    for d in &ds {
+                        if !d.alive() {
+                            let on = if st.routing.is_some() {
+                                format!(" on {}", lb.node)
+                            } else {
+                                String::new()
+                            };
+                            problems.push(format!(
+                                "the balancer `lb run` {}{on} is not running",
+                                d.name
+                            ));
+                        }
+                        for svc in &d.services {
+                            for b in &svc.backends {
+                                if b.state != "up" {
+                                    problems.push(format!(
+                                        "the balancer has backend {} of {} {}",
+                                        b.rip, svc.service, b.state
+                                    ));
+                                }
+                                balancer_backends.push(BalancerBackend {
+                                    service: svc.service.clone(),
+                                    backend: b.rip.clone(),
+                                    state: b.state.clone(),
+                                    in_service: b.in_service,
+                                });
                             }
-                            balancer_backends.push(BalancerBackend {
-                                service: svc.service.clone(),
-                                backend: b.rip.clone(),
-                                state: b.state.clone(),
-                                in_service: b.in_service,
-                            });
                         }
                     }
                 }
+                Ok(_) => problems.push("the balancer has written no status yet".to_string()),
+                Err(e) => problems.push(format!("could not read the balancer's status: {e}")),
             }
-            Ok(_) => problems.push("the balancer has written no status yet".to_string()),
-            Err(e) => problems.push(format!("could not read the balancer's status: {e}")),
+        }
+    }
+    let mut next_hops = Vec::new();
+    if st.routing.is_some() {
+        match super::routing::next_hops(st) {
+            Ok(h) => {
+                for r in h.iter().filter(|r| r.via.is_empty()) {
+                    problems.push(format!("the router has no route to {}", r.vip));
+                }
+                next_hops = h;
+            }
+            Err(e) => problems.push(format!("could not read the router's routes: {e}")),
         }
     }
     let healthy = problems.is_empty();
@@ -175,6 +197,8 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         processes,
         faults: st.faults.clone(),
         balancer_backends,
+        routing: st.routing,
+        next_hops,
         problems,
         healthy,
     }

@@ -84,6 +84,8 @@ pub enum Role {
     Client,
     Balancer,
     Backend,
+    /// The upstream router of a routed lab (`lab up --routing bgp`, see `super::routing`).
+    Router,
 }
 
 /// One node of the plan.

@@ -152,17 +152,22 @@ fn if_counters(ns: &str) -> Result<IfCounters> {
 
 /// The switch's named counters.
 pub fn switch_counters(sw_ns: &str) -> Result<BTreeMap<String, Count>> {
+    named_counters(sw_ns, "bridge")
+}
+
+/// The named counters of table `family` [`topology::SWITCH_TABLE`] in `ns`.
+pub(super) fn named_counters(ns: &str, family: &str) -> Result<BTreeMap<String, Count>> {
     let nft = netns::find_tool("nft")
         .ok_or_else(|| Error::Runtime(anyhow::anyhow!("`nft` is not installed")))?;
     let out = netns::command(
-        sw_ns,
+        ns,
         &[
             &nft.to_string_lossy(),
             "-j",
             "list",
             "counters",
             "table",
-            "bridge",
+            family,
             topology::SWITCH_TABLE,
         ],
     )?
@@ -171,7 +176,7 @@ pub fn switch_counters(sw_ns: &str) -> Result<BTreeMap<String, Count>> {
     .context("running nft")?;
     if !out.status.success() {
         return Err(Error::Runtime(anyhow::anyhow!(
-            "reading the switch counters: {}",
+            "reading the counters in {ns}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

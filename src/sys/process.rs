@@ -303,6 +303,39 @@ pub fn terminate(pid: u32, start: u64, grace: Duration) -> Result<Stopped> {
     Ok(Stopped::Killed)
 }
 
+/// SIGKILL the recorded process (PID + start time) at once, no SIGTERM first (a crash drill);
+/// waits until it is gone. A PID that now belongs to a different process is never signalled.
+pub fn kill(pid: u32, start: u64) -> Result<Stopped> {
+    let fd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Stopped::AlreadyGone),
+        Err(e) => {
+            return Err(Error::Runtime(
+                anyhow::Error::new(e).context(format!("pidfd_open({pid})")),
+            ))
+        }
+    };
+    if !is_alive(pid, start) {
+        reap(pid);
+        return Ok(Stopped::AlreadyGone);
+    }
+    match pidfd_signal(&fd, libc::SIGKILL) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            reap(pid);
+            return Ok(Stopped::AlreadyGone);
+        }
+        Err(e) => {
+            return Err(Error::Runtime(
+                anyhow::Error::new(e).context(format!("signalling process {pid}")),
+            ))
+        }
+    }
+    wait_exit(&fd, Duration::from_secs(5));
+    reap(pid);
+    Ok(Stopped::Killed)
+}
+
 /// Collect the exit status if `pid` is our child (no-op otherwise).
 fn reap(pid: u32) {
     // SAFETY: waitpid with WNOHANG never blocks; ECHILD when it is not our child.
