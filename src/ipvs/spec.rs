@@ -392,6 +392,31 @@ pub struct LbFile {
     pub ha: Option<crate::lb::ha::Ha>,
 }
 
+impl LbFile {
+    /// The services with an address (fwmark services have none): VIP, the service's name
+    /// (`VIP:port/proto`) and its quorum.
+    pub fn inet_services(&self) -> Vec<(IpAddr, String, u32)> {
+        self.table
+            .entries
+            .iter()
+            .zip(&self.runs)
+            .filter_map(|(e, r)| match e.service.key {
+                ServiceKey::Inet { addr, .. } => {
+                    Some((addr, key_name(&e.service.key), r.quorum.min))
+                }
+                ServiceKey::Fwmark { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The distinct VIP addresses, sorted.
+    pub fn vip_addrs(&self) -> Vec<IpAddr> {
+        let set: std::collections::BTreeSet<IpAddr> =
+            self.inet_services().into_iter().map(|s| s.0).collect();
+        set.into_iter().collect()
+    }
+}
+
 /// Read and validate an LB file; errors name the file (and line/column for syntax errors).
 pub fn load_lb_file(path: &Path) -> Result<LbFile, String> {
     let text = crate::guard::read_capped(path, "LB file").map_err(|e| e.to_string())?;

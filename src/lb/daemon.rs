@@ -520,16 +520,7 @@ fn prepare_bgp(
     };
     let addrs: Vec<crate::model::AddrObj> =
         env.sys.addresses()?.into_iter().map(|a| a.obj).collect();
-    let services: Vec<(IpAddr, String, u32)> = file
-        .table
-        .entries
-        .iter()
-        .zip(&file.runs)
-        .filter_map(|(e, r)| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum.min)),
-            ServiceKey::Fwmark { .. } => None,
-        })
-        .collect();
+    let services = file.inet_services();
     let dir = speaker::dir(env.journal.dir(), &file.name);
     speaker::prepare(&file.name, bgp, &addrs, &services, &dir)
         .map(Some)

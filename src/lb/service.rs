@@ -14,7 +14,6 @@ use super::{Be, Daemon, Svc};
 use crate::context::Env;
 use crate::error::{Error, Result};
 use crate::ipvs::spec::LbFile;
-use crate::ipvs::ServiceKey;
 use crate::lb::datapath::Want;
 use crate::lb::ha::keepalived::{Instance, Supervisor};
 use crate::lb::health::{Health, State as BeState};
@@ -85,6 +84,18 @@ impl State {
     }
 }
 
+/// The `[ha]` checks against the interface's addresses; the VRRP source address.
+fn ha_preflight(env: &Env, h: &crate::lb::ha::Ha, iface: &str) -> Result<Option<IpAddr>> {
+    let addrs: Vec<(IpAddr, u8)> = env
+        .sys
+        .addresses()?
+        .into_iter()
+        .filter(|a| a.obj.dev == iface)
+        .map(|a| (a.obj.addr, a.obj.prefix))
+        .collect();
+    crate::lb::ha::preflight(h, iface, &addrs).map_err(Error::Usage)
+}
+
 /// `[ha]` checks that need the host, and keepalived's verdict on the generated file: all before
 /// anything starts (exit 2 with the reason).
 pub(super) fn prepare_ha(env: &Env, file: &LbFile, iface: &str) -> Result<Option<Supervisor>> {
@@ -97,25 +108,8 @@ pub(super) fn prepare_ha(env: &Env, file: &LbFile, iface: &str) -> Result<Option
             ));
         }
     }
-    let addrs: Vec<(IpAddr, u8)> = env
-        .sys
-        .addresses()?
-        .into_iter()
-        .filter(|a| a.obj.dev == iface)
-        .map(|a| (a.obj.addr, a.obj.prefix))
-        .collect();
-    let src = crate::lb::ha::preflight(h, iface, &addrs).map_err(Error::Usage)?;
-    let vips: Vec<IpAddr> = file
-        .table
-        .entries
-        .iter()
-        .filter_map(|e| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some(addr),
-            ServiceKey::Fwmark { .. } => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let src = ha_preflight(env, h, iface)?;
+    let vips = file.vip_addrs();
     let dir = status::dir(env.journal.dir()).join(format!("{}.ha", file.name));
     Supervisor::prepare(
         &Instance {
@@ -141,25 +135,8 @@ fn is_sorry(s: &Svc, b: &Be) -> bool {
 /// off the network), then the VRRP configuration it would hand keepalived.
 pub(super) fn dry_run_ha(ctx: &crate::Ctx, env: &Env, file: &LbFile, iface: &str) -> Result<()> {
     let Some(h) = &file.ha else { return Ok(()) };
-    let addrs: Vec<(IpAddr, u8)> = env
-        .sys
-        .addresses()?
-        .into_iter()
-        .filter(|a| a.obj.dev == iface)
-        .map(|a| (a.obj.addr, a.obj.prefix))
-        .collect();
-    let src = crate::lb::ha::preflight(h, iface, &addrs).map_err(Error::Usage)?;
-    let vips: Vec<IpAddr> = file
-        .table
-        .entries
-        .iter()
-        .filter_map(|e| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some(addr),
-            ServiceKey::Fwmark { .. } => None,
-        })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let src = ha_preflight(env, h, iface)?;
+    let vips = file.vip_addrs();
     ctx.say(format!(
         "[ha]: keepalived ({}) would own the VIPs while MASTER (lb run adds none itself), with:",
         h.keepalived.display()

@@ -3,15 +3,12 @@
 //! themselves; and `lbctl lb import keepalived FILE [-o LB.toml]`: a keepalived.conf's
 //! virtual_servers as an LB file.
 
-use std::net::IpAddr;
-
 use serde_json::json;
 
 use super::Env;
 use crate::cli::lb::{ExportArgs, ExportFormat, ImportArgs, ImportFormat};
 use crate::error::{Error, Result};
-use crate::ipvs::spec::{self, key_name, LbFile};
-use crate::ipvs::ServiceKey;
+use crate::ipvs::spec::{self, LbFile};
 use crate::lb::announce::{bird, resolve, speaker};
 use crate::{usage, Ctx, Outcome};
 
@@ -33,16 +30,7 @@ fn bird_config(env: &Env, a: &ExportArgs, file: &LbFile) -> Result<String> {
             a.config.display()
         ));
     };
-    let services: Vec<(IpAddr, String, u32)> = file
-        .table
-        .entries
-        .iter()
-        .zip(&file.runs)
-        .filter_map(|(e, r)| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some((addr, key_name(&e.service.key), r.quorum.min)),
-            ServiceKey::Fwmark { .. } => None,
-        })
-        .collect();
+    let services = file.inet_services();
     let addrs: Vec<crate::model::AddrObj> =
         env.sys.addresses()?.into_iter().map(|a| a.obj).collect();
     let plan = resolve(
