@@ -343,9 +343,10 @@ pub struct LbDrainArgs {
         requires = "balancer"
     )]
     pub timeout: u64,
-    /// With --balancer: wait until the balancer has stopped and report how it ended.
+    /// With --balancer: wait until the balancer has stopped and report how it ended (flows
+    /// left at removal). (`--wait SECONDS` is the global lock wait.)
     #[arg(long, requires = "balancer")]
-    pub wait: bool,
+    pub wait_exit: bool,
 }
 
 impl LbDrainArgs {
@@ -508,7 +509,7 @@ mod tests {
             "lb backend del fwmark:7 198.18.0.11",
             "lb drain 198.18.0.100:80 198.18.0.11",
             "lb drain --balancer web",
-            "lb drain --balancer web --timeout 5 --wait",
+            "lb drain --balancer web --timeout 5 --wait-exit",
             "lb undrain 198.18.0.100:80 198.18.0.11:80",
             "lb weight 198.18.0.100:80 198.18.0.11 5",
             "lb weight 198.18.0.100:80 198.18.0.11 --reset",
@@ -539,7 +540,7 @@ mod tests {
             "lb drain 198.18.0.100:80",
             "lb drain",
             "lb drain 198.18.0.100:80 198.18.0.11 --balancer web",
-            "lb drain 198.18.0.100:80 198.18.0.11 --wait",
+            "lb drain 198.18.0.100:80 198.18.0.11 --wait-exit",
             "lb drain --balancer web --timeout -1",
             "lb weight 198.18.0.100:80 198.18.0.11",
             "lb weight 198.18.0.100:80 198.18.0.11 5 --reset",

@@ -148,7 +148,10 @@ mod tests {
         let mut d = Draining::new(Duration::from_secs(60), "nothing".into());
         assert!(!d.counted(Some(3)));
         assert!(d.status().line().contains("3 pinned flows left"));
-        assert!(!d.counted(None), "an uncounted drain waits for the deadline");
+        assert!(
+            !d.counted(None),
+            "an uncounted drain waits for the deadline"
+        );
         assert!(d.status().line().contains("could not be counted"));
         assert!(d.counted(Some(0)));
         assert_eq!(d.outcome(&Ok(())).ended, "drained");
@@ -157,7 +160,10 @@ mod tests {
         let mut d = Draining::new(Duration::ZERO, "nothing".into());
         assert!(d.counted(Some(2)));
         let o = d.outcome(&Err("nft failed".into()));
-        assert_eq!((o.ended.as_str(), o.flows_left, o.removed), ("timeout", Some(2), false));
+        assert_eq!(
+            (o.ended.as_str(), o.flows_left, o.removed),
+            ("timeout", Some(2), false)
+        );
         let d = Draining::new(Duration::from_secs(1), "x".into());
         assert_eq!(d.outcome(&Ok(())).ended, "interrupted");
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{DataPath, Daemon};
+use super::{Daemon, DataPath};
 use crate::error::Result;
 use crate::lb::control::{Pending, Response};
 use crate::lb::drain::Draining;
@@ -186,11 +186,8 @@ impl Daemon<'_> {
                 Some(e) => format!("removing the data path failed: {e}"),
             }
         );
-        self.log.emit(
-            "drain",
-            &message,
-            json!({ "phase": "done", "outcome": o }),
-        );
+        self.log
+            .emit("drain", &message, json!({ "phase": "done", "outcome": o }));
         for p in d.waiters {
             p.answer(&Response {
                 ok: o.removed,

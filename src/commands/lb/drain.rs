@@ -81,7 +81,10 @@ pub(super) fn balancer(
         )),
     })?;
     if !answer.ok && answer.drain.is_none() {
-        return Err(usage!("{WHAT}: `lb run` {name} refused: {}", answer.message));
+        return Err(usage!(
+            "{WHAT}: `lb run` {name} refused: {}",
+            answer.message
+        ));
     }
     let mut exited = None;
     if wait {

@@ -62,8 +62,10 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
                 Some(o) => Ok(o),
                 None => backend::drain(ctx, env, &id),
             },
-            (None, Some(name)) => drain::balancer(ctx, env, name, a.timeout, a.wait),
-            (None, None) => Err(usage!("lb drain: name a backend (VIP:PORT RIP) or --balancer NAME")),
+            (None, Some(name)) => drain::balancer(ctx, env, name, a.timeout, a.wait_exit),
+            (None, None) => Err(usage!(
+                "lb drain: name a backend (VIP:PORT RIP) or --balancer NAME"
+            )),
         },
         LbCmd::Undrain(a) => control::backend(ctx, env, &a.id, control::Verb::Undrain),
         LbCmd::Weight(a) => control::backend(
