@@ -176,6 +176,13 @@ impl Overrides {
     /// Apply a request after checking it names a running service and backend; nothing changes
     /// on an error. Returns what was done.
     pub fn apply(&mut self, req: &Request, known: &Known) -> Result<Response, String> {
+        let r = self.apply_checked(req, known);
+        // A refused request may have left an empty entry behind: nothing changed.
+        self.prune();
+        r
+    }
+
+    fn apply_checked(&mut self, req: &Request, known: &Known) -> Result<Response, String> {
         let Some(service) = req.service() else {
             return Err("not an override request".into());
         };
@@ -464,6 +471,17 @@ mod tests {
         assert!(o.is_empty(), "{o:?}");
         o.apply(&Request::Disable { service: s.into() }, &known())
             .unwrap();
+        let e = o
+            .apply(
+                &Request::Undrain {
+                    service: s.into(),
+                    backend: "198.18.0.19:80".into(),
+                },
+                &known(),
+            )
+            .unwrap_err();
+        assert!(e.contains("no backend"), "{e}");
+        assert!(o.0.get(s).is_some_and(|v| v.backends.is_empty()), "{o:?}");
         let dropped = o.retain(&vec![("udp 198.18.0.100:53".into(), vec![])]);
         assert_eq!(dropped, vec![s.to_string()]);
         assert!(o.is_empty());
