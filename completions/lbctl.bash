@@ -3247,7 +3247,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__drain)
-            opts="-v -q -n -h -V --proto --ipv6 --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --proto --ipv6 --balancer --timeout --wait-exit --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3255,6 +3255,14 @@ _lbctl() {
             case "${prev}" in
                 --proto)
                     COMPREPLY=($(compgen -W "tcp udp sctp" -- "${cur}"))
+                    return 0
+                    ;;
+                --balancer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --netns)

@@ -18,8 +18,11 @@ pub enum LbCmd {
     /// Drain a real server: weight 0, so it gets no new connections while established ones
     /// continue. When a running `lb run` balances the service: a runtime override through its
     /// control socket (both engines, undone by `lb undrain`); otherwise IPVS directly (turns on
-    /// mh/sh fallback where the scheduler needs it).
-    Drain(DrainArgs),
+    /// mh/sh fallback where the scheduler needs it). `--balancer NAME` drains the whole
+    /// balancer instead: withdraw its announcements (BGP routes, VRRP mastership), keep
+    /// forwarding until no flow is pinned or --timeout passes, then remove its data path and
+    /// VIPs and stop it.
+    Drain(LbDrainArgs),
     /// Undo `lb drain` on a service a running `lb run` balances.
     Undrain(DrainArgs),
     /// Run a backend of a running `lb run` with another weight (a runtime override, kept over
@@ -310,6 +313,54 @@ pub struct DrainArgs {
     pub id: BackendId,
 }
 
+/// `lb drain`: one backend (SERVICE BACKEND), or a whole balancer (--balancer NAME).
+#[derive(Debug, clap::Args)]
+pub struct LbDrainArgs {
+    /// The service: VIP:PORT (`[2001:db8::100]:80`) or fwmark:M.
+    #[arg(
+        value_name = "VIP:PORT",
+        required_unless_present = "balancer",
+        conflicts_with = "balancer"
+    )]
+    pub service: Option<String>,
+    /// The real server: RIP, or RIP:PORT (default port: the service port, which DR requires).
+    #[arg(value_name = "RIP[:PORT]", required_unless_present = "balancer")]
+    pub rip: Option<String>,
+    /// Protocol of a VIP:PORT service [default: tcp].
+    #[arg(long, value_enum, conflicts_with = "balancer")]
+    pub proto: Option<ProtoArg>,
+    /// The fwmark service is IPv6.
+    #[arg(long, conflicts_with = "balancer")]
+    pub ipv6: bool,
+    /// Drain the whole balancer a running `lb run` NAME is (the LB file's name).
+    #[arg(long, value_name = "NAME")]
+    pub balancer: Option<String>,
+    /// With --balancer: remove the data path after this many seconds even if flows are left.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        requires = "balancer"
+    )]
+    pub timeout: u64,
+    /// With --balancer: wait until the balancer has stopped and report how it ended (flows
+    /// left at removal). (`--wait SECONDS` is the global lock wait.)
+    #[arg(long, requires = "balancer")]
+    pub wait_exit: bool,
+}
+
+impl LbDrainArgs {
+    /// The backend named, unless this drains a balancer.
+    pub fn backend(&self) -> Option<BackendId> {
+        Some(BackendId {
+            service: self.service.clone()?,
+            rip: self.rip.clone()?,
+            proto: self.proto,
+            ipv6: self.ipv6,
+        })
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct WeightArgs {
     #[command(flatten)]
@@ -457,6 +508,8 @@ mod tests {
             "lb backend edit 198.18.0.100:80 198.18.0.11:80 -w 0",
             "lb backend del fwmark:7 198.18.0.11",
             "lb drain 198.18.0.100:80 198.18.0.11",
+            "lb drain --balancer web",
+            "lb drain --balancer web --timeout 5 --wait-exit",
             "lb undrain 198.18.0.100:80 198.18.0.11:80",
             "lb weight 198.18.0.100:80 198.18.0.11 5",
             "lb weight 198.18.0.100:80 198.18.0.11 --reset",
@@ -485,6 +538,10 @@ mod tests {
             "lb list --stats --rate",
             "lb apply",
             "lb drain 198.18.0.100:80",
+            "lb drain",
+            "lb drain 198.18.0.100:80 198.18.0.11 --balancer web",
+            "lb drain 198.18.0.100:80 198.18.0.11 --wait-exit",
+            "lb drain --balancer web --timeout -1",
             "lb weight 198.18.0.100:80 198.18.0.11",
             "lb weight 198.18.0.100:80 198.18.0.11 5 --reset",
             "lb weight 198.18.0.100:80 198.18.0.11 -1",

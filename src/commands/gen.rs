@@ -439,7 +439,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
         "lbctl-lb-backend-add" => &[("lbctl lb backend add 198.18.0.100:80 198.18.0.11", "A real server in direct routing mode, weight 1.")],
         "lbctl-lb-backend-edit" => &[("lbctl lb backend edit 198.18.0.100:80 198.18.0.11 --weight 3", "Change its weight.")],
         "lbctl-lb-backend-del" => &[("lbctl lb backend del 198.18.0.100:80 198.18.0.11", "Remove it.")],
-        "lbctl-lb-drain" => &[("lbctl lb drain 198.18.0.100:80 198.18.0.11", "No new connections to this real server; established ones continue (through a running lb run's control socket when one balances the service).")],
+        "lbctl-lb-drain" => &[("lbctl lb drain 198.18.0.100:80 198.18.0.11", "No new connections to this real server; established ones continue (through a running lb run's control socket when one balances the service)."), ("lbctl lb drain --balancer web --timeout 120 --wait-exit", "Take the whole balancer web out: withdraw its announcements, wait until no flow is pinned (at most 120 s), then remove its data path and VIPs; report the flows left.")],
         "lbctl-lb-undrain" => &[("lbctl lb undrain 198.18.0.100:80 198.18.0.11", "New connections to it again (drops the lb drain override).")],
         "lbctl-lb-weight" => &[
             ("lbctl lb weight 198.18.0.100:80 198.18.0.12 3", "Run this backend at weight 3 until --reset (the LB file is unchanged)."),

@@ -45,16 +45,23 @@ pub enum Request {
     Disable { service: String },
     /// Undo `disable`.
     Enable { service: String },
+    /// Drain the whole balancer: withdraw the announcements, keep forwarding until no flow is
+    /// pinned or `timeout_secs` pass, then remove the data path and VIPs and exit
+    /// ([`crate::lb::drain`]). With `wait` the answer comes only once that is done.
+    #[serde(rename = "drain-balancer")]
+    DrainBalancer { timeout_secs: u64, wait: bool },
 }
 
 impl Request {
-    pub fn service(&self) -> &str {
+    /// The service an override request names (none for [`Request::DrainBalancer`]).
+    pub fn service(&self) -> Option<&str> {
         match self {
             Request::Drain { service, .. }
             | Request::Undrain { service, .. }
             | Request::Weight { service, .. }
             | Request::Disable { service }
-            | Request::Enable { service } => service,
+            | Request::Enable { service } => Some(service),
+            Request::DrainBalancer { .. } => None,
         }
     }
 }
@@ -67,6 +74,9 @@ pub struct Response {
     pub changed: bool,
     /// What was done, or why nothing was.
     pub message: String,
+    /// [`Request::DrainBalancer`] with `wait`: how the drain ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<crate::lb::drain::Outcome>,
 }
 
 impl Response {
@@ -75,6 +85,7 @@ impl Response {
             ok: false,
             changed: false,
             message: message.into(),
+            drain: None,
         }
     }
 }
@@ -165,7 +176,16 @@ impl Overrides {
     /// Apply a request after checking it names a running service and backend; nothing changes
     /// on an error. Returns what was done.
     pub fn apply(&mut self, req: &Request, known: &Known) -> Result<Response, String> {
-        let service = req.service();
+        let r = self.apply_checked(req, known);
+        // A refused request may have left an empty entry behind: nothing changed.
+        self.prune();
+        r
+    }
+
+    fn apply_checked(&mut self, req: &Request, known: &Known) -> Result<Response, String> {
+        let Some(service) = req.service() else {
+            return Err("not an override request".into());
+        };
         let Some((_, backends)) = known.iter().find(|(s, _)| s == service) else {
             return Err(format!(
                 "this balancer has no service {service} (it runs: {})",
@@ -222,6 +242,7 @@ impl Overrides {
                     ),
                 )
             }
+            Request::DrainBalancer { .. } => unreachable!("no service: returned above"),
             Request::Weight {
                 backend, weight, ..
             } => {
@@ -250,6 +271,7 @@ impl Overrides {
             } else {
                 format!("unchanged: {message}")
             },
+            drain: None,
         })
     }
 
@@ -344,10 +366,15 @@ impl Pending {
 
 /// The client's end: send `req` to the socket at `path`.
 pub fn call(path: &Path, req: &Request) -> std::io::Result<Response> {
-    let body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     // The daemon answers from its main loop (at most ~50 ms away) unless it is busy
     // programming a large table; allow for that.
-    let answer = unixsock::call(path, &body, Duration::from_secs(5))?;
+    call_within(path, req, Duration::from_secs(5))
+}
+
+/// [`call`] with another limit (a drain with `wait` is answered when it ends).
+pub fn call_within(path: &Path, req: &Request, timeout: Duration) -> std::io::Result<Response> {
+    let body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    let answer = unixsock::call(path, &body, timeout)?;
     serde_json::from_slice(&answer).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -444,6 +471,17 @@ mod tests {
         assert!(o.is_empty(), "{o:?}");
         o.apply(&Request::Disable { service: s.into() }, &known())
             .unwrap();
+        let e = o
+            .apply(
+                &Request::Undrain {
+                    service: s.into(),
+                    backend: "198.18.0.19:80".into(),
+                },
+                &known(),
+            )
+            .unwrap_err();
+        assert!(e.contains("no backend"), "{e}");
+        assert!(o.0.get(s).is_some_and(|v| v.backends.is_empty()), "{o:?}");
         let dropped = o.retain(&vec![("udp 198.18.0.100:53".into(), vec![])]);
         assert_eq!(dropped, vec![s.to_string()]);
         assert!(o.is_empty());

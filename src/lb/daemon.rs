@@ -42,6 +42,9 @@ use crate::{usage, Ctx, Outcome};
 // their own file.
 #[path = "service.rs"]
 mod service;
+// `lbctl lb drain --balancer`: withdraw, wait for the pinned flows, remove ([`crate::lb::drain`]).
+#[path = "drain_daemon.rs"]
+mod drain_daemon;
 
 /// Size of each service's pinned-flow map (nft engine).
 const FLOW_MAP_SIZE: u32 = 262_144;
@@ -287,6 +290,8 @@ struct Daemon<'a> {
     /// `[balancer] metrics`: the /metrics server, and successful reloads for it.
     metrics: Option<crate::lb::metrics::Server>,
     reloads: u64,
+    /// A drain of the whole balancer in progress.
+    drain: Option<crate::lb::drain::Draining>,
 }
 
 fn backends_of(
@@ -499,6 +504,7 @@ pub fn run(ctx: &Ctx, env: &Env, opts: RunOpts) -> Result<Outcome> {
         stats: Default::default(),
         metrics,
         reloads: 0,
+        drain: None,
     };
     let r = d.main(&file, &pool, &rx);
     drop(pool);
@@ -750,9 +756,9 @@ impl Daemon<'_> {
         let mut last_status = Instant::now() - Duration::from_secs(10);
         let mut last_neigh = Instant::now() - Duration::from_secs(10);
         let mut last_reconcile = Instant::now();
-        while !signals::received(&STOP) {
+        while !signals::received(&STOP) && !self.drain_over() {
             if signals::take(Signal::Hup) {
-                self.reload();
+                self.reload_unless_draining();
             }
             let unresolved = self
                 .services
@@ -784,6 +790,7 @@ impl Daemon<'_> {
             }
             self.service_tick();
             self.control_poll();
+            self.drain_tick();
             let changed = self.dirty;
             if self.dirty && Instant::now() >= self.next_program {
                 self.program();
@@ -801,7 +808,9 @@ impl Daemon<'_> {
                 self.write_status();
             }
         }
-        self.stop()
+        let r = self.stop();
+        self.drain_finish(&r);
+        r
     }
 
     /// Apply a (new) file: services, VIPs, data path structure.
@@ -1315,7 +1324,9 @@ impl Daemon<'_> {
                 .iter()
                 .filter(|b| b.health.state == State::Up && (!nft || b.mac.is_some()))
                 .count();
-            let verdict = if !self.programmed || self.program_failed {
+            let verdict = if self.drain.is_some() {
+                Err("draining (lbctl lb drain --balancer)".to_string())
+            } else if !self.programmed || self.program_failed {
                 Err("data path not programmed".to_string())
             } else if healthy < s.run.quorum.min as usize {
                 Err(format!(
@@ -1536,6 +1547,7 @@ impl Daemon<'_> {
                 .control
                 .as_ref()
                 .map(|c| c.path().display().to_string()),
+            drain: self.drain.as_ref().map(|d| d.status()),
         }
     }
 
@@ -1584,8 +1596,15 @@ impl Daemon<'_> {
             }
         }
         let Some(server) = &self.control else { return };
+        let pending = server.pending();
         let mut answers = Vec::new();
-        for p in server.pending() {
+        for p in pending {
+            if let Ok(control::Request::DrainBalancer { timeout_secs, wait }) = p.request {
+                if let Some(p) = self.drain_request(p, timeout_secs, wait) {
+                    answers.push(p);
+                }
+                continue;
+            }
             let r = match &p.request {
                 Err(e) => control::Response::error(e.clone()),
                 Ok(req) => match self.overrides.apply(req, &self.known()) {

@@ -373,6 +373,18 @@ impl NftPath {
         out
     }
 
+    /// Flows pinned now over every service (a fresh count of the flow maps); `None` when a map
+    /// could not be read.
+    pub fn pinned_total(&self) -> Option<u64> {
+        let mut n = 0;
+        for svc in &self.layout.services {
+            let doc = sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.flow_map()])
+                .ok()??;
+            n += nft::parse_flows(&doc).len() as u64;
+        }
+        Some(n)
+    }
+
     pub fn cleanup(&self) -> Result<()> {
         sys::nft::run_script(
             &format!("deleting table netdev {}", self.layout.table),
@@ -432,6 +444,22 @@ impl IpvsPath {
             .collect();
         self.journal = Some((journal.clone(), owner.to_string()));
         Ok(())
+    }
+
+    /// Connections IPVS tracks now (active and inactive) to the backends of these services:
+    /// what a drain of the whole balancer waits for.
+    pub fn connections(&mut self, keys: &[ServiceKey]) -> Result<u64> {
+        let mut n = 0;
+        for k in keys {
+            for d in self
+                .client
+                .destinations(k)
+                .map_err(|e| ipvs_err("listing IPVS destinations", e))?
+            {
+                n += u64::from(d.active_conns) + u64::from(d.inact_conns);
+            }
+        }
+        Ok(n)
     }
 
     /// The IPVS table as the kernel has it now (for a dry run's plan).

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod drain;
 pub mod ha;
 pub mod health;
 pub mod metrics;

@@ -137,6 +137,9 @@ pub struct RunStatus {
     /// The control socket (`lbctl lb drain|weight|disable` talk to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<String>,
+    /// `lbctl lb drain --balancer`: withdrawn, waiting for the pinned flows ([`crate::lb::drain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<crate::lb::drain::DrainStatus>,
 }
 
 pub fn dir(journal_dir: &Path) -> PathBuf {

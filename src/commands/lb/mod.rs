@@ -27,6 +27,7 @@ mod apply;
 mod backend;
 mod balance;
 mod control;
+mod drain;
 mod export;
 mod list;
 mod restore;
@@ -56,9 +57,15 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: LbCmd) -> Result<Outcome> {
         LbCmd::Backend(BackendCmd::Add { id, opts }) => backend::add(ctx, env, &id, &opts),
         LbCmd::Backend(BackendCmd::Edit { id, opts }) => backend::edit(ctx, env, &id, &opts),
         LbCmd::Backend(BackendCmd::Del { id }) => backend::del(ctx, env, &id),
-        LbCmd::Drain(a) => match control::for_backend(ctx, env, &a.id, control::Verb::Drain)? {
-            Some(o) => Ok(o),
-            None => backend::drain(ctx, env, &a.id),
+        LbCmd::Drain(a) => match (a.backend(), &a.balancer) {
+            (Some(id), _) => match control::for_backend(ctx, env, &id, control::Verb::Drain)? {
+                Some(o) => Ok(o),
+                None => backend::drain(ctx, env, &id),
+            },
+            (None, Some(name)) => drain::balancer(ctx, env, name, a.timeout, a.wait_exit),
+            (None, None) => Err(usage!(
+                "lb drain: name a backend (VIP:PORT RIP) or --balancer NAME"
+            )),
         },
         LbCmd::Undrain(a) => control::backend(ctx, env, &a.id, control::Verb::Undrain),
         LbCmd::Weight(a) => control::backend(

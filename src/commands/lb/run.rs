@@ -101,6 +101,9 @@ pub fn status(ctx: &Ctx, env: &Env, a: &StatusArgs) -> Result<Outcome> {
             if s.ready { "" } else { ", not ready yet" },
             s.started
         ));
+        if let Some(d) = &s.drain {
+            ctx.say(format!("  {}", d.line()));
+        }
         if let Some(h) = &s.ha {
             ctx.say(format!(
                 "  VRRP {} (VRID {}, priority {}{}) on {} since {}; keepalived {}{}{}",
