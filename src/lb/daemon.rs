@@ -754,6 +754,7 @@ impl Daemon<'_> {
             json!({ "engine": self.path.name(), "interface": self.iface }),
         );
         let mut last_status = Instant::now() - Duration::from_secs(10);
+        let mut last_sample = last_status;
         let mut last_neigh = Instant::now() - Duration::from_secs(10);
         let mut last_reconcile = Instant::now();
         while !signals::received(&STOP) && !self.drain_over() {
@@ -797,13 +798,19 @@ impl Daemon<'_> {
             }
             self.announce();
             if changed || last_status.elapsed() >= Duration::from_secs(1) {
+                // Counters once a second, not after every change: listing them makes nft 1.0.6
+                // fetch every slot map's elements (seconds at M = 65537), which would hold back
+                // the status of the change just programmed.
                 last_status = Instant::now();
                 if let Some(sp) = self.speaker.as_mut() {
                     sp.refresh();
                 }
-                if let DataPath::Nft(n) = &self.path {
-                    self.packets = n.packets();
-                    self.stats.sample(n);
+                if last_sample.elapsed() >= Duration::from_secs(1) {
+                    last_sample = Instant::now();
+                    if let DataPath::Nft(n) = &self.path {
+                        self.packets = n.packets();
+                        self.stats.sample(n);
+                    }
                 }
                 self.write_status();
             }
@@ -1386,6 +1393,18 @@ impl Daemon<'_> {
                             b.slots = Some(*n);
                         }
                     }
+                }
+                // Logged once the kernel committed them (`nft -f` returned).
+                if n.last_written > 0 {
+                    self.log.emit(
+                        "slots",
+                        &format!(
+                            "table netdev {}: {} Maglev slot(s) written",
+                            n.table(),
+                            n.last_written
+                        ),
+                        json!({ "written": n.last_written }),
+                    );
                 }
                 Vec::new()
             }),

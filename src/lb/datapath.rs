@@ -71,6 +71,8 @@ pub struct NftPath {
     existing: BTreeMap<String, String>,
     /// Service id → slot map contents as loaded (None until the first full load).
     loaded: BTreeMap<String, Vec<Option<Mac>>>,
+    /// Slots the last [`NftPath::program`] wrote (all of a map loaded in full), for the log.
+    pub last_written: usize,
 }
 
 impl NftPath {
@@ -96,6 +98,7 @@ impl NftPath {
             existing,
             loaded: BTreeMap::new(),
             shape: None,
+            last_written: 0,
         };
         // Force the first structural render.
         me.layout.services.clear();
@@ -163,6 +166,7 @@ impl NftPath {
         let mut script = String::new();
         let mut next_loaded = Vec::new();
         let mut slots_of = HashMap::new();
+        let mut written = 0;
         for w in wants {
             let Some(svc) = self.svc(&w.key()).cloned() else {
                 continue;
@@ -194,6 +198,10 @@ impl NftPath {
             };
             slots_of.insert(w.key(), counts);
             let old = self.loaded.get(&svc.id()).map(Vec::as_slice);
+            written += match old {
+                Some(old) => slots.iter().zip(old).filter(|(a, b)| a != b).count(),
+                None => slots.iter().filter(|s| s.is_some()).count(),
+            };
             script.push_str(&nft::render_slots(&self.layout.table, &svc, old, &slots));
             next_loaded.push((svc.id(), slots));
         }
@@ -207,6 +215,7 @@ impl NftPath {
         for (id, s) in next_loaded {
             self.loaded.insert(id, s);
         }
+        self.last_written = written;
         Ok(slots_of)
     }
 
