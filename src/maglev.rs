@@ -120,12 +120,31 @@ fn fill(backends: &[Backend], m: usize) -> Option<Vec<u32>> {
 /// backend is removed (`None` where nothing is left to build a table from). Exactly what one
 /// full rebuild per backend gives — the rebuilds run on every available core.
 pub fn removal_disruptions(backends: &[Backend], m: usize) -> Option<Vec<Option<f64>>> {
+    let all: Vec<usize> = (0..backends.len()).collect();
+    removal_disruptions_of(backends, m, &all)
+}
+
+/// Backends a sampled removal report computes: `k` indices evenly spaced over `0..n` (all of
+/// them when `n <= k`). Deterministic: the same `n` and `k` always give the same indices.
+pub fn removal_sample(n: usize, k: usize) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    (0..k).map(|i| i * n / k).collect()
+}
+
+/// [`removal_disruptions`] for the backends at `which` only (one full rebuild each), in the
+/// order of `which`.
+pub fn removal_disruptions_of(
+    backends: &[Backend],
+    m: usize,
+    which: &[usize],
+) -> Option<Vec<Option<f64>>> {
     let table = fill(backends, m)?;
-    let n = backends.len();
     let threads = std::thread::available_parallelism()
         .map(|t| t.get())
         .unwrap_or(1)
-        .min(n.max(1));
+        .min(which.len().max(1));
     let one = |i: usize| -> Option<f64> {
         let rest: Vec<Backend> = backends
             .iter()
@@ -143,16 +162,16 @@ pub fn removal_disruptions(backends: &[Backend], m: usize) -> Option<Vec<Option<
             .count();
         Some(moved as f64 / m as f64)
     };
-    let mut out = vec![None; n];
+    let mut out = vec![None; which.len()];
+    let per = which.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let chunks: Vec<_> = out
-            .chunks_mut(n.div_ceil(threads).max(1))
-            .enumerate()
-            .map(|(c, chunk)| {
-                let first = c * n.div_ceil(threads).max(1);
+            .chunks_mut(per)
+            .zip(which.chunks(per))
+            .map(|(chunk, idx)| {
                 s.spawn(move || {
-                    for (k, o) in chunk.iter_mut().enumerate() {
-                        *o = one(first + k);
+                    for (o, &i) in chunk.iter_mut().zip(idx) {
+                        *o = one(i);
                     }
                 })
             })
@@ -341,6 +360,20 @@ mod tests {
                 want,
                 "seed {seed} n {n}"
             );
+        }
+    }
+
+    #[test]
+    fn sampled_removals_equal_the_exact_ones_on_the_sampled_backends() {
+        assert_eq!(removal_sample(5, 64), vec![0, 1, 2, 3, 4]);
+        assert_eq!(removal_sample(10, 4), vec![0, 2, 5, 7]);
+        assert_eq!(removal_sample(1000, 64).len(), 64);
+        for (seed, n, k, m) in [(4, 30, 7, 4099), (5, 40, 8, 1009)] {
+            let b = mixed(seed, n);
+            let all = removal_disruptions(&b, m).unwrap();
+            let idx = removal_sample(n, k);
+            let want: Vec<Option<f64>> = idx.iter().map(|&i| all[i]).collect();
+            assert_eq!(removal_disruptions_of(&b, m, &idx).unwrap(), want);
         }
     }
 

@@ -611,6 +611,40 @@ fn maglev_report_shows_balance_and_disruption() {
     assert_eq!(run.run(&["lb", "maglev", "--backends", "a=0"]).code, 2);
 }
 
+/// A large report samples its removals and says so; each sampled figure is the exact one.
+#[test]
+fn maglev_report_samples_large_removals_and_says_so() {
+    let run = Lbctl::plain();
+    let names: Vec<String> = (0..130).map(|i| format!("b{i}")).collect();
+    let list = names.join(",");
+    let args = [
+        "lb",
+        "maglev",
+        "--backends",
+        list.as_str(),
+        "--size",
+        "65537",
+    ];
+    let text = run.ok(&args).stdout;
+    assert!(text.contains("sampled: 64 of 130 backends"), "{text}");
+    let sampled = run.json(&args);
+    assert_eq!(sampled["remove_summary"]["sampled"], true);
+    assert_eq!(sampled["remove_summary"]["of"], 130);
+    let picked = sampled["remove"].as_array().unwrap();
+    assert_eq!(picked.len(), 64);
+    let mut all_args = args.to_vec();
+    all_args.push("--exact");
+    let exact = run.json(&all_args);
+    assert_eq!(exact["remove_summary"]["sampled"], false);
+    let every = exact["remove"].as_array().unwrap();
+    assert_eq!(every.len(), 130);
+    for r in picked {
+        let same = every.iter().find(|e| e["name"] == r["name"]).unwrap();
+        assert_eq!(r, same, "sampled removal differs from the exact one");
+    }
+    assert!(!run.ok(&all_args).stdout.contains("sampled"));
+}
+
 #[test]
 fn ipv6_service_spreads_and_the_dsr_check_catches_a_missing_vip() {
     require_root!();

@@ -478,6 +478,11 @@ pub struct MaglevArgs {
     /// Table size M (must be prime; guidance: M > 100 × backends).
     #[arg(long, default_value_t = 4099, value_name = "M")]
     pub size: usize,
+    /// Compute the removal disruption of every backend (one table rebuild each); without it, a
+    /// large report (more than 64 backends and N × M above 64 × 65537) samples 64 evenly spaced
+    /// backends and says so.
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Parse an `lbctl lb …` command line (for tests).

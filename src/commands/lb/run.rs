@@ -299,6 +299,9 @@ fn parse_backends(list: &[String]) -> Result<Vec<maglev::Backend>> {
     Ok(out)
 }
 
+/// Removals a large `lb maglev` report computes (evenly spaced) unless `--exact`.
+const REMOVAL_SAMPLE: usize = 64;
+
 /// Balance of a Maglev table and the disruption of removing (each) or adding one backend.
 pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
     let m = a.size;
@@ -347,16 +350,35 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
         "  worst deviation from the ideal share: {:.2}%",
         imbalance * 100.0
     ));
-    // Removing each backend: the ideal is that only its own slots move.
+    // Removing each backend: the ideal is that only its own slots move. One table rebuild per
+    // removal; a large report computes an evenly spaced sample of them and says so.
     let mut removals = Vec::new();
+    let mut removal_summary = Value::Null;
     if n > 1 {
-        ctx.say("  removing one backend moves (ideal: only its own share):");
-        let moved_by = maglev::removal_disruptions(&backends, m)
+        let exact = a.exact || n <= REMOVAL_SAMPLE || n * m <= REMOVAL_SAMPLE * 65537;
+        let which = if exact {
+            (0..n).collect()
+        } else {
+            maglev::removal_sample(n, REMOVAL_SAMPLE)
+        };
+        if exact {
+            ctx.say("  removing one backend moves (ideal: only its own share):");
+        } else {
+            ctx.say(format!(
+                "  removing one backend moves (ideal: only its own share) — sampled: {} of {n} \
+                 backends, evenly spaced (--exact computes all {n}):",
+                which.len()
+            ));
+        }
+        let moved_by = maglev::removal_disruptions_of(&backends, m, &which)
             .expect("validated: prime size, a positive weight");
-        for (i, b) in backends.iter().enumerate() {
-            let Some(moved) = moved_by[i] else {
+        let mut ratios = Vec::new();
+        let (mut own_sum, mut moved_sum) = (0.0, 0.0);
+        for (&i, moved) in which.iter().zip(&moved_by) {
+            let Some(moved) = *moved else {
                 continue;
             };
+            let b = &backends[i];
             let own = counts[i] as f64 / m as f64;
             ctx.say(format!(
                 "    {:<22} {:>7.2}% of flows (its share {:.2}%, {:.2}× the minimum)",
@@ -366,15 +388,35 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
                 if own > 0.0 { moved / own } else { 0.0 }
             ));
             removals.push(json!({ "name": b.name, "moved": moved, "own_share": own }));
+            own_sum += own;
+            moved_sum += moved;
+            if own > 0.0 {
+                ratios.push(moved / own);
+            }
         }
         // Sum of moved over sum of own shares: how far Maglev is from the minimum on average.
-        let own_sum: f64 = counts.iter().map(|c| *c as f64 / m as f64).sum();
-        let moved_sum: f64 = moved_by.iter().flatten().sum();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(0.0, f64::max);
         if own_sum > 0.0 {
+            let mean = moved_sum / own_sum;
             ctx.say(format!(
-                "  on average a removal moves {:.2}× the removed backend's own share",
-                moved_sum / own_sum
+                "  {} a removal moves {mean:.2}× the removed backend's own share (min {min:.2}×, \
+                 max {max:.2}×)",
+                if exact {
+                    format!("over all {n} backends,")
+                } else {
+                    format!("sampled ({} of {n} backends): on average", which.len())
+                }
             ));
+            removal_summary = json!({
+                "sampled": !exact,
+                "computed": removals.len(),
+                "of": n,
+                "selection": if exact { "all" } else { "evenly spaced" },
+                "mean_ratio": mean,
+                "min_ratio": min,
+                "max_ratio": max,
+            });
         }
     }
     let mut plus = backends.clone();
@@ -399,6 +441,7 @@ pub fn maglev_report(ctx: &Ctx, a: &MaglevArgs) -> Result<Outcome> {
         "backends": rows,
         "imbalance": imbalance,
         "remove": removals,
+        "remove_summary": removal_summary,
         "add": { "moved": added, "minimum": ideal_add },
         "size_ok": m >= 100 * n,
     }));
