@@ -3755,7 +3755,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__maglev)
-            opts="-v -q -n -h -V --backends --size --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --backends --size --exact --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -506,6 +506,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcomma
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l size -d 'Table size M (must be prime; guidance: M > 100 × backends)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l exact -d 'Compute the removal disruption of every backend (one table rebuild each); without it, a large report (more than 64 backends and N × M above 64 × 65537) samples 64 evenly spaced backends and says so'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lb; and __fish_seen_subcommand_from maglev" -s q -l quiet -d 'Only errors'
