@@ -2833,7 +2833,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__traffic)
-            opts="-v -q -n -h -V --name --requests --ipv6 --long --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --requests --ipv6 --long --skewed --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

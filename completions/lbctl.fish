@@ -708,6 +708,7 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l ipv6 -d 'Use the IPv6 VIP (the lab must be up with --ipv6)'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l skewed -d 'After the requests, 1 MiB uploads (8, plus one per 128 requests) that all go to one backend: they reuse the source ports of requests it answered, and the balancer hashes client address and port. New flows stay spread, bytes do not: see `lbctl lb balance`'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -l json -d 'Machine-readable JSON output on stdout'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -s v -l verbose -d 'More detail (repeat for more)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from traffic" -s q -l quiet -d 'Only errors'

@@ -111,6 +111,11 @@ pub struct TrafficArgs {
     /// Run `lab break` from another terminal meanwhile.
     #[arg(long, value_name = "N", conflicts_with_all = ["requests", "ipv6"])]
     pub long: Option<usize>,
+    /// After the requests, 1 MiB uploads (8, plus one per 128 requests) that all go to one
+    /// backend: they reuse the source ports of requests it answered, and the balancer hashes
+    /// client address and port. New flows stay spread, bytes do not: see `lbctl lb balance`.
+    #[arg(long, conflicts_with = "long")]
+    pub skewed: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -389,6 +389,12 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
         return routed::long(ctx, &lab, n);
     }
     if lab.state().routing.is_some() {
+        if a.skewed {
+            return Err(usage!(
+                "--skewed needs a plain lab (lab '{}' is routed)",
+                lab.name()
+            ));
+        }
         return routed::traffic(ctx, &lab, a.requests);
     }
     let vip = if a.ipv6 {
@@ -396,7 +402,11 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     } else {
         IpAddr::V4(VIP4)
     };
-    let t = lab.traffic(a.requests, vip)?;
+    let t = if a.skewed {
+        lab.traffic_skewed(a.requests, vip)?
+    } else {
+        lab.traffic(a.requests, vip)?
+    };
     let backends = lab.backends();
     let (ok, mut why) = t.verdict(&backends);
     if !ok {
@@ -422,6 +432,29 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
             )),
         );
         print_traffic(ctx, &ui, &t, &backends);
+        if let Some(s) = &t.skewed {
+            let by: Vec<String> = s
+                .answered_by
+                .iter()
+                .map(|(b, n)| format!("{b} {n}"))
+                .collect();
+            ui.line(
+                ctx,
+                format!(
+                    "skewed: {} uploads of {} KiB from {} source port(s) {} answered before; \
+                     answered by: {} (`lbctl lab exec lb -- lbctl lb balance` shows the byte skew)",
+                    s.uploads,
+                    s.bytes_each / 1024,
+                    s.source_ports.len(),
+                    s.backend,
+                    if by.is_empty() {
+                        "none".to_string()
+                    } else {
+                        by.join(", ")
+                    }
+                ),
+            );
+        }
         ui.line(
             ctx,
             if ok {

@@ -1,7 +1,8 @@
 //! A tiny HTTP/1.0 server and client, so the lab needs no web server, curl or downloads.
 //!
 //! The server (`lbctl lab serve --name be1`) answers `GET /` (and `HEAD /`) with 200 and the body
-//! `be1\n`, anything else with 404. It listens on `[::]` (dual-stack, so the VIP and the real IP
+//! `be1\n`, `POST /` the same after reading and discarding the upload (`lab traffic --skewed`),
+//! anything else with 404. It listens on `[::]` (dual-stack, so the VIP and the real IP
 //! of both families are served) or on 0.0.0.0 when IPv6 is off, with a fixed pool of threads each
 //! accepting on the same socket: bounded, and no per-connection threads. It keeps the default
 //! SIGTERM action, so stopping it by PID is immediate.
@@ -24,6 +25,8 @@ pub const WORKERS: usize = 4;
 const MAX_HEAD: usize = 8 * 1024;
 /// Per-connection I/O timeout on the server.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest upload `POST /` accepts.
+pub const MAX_UPLOAD: u64 = 64 << 20;
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -106,9 +109,9 @@ fn respond(head: &str, name: &str) -> (u16, Vec<u8>) {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, reason, body) = match (method, path) {
-        ("GET" | "HEAD", "/") => (200, "OK", format!("{name}\n").into_bytes()),
+        ("GET" | "HEAD" | "POST", "/") => (200, "OK", format!("{name}\n").into_bytes()),
         ("GET" | "HEAD", BIG_PATH) => (200, "OK", big_body()),
-        ("GET" | "HEAD", _) => (404, "Not Found", b"not found\n".to_vec()),
+        ("GET" | "HEAD" | "POST", _) => (404, "Not Found", b"not found\n".to_vec()),
         _ => (405, "Method Not Allowed", b"method not allowed\n".to_vec()),
     };
     let mut out = format!(
@@ -145,9 +148,32 @@ fn handle(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
         // A TCP health check: connect and close.
         return Ok(());
     }
+    if let Some(len) = upload_len(&head) {
+        // An upload: read and discard the body (part of it may have come with the head).
+        let at = head
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(head.len(), |p| p + 4);
+        let got = (head.len() - at) as u64;
+        let mut rest = (&mut stream).take(len.saturating_sub(got));
+        std::io::copy(&mut rest, &mut std::io::sink())?;
+    }
     let (_, out) = respond(&String::from_utf8_lossy(&head), name);
     stream.write_all(&out)?;
     stream.flush()
+}
+
+/// The `Content-Length` of a `POST` head (None: not a POST, no length, or over [`MAX_UPLOAD`]).
+fn upload_len(head: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(head);
+    if !text.starts_with("POST ") {
+        return None;
+    }
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .filter(|n| *n <= MAX_UPLOAD)
 }
 
 /// One response.
@@ -162,7 +188,40 @@ pub struct Reply {
 /// `GET path` from `addr` on a new connection (call it on a thread inside the client's
 /// namespace).
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    exchange(s, addr, "GET", path, 0, timeout)
+}
+
+/// `POST /` with a body of `len` bytes to `addr` on a new connection from source port
+/// `from_port` (bound with `SO_REUSEADDR`, so a port an earlier, closed request used can be used
+/// again): the same client address and port hash to the same backend.
+pub fn post_from(
+    addr: SocketAddr,
+    from_port: u16,
+    len: usize,
+    timeout: Duration,
+) -> std::io::Result<Reply> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, from_port).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, from_port).into(),
+    };
+    sock.bind(&local.into())?;
+    sock.connect_timeout(&addr.into(), timeout)?;
+    exchange(sock.into(), addr, "POST", "/", len, timeout)
+}
+
+/// Send one request (`body_len` bytes of body) on `s` and read the response to the end.
+fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body_len: usize,
+    timeout: Duration,
+) -> std::io::Result<Reply> {
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let local_port = s.local_addr()?.port();
@@ -170,10 +229,22 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<R
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
+    let length = if method == "POST" {
+        format!("Content-Length: {body_len}\r\n")
+    } else {
+        String::new()
+    };
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbctl-lab\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbctl-lab\r\n{length}Connection: close\r\n\r\n"
     )?;
+    let chunk = [b'u'; 64 * 1024];
+    let mut left = body_len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])?;
+        left -= n;
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -205,7 +276,17 @@ mod tests {
         assert!(text.contains("Content-Length: 4\r\n"));
         assert_eq!(respond("GET /x HTTP/1.0\r\n\r\n", "be1").0, 404);
         assert_eq!(respond("GET /?a=1 HTTP/1.0\r\n\r\n", "be1").0, 200);
-        assert_eq!(respond("POST / HTTP/1.0\r\n\r\n", "be1").0, 405);
+        assert_eq!(respond("POST / HTTP/1.0\r\n\r\n", "be1").0, 200);
+        assert_eq!(respond("PUT / HTTP/1.0\r\n\r\n", "be1").0, 405);
+        assert_eq!(
+            upload_len(b"POST / HTTP/1.0\r\ncontent-length: 12\r\n\r\nab"),
+            Some(12)
+        );
+        assert_eq!(
+            upload_len(b"GET / HTTP/1.0\r\nContent-Length: 12\r\n\r\n"),
+            None
+        );
+        assert_eq!(upload_len(b"POST / HTTP/1.0\r\n\r\n"), None);
         let (s, head_only) = respond("HEAD / HTTP/1.0\r\n\r\n", "be1");
         assert_eq!(s, 200);
         assert!(String::from_utf8(head_only).unwrap().ends_with("\r\n\r\n"));

@@ -57,7 +57,7 @@ pub use routing::{BalancerFault, LongTraffic, RoutedTraffic, Routing, RoutingSpe
 use state::{LabState, Phase, StateDir};
 pub use status::{LabStatus, NodeStatus, ProcStatus};
 pub use topology::{Engine, Node, Role, DEFAULT_NAME, MAX_BACKENDS, PORT, VIP4, VIP6};
-pub use traffic::{switch_counters, Count, IfCounters, Traffic};
+pub use traffic::{switch_counters, Count, IfCounters, Skewed, Traffic};
 
 use crate::error::{Error, Result};
 use crate::sys::netns;
@@ -508,7 +508,13 @@ impl Lab {
     /// Send `n` HTTP requests from the client to `vip`:80, each on a new connection, and report
     /// where they went and what the switch and the balancer saw.
     pub fn traffic(&self, n: usize, vip: IpAddr) -> Result<Traffic> {
-        traffic::traffic(&self.state, n, vip)
+        traffic::traffic(&self.state, n, vip, false)
+    }
+
+    /// [`Lab::traffic`], then uploads that all go to one backend (`lab traffic --skewed`): new
+    /// flows stay spread, the bytes the balancer forwards do not.
+    pub fn traffic_skewed(&self, n: usize, vip: IpAddr) -> Result<Traffic> {
+        traffic::traffic(&self.state, n, vip, true)
     }
 
     /// Observed state: nodes, namespaces, processes.

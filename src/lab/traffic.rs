@@ -23,6 +23,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// `traffic` stops sending after this many failed requests in a row.
 const GIVE_UP_AFTER: usize = 3;
 
+/// `--skewed`: uploads of [`UPLOAD_LEN`] bytes each, [`MIN_UPLOADS`] plus one per
+/// [`REQUESTS_PER_UPLOAD`] requests (so they outweigh the requests' bytes at any count).
+pub const UPLOAD_LEN: usize = 1 << 20;
+const MIN_UPLOADS: usize = 8;
+const REQUESTS_PER_UPLOAD: usize = 128;
+/// Timeout of one upload.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the uploads of `lab traffic --skewed` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Skewed {
+    /// The backend every upload was meant for (the first one that answered a request).
+    pub backend: String,
+    pub uploads: usize,
+    pub bytes_each: usize,
+    /// The client source ports the uploads reused (ports whose requests `backend` answered).
+    pub source_ports: Vec<u16>,
+    /// Uploads answered per backend (all by `backend` when the flow hash held).
+    pub answered_by: BTreeMap<String, usize>,
+}
+
 /// Interface byte and packet counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct IfCounters {
@@ -69,6 +90,9 @@ pub struct Traffic {
     /// The MAC the client has for the VIP afterwards, and the node it belongs to.
     pub vip_mac: Option<String>,
     pub vip_mac_node: Option<String>,
+    /// `--skewed`: the uploads after the requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skewed: Option<Skewed>,
 }
 
 impl Traffic {
@@ -197,7 +221,11 @@ pub(super) fn named_counters(ns: &str, family: &str) -> Result<BTreeMap<String, 
     Ok(m)
 }
 
-pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
+/// `n` requests, each on a new connection; with `skewed`, then uploads to one backend: they
+/// reuse the source ports of requests the first answering backend served, and a flow hash over
+/// client address and port (Maglev in `lb run`, its flow map) sends them all to that backend.
+/// The balancer sees every upload byte (client → backend): a byte skew with fairly spread flows.
+pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr, skewed: bool) -> Result<Traffic> {
     let client = ns_of(st, "client");
     let lb = ns_of(st, "lb");
     let sw = ns_of(st, "sw");
@@ -223,8 +251,14 @@ pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
             failing = if r.is_ok() { 0 } else { failing + 1 };
             v.push(r);
         }
-        v
+        let ups = if skewed {
+            uploads(target, &v, MIN_UPLOADS + n / REQUESTS_PER_UPLOAD)
+        } else {
+            Vec::new()
+        };
+        (v, ups)
     })?;
+    let (results, ups) = results;
     signals::check()?;
     let sw1 = switch_counters(&sw)?;
     let lb1 = if_counters(&lb)?;
@@ -257,6 +291,9 @@ pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
             Err(e) => t.failures.push(format!("request {}: {e}", i + 1)),
         }
     }
+    if skewed {
+        t.skewed = Some(skew_report(ups, &mut t.failures));
+    }
     let mac = netns::run_in(&client, move || -> Result<Option<String>> {
         let sys = crate::sys::Sys::new()?;
         Ok(sys
@@ -277,6 +314,62 @@ pub(super) fn traffic(st: &LabState, n: usize, vip: IpAddr) -> Result<Traffic> {
     });
     t.vip_mac = mac;
     Ok(t)
+}
+
+/// An upload's outcome: the backend meant, the source port, the reply.
+type Upload = (String, u16, std::io::Result<http::Reply>);
+
+/// `count` uploads to the first backend that answered in `gets`, from its source ports in turn.
+fn uploads(target: SocketAddr, gets: &[std::io::Result<http::Reply>], count: usize) -> Vec<Upload> {
+    let answered = |r: &&std::io::Result<http::Reply>| -> Option<(String, u16)> {
+        let r = r.as_ref().ok().filter(|r| r.status == 200)?;
+        Some((r.body.trim().to_string(), r.local_port))
+    };
+    let Some((backend, _)) = gets.iter().find_map(|r| answered(&r)) else {
+        return Vec::new();
+    };
+    let ports: Vec<u16> = gets
+        .iter()
+        .filter_map(|r| answered(&r))
+        .filter(|(b, _)| *b == backend)
+        .map(|(_, p)| p)
+        .collect();
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        if signals::interrupted() {
+            break;
+        }
+        let port = ports[i % ports.len()];
+        let r = http::post_from(target, port, UPLOAD_LEN, UPLOAD_TIMEOUT);
+        out.push((backend.clone(), port, r));
+    }
+    out
+}
+
+/// Fold the uploads into the report; failed ones go to `failures`.
+fn skew_report(ups: Vec<Upload>, failures: &mut Vec<String>) -> Skewed {
+    let mut s = Skewed {
+        bytes_each: UPLOAD_LEN,
+        ..Default::default()
+    };
+    if ups.is_empty() {
+        failures.push("no upload sent: no request was answered".into());
+    }
+    for (i, (backend, port, r)) in ups.into_iter().enumerate() {
+        s.backend = backend;
+        s.uploads += 1;
+        if !s.source_ports.contains(&port) {
+            s.source_ports.push(port);
+        }
+        match r {
+            Ok(r) if r.status == 200 => {
+                *s.answered_by.entry(r.body.trim().to_string()).or_default() += 1
+            }
+            Ok(r) => failures.push(format!("upload {}: HTTP {}", i + 1, r.status)),
+            Err(e) => failures.push(format!("upload {} from port {port}: {e}", i + 1)),
+        }
+    }
+    s
 }
 
 #[cfg(test)]
