@@ -73,12 +73,16 @@ pub enum RoutingArg {
     /// Each balancer's `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs
     /// BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash.
     Bgp,
+    /// The balancers share the on-link VIP 198.18.0.100 by VRRP (`lb run` with `[ha]`:
+    /// keepalived, unicast peers); no router.
+    Vrrp,
 }
 
 impl From<RoutingArg> for Routing {
     fn from(r: RoutingArg) -> Routing {
         match r {
             RoutingArg::Bgp => Routing::Bgp,
+            RoutingArg::Vrrp => Routing::Vrrp,
         }
     }
 }
@@ -220,6 +224,9 @@ pub enum FaultArg {
     /// Routed labs, a balancer lbN: SIGTERM its `lb run`, which withdraws the VIP first, then
     /// removes its data path; waits until the router has dropped it.
     Drain,
+    /// VRRP labs, a balancer lbN: set its switch port sw-lbN down (restored by `lab down`);
+    /// waits until another balancer is MASTER.
+    Isolate,
 }
 
 /// What a [`FaultArg`] breaks.
@@ -254,6 +261,7 @@ impl From<FaultArg> for BreakKind {
             FaultArg::NoBalancer => Backend(Fault::NoBalancer),
             FaultArg::Down => Balancer(BalancerFault::Down),
             FaultArg::Drain => Balancer(BalancerFault::Drain),
+            FaultArg::Isolate => Balancer(BalancerFault::Isolate),
         }
     }
 }

@@ -33,6 +33,7 @@ mod build;
 pub mod faults;
 pub mod http;
 pub mod routing;
+pub mod vrrp;
 pub mod signals;
 pub mod state;
 mod status;
@@ -207,8 +208,10 @@ impl Lab {
             nodes = routing::plan(&spec.name, spec.backends, r);
         }
         preflight(&spec.lbctl_bin)?;
-        if routing.is_some() {
-            routing::preflight()?;
+        match routing.map(|r| r.routing) {
+            Some(Routing::Bgp) => routing::preflight()?,
+            Some(Routing::Vrrp) => vrrp::preflight()?,
+            None => {}
         }
         if state::lab_dir(&spec.run_dir, &spec.name).exists() {
             return Err(state::exists_error(&spec.name, &spec.run_dir));
