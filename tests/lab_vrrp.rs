@@ -170,7 +170,10 @@ fn takeover(fault: &str) {
         st = run.status(&name);
     }
     assert_eq!(masters(&st), ["lb2"], "{st:#}");
-    assert_eq!(st["healthy"], false, "a broken balancer is a problem: {st:#}");
+    assert_eq!(
+        st["healthy"], false,
+        "a broken balancer is a problem: {st:#}"
+    );
 
     let (ok, owner, t) = run.traffic(&name);
     assert!(ok, "traffic after the takeover: {t:#}");

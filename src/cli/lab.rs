@@ -58,11 +58,11 @@ pub struct UpArgs {
     /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
     #[arg(long)]
     pub no_balancer: bool,
-    /// More than one balancer (1-4; nodes lb1…lbK) behind a router node; needs --routing.
+    /// More than one balancer (1-4; nodes lb1…lbK); needs --routing.
     #[arg(long, value_name = "K", requires = "routing")]
     pub balancers: Option<u8>,
-    /// How the balancers reach the router (a routed lab: the VIP is 198.18.2.100, outside
-    /// the balancer segment; default 2 balancers).
+    /// How the balancers share the VIP: bgp (a router in front, VIP 198.18.2.100 outside the
+    /// balancer segment) or vrrp (no router, on-link VIP 198.18.0.100); default 2 balancers.
     #[arg(long, value_enum)]
     pub routing: Option<RoutingArg>,
 }

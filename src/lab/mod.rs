@@ -33,12 +33,12 @@ mod build;
 pub mod faults;
 pub mod http;
 pub mod routing;
-pub mod vrrp;
 pub mod signals;
 pub mod state;
 mod status;
 pub mod topology;
 mod traffic;
+pub mod vrrp;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -461,7 +461,7 @@ impl Lab {
         if self.state.routing.is_none() || n.role != Role::Balancer {
             return Err(usage!(
                 "balancer faults go into the balancers of a routed lab (`lbctl lab up \
-                 --balancers K --routing bgp`: nodes lb1…lbK)"
+                 --balancers K --routing bgp|vrrp`: nodes lb1…lbK)"
             ));
         }
         let dir = StateDir::open(&self.run_dir, &self.state.name)?

@@ -195,7 +195,9 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         vrrp = super::vrrp::roles(st);
         let masters = vrrp.iter().filter(|r| r.role == "MASTER").count();
         if masters != 1 {
-            problems.push(format!("{masters} balancers are VRRP MASTER (want exactly 1)"));
+            problems.push(format!(
+                "{masters} balancers are VRRP MASTER (want exactly 1)"
+            ));
         }
         match super::vrrp::arp_owner(st) {
             Ok(o) => vip_owner = o,

@@ -234,9 +234,7 @@ pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) 
         });
         let r = roles(st);
         let masters = r.iter().filter(|r| r.role == "MASTER").count();
-        let others_backup = r
-            .iter()
-            .all(|r| r.role == "MASTER" || r.role == "BACKUP");
+        let others_backup = r.iter().all(|r| r.role == "MASTER" || r.role == "BACKUP");
         if ready && masters == 1 && others_backup {
             return Ok(());
         }
