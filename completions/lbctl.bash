@@ -2525,7 +2525,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain isolate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2894,7 +2894,7 @@ _lbctl() {
                     return 0
                     ;;
                 --routing)
-                    COMPREPLY=($(compgen -W "bgp" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bgp vrrp" -- "${cur}"))
                     return 0
                     ;;
                 --netns)

@@ -677,8 +677,9 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcomm
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l engine -d 'The balancer\'s engine' -r -f -a "auto\t'IPVS when the kernel has it, else nftables'
 ipvs\t'Kernel IPVS in direct-routing mode'
 nft\t'An nftables netdev ingress chain rewriting MACs'"
-complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l balancers -d 'More than one balancer (1-4; nodes lb1…lbK) behind a router node; needs --routing' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l routing -d 'How the balancers reach the router (a routed lab: the VIP is 198.18.2.100, outside the balancer segment; default 2 balancers)' -r -f -a "bgp\t'Each balancer\'s `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash'"
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l balancers -d 'More than one balancer (1-4; nodes lb1…lbK); needs --routing' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l routing -d 'How the balancers share the VIP: bgp (a router in front, VIP 198.18.2.100 outside the balancer segment) or vrrp (no router, on-link VIP 198.18.0.100); default 2 balancers' -r -f -a "bgp\t'Each balancer\'s `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash'
+vrrp\t'The balancers share the on-link VIP 198.18.0.100 by VRRP (`lb run` with `[ha]`: keepalived, unicast peers); no router'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l ipv6 -d 'Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100'

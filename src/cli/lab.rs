@@ -58,11 +58,11 @@ pub struct UpArgs {
     /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
     #[arg(long)]
     pub no_balancer: bool,
-    /// More than one balancer (1-4; nodes lb1…lbK) behind a router node; needs --routing.
+    /// More than one balancer (1-4; nodes lb1…lbK); needs --routing.
     #[arg(long, value_name = "K", requires = "routing")]
     pub balancers: Option<u8>,
-    /// How the balancers reach the router (a routed lab: the VIP is 198.18.2.100, outside
-    /// the balancer segment; default 2 balancers).
+    /// How the balancers share the VIP: bgp (a router in front, VIP 198.18.2.100 outside the
+    /// balancer segment) or vrrp (no router, on-link VIP 198.18.0.100); default 2 balancers.
     #[arg(long, value_enum)]
     pub routing: Option<RoutingArg>,
 }
@@ -73,12 +73,16 @@ pub enum RoutingArg {
     /// Each balancer's `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs
     /// BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash.
     Bgp,
+    /// The balancers share the on-link VIP 198.18.0.100 by VRRP (`lb run` with `[ha]`:
+    /// keepalived, unicast peers); no router.
+    Vrrp,
 }
 
 impl From<RoutingArg> for Routing {
     fn from(r: RoutingArg) -> Routing {
         match r {
             RoutingArg::Bgp => Routing::Bgp,
+            RoutingArg::Vrrp => Routing::Vrrp,
         }
     }
 }
@@ -225,6 +229,9 @@ pub enum FaultArg {
     /// Routed labs, a balancer lbN: SIGTERM its `lb run`, which withdraws the VIP first, then
     /// removes its data path; waits until the router has dropped it.
     Drain,
+    /// VRRP labs, a balancer lbN: set its switch port sw-lbN down (restored by `lab down`);
+    /// waits until another balancer is MASTER.
+    Isolate,
 }
 
 /// What a [`FaultArg`] breaks.
@@ -259,6 +266,7 @@ impl From<FaultArg> for BreakKind {
             FaultArg::NoBalancer => Backend(Fault::NoBalancer),
             FaultArg::Down => Balancer(BalancerFault::Down),
             FaultArg::Drain => Balancer(BalancerFault::Drain),
+            FaultArg::Isolate => Balancer(BalancerFault::Isolate),
         }
     }
 }

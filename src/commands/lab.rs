@@ -716,6 +716,7 @@ fn status(ctx: &Ctx, a: StatusArgs, run_dir: PathBuf) -> Result<Outcome> {
             );
             print_nodes(ctx, &ui, st);
             routed::print_next_hops(ctx, &ui, &st.next_hops);
+            routed::print_vrrp(ctx, &ui, st);
             for p in &st.problems {
                 ui.line(ctx, ui.red(&format!("  ! {p}")));
             }

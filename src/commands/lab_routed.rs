@@ -30,8 +30,62 @@ pub(super) fn print_next_hops(ctx: &Ctx, ui: &Ui, hops: &[VipRoute]) {
     }
 }
 
+/// `lb1 MASTER, lb2 BACKUP; ARP for VIP: lb1` (VRRP labs).
+pub(super) fn print_vrrp(ctx: &Ctx, ui: &Ui, st: &LabStatus) {
+    if st.vrrp.is_empty() {
+        return;
+    }
+    let roles: Vec<String> = st
+        .vrrp
+        .iter()
+        .map(|r| format!("{} {}", r.node, r.role))
+        .collect();
+    ui.line(
+        ctx,
+        format!(
+            "  vrrp: {}; ARP for {} answered by {}",
+            roles.join(", "),
+            crate::lab::VIP4,
+            st.vip_owner.as_deref().unwrap_or("nobody yet")
+        ),
+    );
+}
+
+/// The end of `up` for a VRRP lab.
+fn print_up_vrrp(ctx: &Ctx, ui: &Ui, lab: &Lab, st: &LabStatus) {
+    let name_flag = name_flag(lab.name());
+    ui.line(
+        ctx,
+        format!(
+            "{} lab '{}' is up: {} backends behind {} balancers (lbctl lb run with [ha]: \
+             keepalived VRRP, engine {}) sharing {}",
+            ui.green("✓"),
+            lab.name(),
+            st.backends,
+            st.vrrp.len(),
+            st.engine.as_str(),
+            st.vip.join(" and "),
+        ),
+    );
+    super::print_nodes(ctx, ui, st);
+    print_vrrp(ctx, ui, st);
+    ui.line(ctx, "");
+    ui.line(ctx, ui.bold("Try:"));
+    for l in [
+        format!("lbctl lab traffic{name_flag}            # requests to the VIP: who owns it, which backend"),
+        format!("lbctl lab break{name_flag} lb1 down     # SIGKILL the MASTER's lb run (or: isolate)"),
+        format!("lbctl lab status{name_flag}             # who is MASTER, who answers ARP"),
+        format!("lbctl lab down{name_flag}"),
+    ] {
+        ui.line(ctx, format!("  {l}"));
+    }
+}
+
 /// The end of `up` for a routed lab.
 pub(super) fn print_up(ctx: &Ctx, ui: &Ui, lab: &Lab, st: &LabStatus) {
+    if st.routing == Some(crate::lab::Routing::Vrrp) {
+        return print_up_vrrp(ctx, ui, lab, st);
+    }
     let name_flag = name_flag(lab.name());
     let balancers = lab
         .nodes()
@@ -80,12 +134,21 @@ pub(super) fn traffic(ctx: &Ctx, lab: &Lab, requests: usize) -> Result<Outcome> 
         ui.line(
             ctx,
             ui.bold(&format!(
-                "{} requests from the client to {} (through the router):",
-                t.requests, t.target
+                "{} requests from the client to {}{}:",
+                t.requests,
+                t.target,
+                if t.vip_owner.is_some() {
+                    ""
+                } else {
+                    " (through the router)"
+                }
             )),
         );
         for (lb, n) in &t.per_balancer {
             ui.line(ctx, format!("  via {lb:<5} {n:>6} packets"));
+        }
+        if let Some(o) = &t.vip_owner {
+            ui.line(ctx, format!("  the client's ARP entry for the VIP: {o}"));
         }
         for (be, n) in &t.per_backend {
             ui.line(ctx, format!("  {be:<9} {n:>6} answers"));
@@ -176,12 +239,15 @@ pub(super) fn break_balancer(
     fault: BalancerFault,
 ) -> Result<Outcome> {
     let hops = lab.inject_balancer(&a.node, fault)?;
+    let st = lab.status();
     if ctx.global.json {
         ctx.emit_json(&json!({
             "lab": lab.name(),
             "node": a.node,
             "fault": fault,
             "next_hops": hops,
+            "vrrp": st.vrrp,
+            "vip_owner": st.vip_owner,
         }));
     } else {
         let ui = Ui::new(ctx);
@@ -190,6 +256,7 @@ pub(super) fn break_balancer(
             format!("{} {}: {}", ui.yellow("broke"), a.node, fault.describe()),
         );
         print_next_hops(ctx, &ui, &hops);
+        print_vrrp(ctx, &ui, &st);
     }
     Ok(Outcome::Clean)
 }

@@ -38,6 +38,7 @@ pub mod state;
 mod status;
 pub mod topology;
 mod traffic;
+pub mod vrrp;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -207,8 +208,10 @@ impl Lab {
             nodes = routing::plan(&spec.name, spec.backends, r);
         }
         preflight(&spec.lbctl_bin)?;
-        if routing.is_some() {
-            routing::preflight()?;
+        match routing.map(|r| r.routing) {
+            Some(Routing::Bgp) => routing::preflight()?,
+            Some(Routing::Vrrp) => vrrp::preflight()?,
+            None => {}
         }
         if state::lab_dir(&spec.run_dir, &spec.name).exists() {
             return Err(state::exists_error(&spec.name, &spec.run_dir));
@@ -458,7 +461,7 @@ impl Lab {
         if self.state.routing.is_none() || n.role != Role::Balancer {
             return Err(usage!(
                 "balancer faults go into the balancers of a routed lab (`lbctl lab up \
-                 --balancers K --routing bgp`: nodes lb1…lbK)"
+                 --balancers K --routing bgp|vrrp`: nodes lb1…lbK)"
             ));
         }
         let dir = StateDir::open(&self.run_dir, &self.state.name)?

@@ -42,19 +42,23 @@ use crate::error::{Error, Result};
 use crate::sys::netns;
 use crate::usage;
 
-/// How the balancers reach the router. One variant today; VRRP could follow.
+/// How a lab with several balancers shares the VIP between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Routing {
     /// Each balancer announces the VIPs by BGP (BIRD 2 started by `lb run`); the router spreads
     /// flows over them with ECMP.
     Bgp,
+    /// No router: the balancers sit on the lab segment with the on-link VIP 198.18.0.100 and
+    /// keepalived (the LB file's `[ha]`, unicast peers) gives it to the MASTER ([`super::vrrp`]).
+    Vrrp,
 }
 
 impl Routing {
     pub fn as_str(self) -> &'static str {
         match self {
             Routing::Bgp => "bgp",
+            Routing::Vrrp => "vrrp",
         }
     }
 }
@@ -119,6 +123,9 @@ pub fn validate(r: &RoutingSpec, ipv6: bool, profile: bool, start_balancer: bool
 /// The routed lab's nodes, in creation order: switch, client, router, balancers, backends.
 pub fn plan(lab: &str, backends: u8, r: &RoutingSpec) -> Vec<Node> {
     let base = topology::plan(lab, backends, false);
+    if r.routing == Routing::Vrrp {
+        return super::vrrp::plan(base, lab, r.balancers);
+    }
     let mut v: Vec<Node> = Vec::new();
     for n in base {
         match n.role {
@@ -155,18 +162,18 @@ pub fn plan(lab: &str, backends: u8, r: &RoutingSpec) -> Vec<Node> {
 
 /// Is `n` plugged into the switch? (The client of a routed lab hangs off the router.)
 pub(super) fn on_switch(st: &LabState, n: &Node) -> bool {
-    n.role != Role::Switch && !(st.routing.is_some() && n.role == Role::Client)
+    n.role != Role::Switch && !(st.routing == Some(Routing::Bgp) && n.role == Role::Client)
 }
 
 /// The IPv4 VIP of a lab.
 pub fn vip4(routing: Option<Routing>) -> Ipv4Addr {
     match routing {
         Some(Routing::Bgp) => VIP4,
-        None => topology::VIP4,
+        Some(Routing::Vrrp) | None => topology::VIP4,
     }
 }
 
-fn balancers(st: &LabState) -> Vec<Node> {
+pub(super) fn balancers(st: &LabState) -> Vec<Node> {
     st.nodes
         .iter()
         .filter(|n| n.role == Role::Balancer)
@@ -263,6 +270,9 @@ pub fn router_nft(nodes: &[Node]) -> String {
 /// Wire what only a routed lab has: the client's link to the router, the router's forwarding
 /// and multipath hash, the backends' pacing, the router's counters.
 pub(super) fn wire(st: &LabState) -> Result<()> {
+    if st.routing == Some(Routing::Vrrp) {
+        return Ok(());
+    }
     let router = ns_of(st, "router");
     let client = ns_of(st, "client");
     netns::ip_in(
@@ -381,6 +391,9 @@ pub fn preflight() -> Result<()> {
 /// Start the router's BIRD and every balancer, then wait until each balancer has every backend
 /// up and the router has a next hop through each of them.
 pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) -> Result<()> {
+    if st.routing == Some(Routing::Vrrp) {
+        return super::vrrp::start(dir, st, progress);
+    }
     progress("starting the router's BIRD");
     let conf = dir.path().join("router-bird.conf");
     std::fs::write(&conf, router_bird_conf(&st.name, &st.nodes))
@@ -497,6 +510,9 @@ pub fn parse_gateways(v: &Value) -> Vec<String> {
 
 /// The router's next hops for the lab's VIP, read from its kernel routing table.
 pub fn next_hops(st: &LabState) -> Result<Vec<VipRoute>> {
+    if st.routing != Some(Routing::Bgp) {
+        return Ok(Vec::new());
+    }
     let out = netns::ip_in(
         &ns_of(st, "router"),
         &["-j", "route", "show", &format!("{VIP4}/32")],
@@ -531,27 +547,39 @@ pub enum BalancerFault {
     Down,
     /// SIGTERM of its `lb run`: withdraws first, then removes the data path.
     Drain,
+    /// Its switch port goes down (VRRP labs: the peers stop hearing each other); restored
+    /// by `lab down`, which deletes the switch.
+    Isolate,
 }
 
 impl BalancerFault {
-    pub const ALL: [BalancerFault; 2] = [BalancerFault::Down, BalancerFault::Drain];
+    pub const ALL: [BalancerFault; 3] = [
+        BalancerFault::Down,
+        BalancerFault::Drain,
+        BalancerFault::Isolate,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             BalancerFault::Down => "down",
             BalancerFault::Drain => "drain",
+            BalancerFault::Isolate => "isolate",
         }
     }
 
     pub fn describe(self) -> &'static str {
         match self {
             BalancerFault::Down => {
-                "its lbctl lb run was killed (SIGKILL): the TUN gate BIRD announces through \
-                 vanished with it, so the router drops the route"
+                "its lbctl lb run was killed (SIGKILL): its BIRD (BGP: the router drops the \
+                 route) or keepalived (VRRP: the peer takes the VIP) went with it"
             }
             BalancerFault::Drain => {
                 "its lbctl lb run was stopped gracefully (SIGTERM): it withdrew the VIP first, \
                  then removed its data path"
+            }
+            BalancerFault::Isolate => {
+                "its switch port was set down: it hears neither its peer nor the client (on \
+                 its own side it may still call itself MASTER); lab down restores it"
             }
         }
     }
@@ -565,6 +593,13 @@ pub(super) fn inject(
     n: &Node,
     fault: BalancerFault,
 ) -> Result<Vec<VipRoute>> {
+    if st.routing == Some(Routing::Vrrp) {
+        super::vrrp::inject(dir, st, n, fault)?;
+        return Ok(Vec::new());
+    }
+    if fault == BalancerFault::Isolate {
+        return Err(usage!("`isolate` is for VRRP labs (`--routing vrrp`)"));
+    }
     let mut hit = false;
     for p in st
         .processes
@@ -574,7 +609,9 @@ pub(super) fn inject(
         match fault {
             BalancerFault::Down => process::kill(p.pid, p.start_time)?,
             // lb run's drain: withdraw, wait, then remove the data path; give it time.
-            BalancerFault::Drain => process::terminate(p.pid, p.start_time, STOP_GRACE * 10)?,
+            BalancerFault::Drain | BalancerFault::Isolate => {
+                process::terminate(p.pid, p.start_time, STOP_GRACE * 10)?
+            }
         };
         p.stopped = true;
         hit = true;
@@ -608,6 +645,9 @@ pub struct RoutedTraffic {
     pub per_backend: BTreeMap<String, usize>,
     /// Packets to VIP:80 the router forwarded to each balancer during the run.
     pub per_balancer: BTreeMap<String, u64>,
+    /// A VRRP lab: the balancer whose MAC the client's ARP entry for the VIP holds afterwards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip_owner: Option<String>,
     pub failures: Vec<String>,
 }
 
@@ -622,8 +662,13 @@ fn router_counters(st: &LabState) -> Result<BTreeMap<String, u64>> {
 /// `n` requests from the client to the routed VIP, each on a new connection (and a new source
 /// port, so ECMP spreads them).
 pub(super) fn traffic(st: &LabState, n: usize) -> Result<RoutedTraffic> {
-    let target = SocketAddr::new(IpAddr::V4(VIP4), PORT);
-    let before = router_counters(st)?;
+    let target = SocketAddr::new(IpAddr::V4(vip4(st.routing)), PORT);
+    let vrrp = st.routing == Some(Routing::Vrrp);
+    let before = if vrrp {
+        BTreeMap::new()
+    } else {
+        router_counters(st)?
+    };
     let results = netns::run_in(&ns_of(st, "client"), move || {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -635,10 +680,19 @@ pub(super) fn traffic(st: &LabState, n: usize) -> Result<RoutedTraffic> {
         v
     })?;
     signals::check()?;
-    let after = router_counters(st)?;
+    let after = if vrrp {
+        BTreeMap::new()
+    } else {
+        router_counters(st)?
+    };
     let mut t = RoutedTraffic {
         target: target.to_string(),
         requests: n,
+        vip_owner: if vrrp {
+            super::vrrp::arp_owner(st)?
+        } else {
+            None
+        },
         ..Default::default()
     };
     for (k, v) in after {

@@ -56,6 +56,12 @@ pub struct LabStatus {
     /// A routed lab: the router's next hops for each VIP (its kernel routing table).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub next_hops: Vec<super::routing::VipRoute>,
+    /// A VRRP lab: each balancer's role (`lb status` `ha.role`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vrrp: Vec<super::vrrp::VrrpRole>,
+    /// A VRRP lab: the balancer the client's ARP entry for the VIP points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip_owner: Option<String>,
     /// Why the lab is not healthy (empty when it is).
     pub problems: Vec<String>,
     /// Every namespace exists, every recorded process is alive (also those a fault stopped:
@@ -183,6 +189,21 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
             Err(e) => problems.push(format!("could not read the router's routes: {e}")),
         }
     }
+    let mut vrrp = Vec::new();
+    let mut vip_owner = None;
+    if st.routing == Some(super::routing::Routing::Vrrp) {
+        vrrp = super::vrrp::roles(st);
+        let masters = vrrp.iter().filter(|r| r.role == "MASTER").count();
+        if masters != 1 {
+            problems.push(format!(
+                "{masters} balancers are VRRP MASTER (want exactly 1)"
+            ));
+        }
+        match super::vrrp::arp_owner(st) {
+            Ok(o) => vip_owner = o,
+            Err(e) => problems.push(format!("could not read the client's ARP entry: {e}")),
+        }
+    }
     let healthy = problems.is_empty();
     LabStatus {
         name: st.name.clone(),
@@ -199,6 +220,8 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         balancer_backends,
         routing: st.routing,
         next_hops,
+        vrrp,
+        vip_owner,
         problems,
         healthy,
     }
