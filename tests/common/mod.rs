@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod bgp;
+
 /// The binary under test.
 pub const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
 

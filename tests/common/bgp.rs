@@ -1,0 +1,259 @@
+//! The BGP lab shared by tests/lb_bgp.rs and tests/lb_drain.rs: a router namespace running
+//! BIRD 2 (AS 65000) on a bridge with `balancers` balancer namespaces (lb1 198.18.0.2, …) and
+//! `backends` backend namespaces (be1 198.18.0.11, …) serving the VIP over busybox httpd, and a
+//! client namespace behind the router. `lb run` is started per balancer with [`Lab::start`].
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{plug, Bg, Lbctl, Netns, TempDir, LBCTL};
+
+pub const VIP: &str = "198.18.2.100";
+
+pub fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn busybox httpd");
+    Bg(child)
+}
+
+/// BIRD in the router namespace, stopped (SIGTERM, then reaped) on drop.
+pub struct RouterBird {
+    child: std::process::Child,
+}
+
+impl Drop for RouterBird {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Lab {
+    // Drop order: processes before their namespaces.
+    pub daemons: Vec<Option<Bg>>,
+    pub servers: Vec<Option<Bg>>,
+    pub bird: Option<RouterBird>,
+    pub www: Vec<TempDir>,
+    pub dir: TempDir,
+    pub lb_run: Vec<Lbctl>,
+    pub be_run: Vec<Lbctl>,
+    pub client: Netns,
+    pub router: Netns,
+    pub be: Vec<Netns>,
+    pub lb: Vec<Netns>,
+    pub sw: Netns,
+}
+
+fn router_conf(dir: &std::path::Path, balancers: usize) -> String {
+    let mut s = format!(
+        "router id 198.18.0.1;\nlog \"{}/router.log\" all;\nprotocol device {{ }}\nprotocol bfd {{ }}\n\
+         protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}\n\
+         template bgp balancer {{ local 198.18.0.1 as 65000; bfd {{ interval 100 ms; multiplier 3; }};\n\
+           ipv4 {{ import where net ~ [ 198.18.2.0/24{{32,32}} ]; export none; }}; }}\n",
+        dir.display()
+    );
+    for i in 1..=balancers {
+        s.push_str(&format!(
+            "protocol bgp lb{i} from balancer {{ neighbor 198.18.0.{} as {}; }}\n",
+            i + 1,
+            65000 + i
+        ));
+    }
+    s
+}
+
+pub fn lab(balancers: usize, backends: usize) -> Lab {
+    let sw = Netns::new("sw");
+    sw.ip(&["link", "add", "br0", "type", "bridge"]);
+    sw.up("br0");
+    let router = Netns::new("router");
+    let client = Netns::new("client");
+    plug(
+        &sw,
+        &router,
+        "sw-router",
+        "02:00:00:00:00:01",
+        "198.18.0.1/24",
+    );
+    super::veth(&client, "eth1", &router, "cl");
+    client.add_addr("eth1", "198.18.1.10/24");
+    client.up("eth1");
+    client.ip(&["route", "add", "default", "via", "198.18.1.1"]);
+    router.add_addr("cl", "198.18.1.1/24");
+    router.up("cl");
+    router.write_sysctls(&[
+        ("net/ipv4/ip_forward".into(), "1".into()),
+        ("net/ipv4/fib_multipath_hash_policy".into(), "3".into()),
+        ("net/ipv4/fib_multipath_hash_fields".into(), "0x0037".into()),
+    ]);
+    let mut lb = Vec::new();
+    let mut lb_run = Vec::new();
+    for i in 1..=balancers {
+        let ns = Netns::new(&format!("lb{i}"));
+        plug(
+            &sw,
+            &ns,
+            &format!("sw-lb{i}"),
+            &format!("02:00:00:00:00:0{}", i + 1),
+            &format!("198.18.0.{}/24", i + 1),
+        );
+        ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        lb_run.push(Lbctl::new(&ns));
+        lb.push(ns);
+    }
+    let mut be = Vec::new();
+    let mut be_run = Vec::new();
+    let mut servers = Vec::new();
+    let mut www = Vec::new();
+    for i in 1..=backends {
+        let ns = Netns::new(&format!("be{i}"));
+        let rip = format!("198.18.0.1{i}");
+        plug(
+            &sw,
+            &ns,
+            &format!("sw-be{i}"),
+            &format!("02:00:00:00:00:1{i}"),
+            &format!("{rip}/24"),
+        );
+        ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        let run = Lbctl::new(&ns);
+        run.ok(&["arp", "suppress", VIP, "--real-ip", &rip]);
+        run.ok(&["vip", "add", VIP]);
+        let dir = TempDir::new(&format!("www{i}"));
+        std::fs::write(dir.path().join("index.html"), format!("be{i}\n")).unwrap();
+        std::fs::write(dir.path().join("big"), big()).unwrap();
+        servers.push(Some(httpd(&ns, &dir)));
+        www.push(dir);
+        be.push(ns);
+        be_run.push(run);
+    }
+    let dir = TempDir::new("bgp");
+    let conf = dir.path().join("router.conf");
+    std::fs::write(&conf, router_conf(dir.path(), balancers)).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", router.name(), "bird", "-f", "-c"])
+        .arg(&conf)
+        .arg("-s")
+        .arg(dir.path().join("router.ctl"))
+        .arg("-P")
+        .arg(dir.path().join("router.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the router's bird");
+    Lab {
+        daemons: (0..balancers).map(|_| None).collect(),
+        servers,
+        bird: Some(RouterBird { child }),
+        www,
+        dir,
+        lb_run,
+        be_run,
+        client,
+        router,
+        be,
+        lb,
+        sw,
+    }
+}
+
+/// 1 MiB of a pattern that shows a byte out of place.
+pub fn big() -> Vec<u8> {
+    (0..1u32 << 20).map(|i| (i % 251) as u8).collect()
+}
+
+impl Lab {
+    pub fn cfg_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("lb{i}.toml"))
+    }
+
+    pub fn log_path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("lb{i}.log"))
+    }
+
+    /// Start `lb run` on balancer `i` (1-based) with `cfg`.
+    pub fn start(&mut self, i: usize, cfg: &str) {
+        std::fs::write(self.cfg_path(i), cfg).unwrap();
+        let log = std::fs::File::create(self.log_path(i)).unwrap();
+        let child = Command::new(LBCTL)
+            .args(["--netns", self.lb[i - 1].name(), "lb", "run", "-c"])
+            .arg(self.cfg_path(i))
+            .env("LBCTL_RUN_DIR", self.lb_run[i - 1].run_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lb run");
+        self.daemons[i - 1] = Some(Bg(child));
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    pub fn status(&self, i: usize) -> Option<Value> {
+        let out = self.lb_run[i - 1].run(&["--json", "lb", "status"]);
+        serde_json::from_str::<Value>(&out.stdout)
+            .ok()
+            .map(|v| v["daemons"][0].clone())
+    }
+
+    /// The router's next hops for the VIP (empty: no route).
+    pub fn next_hops(&self) -> Vec<String> {
+        let v = self.router.ip_json(&["route", "show", VIP]);
+        let mut hops = Vec::new();
+        for r in v.as_array().into_iter().flatten() {
+            if let Some(g) = r["gateway"].as_str() {
+                hops.push(g.to_string());
+            }
+            for n in r["nexthops"].as_array().into_iter().flatten() {
+                if let Some(g) = n["gateway"].as_str() {
+                    hops.push(g.to_string());
+                }
+            }
+        }
+        hops.sort();
+        hops
+    }
+
+    #[track_caller]
+    pub fn wait_hops(&self, want: &[&str], what: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if self.next_hops() == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let router_log =
+            std::fs::read_to_string(self.dir.path().join("router.log")).unwrap_or_default();
+        let tail: Vec<&str> = router_log.lines().rev().take(30).collect();
+        panic!(
+            "timed out waiting for {what}: next hops {:?}, want {want:?}\nlb1 status: {:#}\nlb1 log:\n{}\nrouter log (last lines, newest first):\n{}",
+            self.next_hops(),
+            self.status(1).unwrap_or(Value::Null),
+            self.log(1),
+            tail.join("\n")
+        );
+    }
+}
