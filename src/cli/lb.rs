@@ -57,11 +57,11 @@ pub enum LbCmd {
     Maglev(MaglevArgs),
     /// Write what `lb run` generates in another tool's format: `bird` gives the BIRD 2
     /// configuration for the file's `[bgp]` (for a BIRD you manage yourself; `lb run` starts its
-    /// own), `keepalived` a complete keepalived.conf (vrrp_instance from [ha],
+    /// own), `keepalived` a complete keepalived.conf (vrrp_instance from `[ha]`,
     /// virtual_server/real_server blocks with lb_kind DR and checkers).
     Export(ExportArgs),
     /// Read another tool's configuration into an LB file: `keepalived` turns the
-    /// virtual_server blocks of a keepalived.conf into [[service]]s.
+    /// virtual_server blocks of a keepalived.conf into `[[service]]`s.
     Import(ImportArgs),
 }
 
@@ -340,12 +340,13 @@ pub struct LbDrainArgs {
         long,
         value_name = "SECONDS",
         default_value_t = 60,
-        requires = "balancer"
+        requires = "balancer",
+        conflicts_with_all = ["service", "rip"]
     )]
     pub timeout: u64,
     /// With --balancer: wait until the balancer has stopped and report how it ended (flows
     /// left at removal). (`--wait SECONDS` is the global lock wait.)
-    #[arg(long, requires = "balancer")]
+    #[arg(long, requires = "balancer", conflicts_with_all = ["service", "rip"])]
     pub wait_exit: bool,
 }
 

@@ -161,7 +161,7 @@ pub struct CaptureArgs {
     #[arg(short = 'r', long = "read", value_name = "FILE", conflicts_with_all = ["write", "iface"])]
     pub read: Option<PathBuf>,
     /// A tcpdump-style filter: host/net/port (with src/dst), tcp, udp, icmp, icmp6, arp, ip,
-    /// ip6, vlan [ID], combined with and/or/not and parentheses.
+    /// ip6, `vlan [ID]`, combined with and/or/not and parentheses.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     pub expr: Vec<String>,
 }
