@@ -21,8 +21,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::bgp::{big, httpd, lab, Lab, VIP};
-use common::Netns;
+use common::bgp::{big, lab, Lab, VIP};
+use common::{httpd, Netns};
 
 fn config(i: usize, backends: usize, quorum: u32, extra_bgp: &str) -> String {
     let mut s = format!(

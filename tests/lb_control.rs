@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{plug, run_cmd, Bg, Lbctl, Netns, TempDir};
+use common::{httpd, plug, run_cmd, Bg, Lbctl, Netns, TempDir};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
@@ -23,28 +23,6 @@ const SVC: &str = "198.18.0.100:80";
 const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
 /// Size of the file the slow download fetches.
 const BIG: usize = 4 << 20;
-
-fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn busybox httpd");
-    Bg(child)
-}
 
 struct Lab {
     // Drop order: daemon and servers before their namespaces.

@@ -9,31 +9,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{plug, Bg, Lbctl, Netns, TempDir};
+use common::{httpd, plug, Bg, Lbctl, Netns, TempDir};
 
 const VIP: &str = "198.18.0.100";
 const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
-
-fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
-    Bg(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("busybox httpd"))
-}
 
 struct Lab {
     daemon: Option<Bg>,

@@ -13,33 +13,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{plug, Bg, Lbctl, Netns, TempDir};
+use common::{httpd, plug, Bg, Lbctl, Netns, TempDir};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
 const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
-
-fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn busybox httpd");
-    Bg(child)
-}
 
 struct Lab {
     // Drop order: daemon and servers before their namespaces.

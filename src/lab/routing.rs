@@ -441,25 +441,8 @@ pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) 
     let deadline = Instant::now() + ANNOUNCE_WAIT;
     loop {
         signals::check()?;
-        for p in st.processes.iter() {
-            if !process::is_alive(p.pid, p.start_time) {
-                return Err(Error::Runtime(anyhow::anyhow!(
-                    "{} {} (pid {}) exited: {}",
-                    p.node,
-                    p.role,
-                    p.pid,
-                    log_tail(&p.log)
-                )));
-            }
-        }
-        let ready = balancers(st).iter().all(|n| {
-            lbctl_cmd(st, &n.ns, &["--json", "lb", "status"])
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-                .is_some_and(|v| build::balancer_ready(&v))
-        });
+        all_alive(st)?;
+        let ready = balancers_ready(st);
         let hops = next_hops(st).unwrap_or_default();
         if ready && hops.first().is_some_and(|h| h.via == want) {
             return Ok(());
@@ -822,6 +805,34 @@ pub(super) fn long(st: &LabState, n: usize) -> Result<LongTraffic> {
         }
     }
     Ok(t)
+}
+
+/// Every recorded process of the lab still runs (else: which one exited, with its log's tail).
+pub(super) fn all_alive(st: &LabState) -> Result<()> {
+    for p in st.processes.iter() {
+        if !process::is_alive(p.pid, p.start_time) {
+            return Err(Error::Runtime(anyhow::anyhow!(
+                "{} {} (pid {}) exited: {}",
+                p.node,
+                p.role,
+                p.pid,
+                log_tail(&p.log)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every balancer's `lb status` says it is running with its backends checked.
+pub(super) fn balancers_ready(st: &LabState) -> bool {
+    balancers(st).iter().all(|n| {
+        lbctl_cmd(st, &n.ns, &["--json", "lb", "status"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .is_some_and(|v| build::balancer_ready(&v))
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::build::{lbctl_cmd, log_tail, ns_of, spawn_recorded};
-use super::routing::{balancers, BalancerFault};
+use super::routing::{all_alive, balancers, balancers_ready, BalancerFault};
 use super::state::{LabState, StateDir};
 use super::topology::{self, Engine, Node, Role, HOST_IF};
 use super::{process, signals, STOP_GRACE};
@@ -213,25 +213,8 @@ pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) 
     let deadline = Instant::now() + ELECT_WAIT;
     loop {
         signals::check()?;
-        for p in st.processes.iter() {
-            if !process::is_alive(p.pid, p.start_time) {
-                return Err(Error::Runtime(anyhow::anyhow!(
-                    "{} {} (pid {}) exited: {}",
-                    p.node,
-                    p.role,
-                    p.pid,
-                    log_tail(&p.log)
-                )));
-            }
-        }
-        let ready = balancers(st).iter().all(|n| {
-            lbctl_cmd(st, &n.ns, &["--json", "lb", "status"])
-                .stderr(Stdio::null())
-                .output()
-                .ok()
-                .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-                .is_some_and(|v| super::build::balancer_ready(&v))
-        });
+        all_alive(st)?;
+        let ready = balancers_ready(st);
         let r = roles(st);
         let masters = r.iter().filter(|r| r.role == "MASTER").count();
         let others_backup = r.iter().all(|r| r.role == "MASTER" || r.role == "BACKUP");

@@ -8,31 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{plug, Bg, Lbctl, Netns, TempDir, LBCTL};
+use super::{httpd, plug, Bg, Lbctl, Netns, TempDir, LBCTL};
 
 pub const VIP: &str = "198.18.2.100";
-
-pub fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn busybox httpd");
-    Bg(child)
-}
 
 /// BIRD in the router namespace, stopped (SIGTERM, then reaped) on drop.
 pub struct RouterBird {

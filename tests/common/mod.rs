@@ -1089,3 +1089,26 @@ pub fn write(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
 pub fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// busybox httpd serving `dir` on port 80 inside `ns`, until dropped.
+pub fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn busybox httpd");
+    Bg(child)
+}
