@@ -35,7 +35,7 @@ exec </dev/null
 PACKAGES=(nftables iptables iproute2 iputils-ping arping tcpdump curl busybox-static qemu-system-x86
           ipvsadm cpio util-linux strace apache2-utils
           dpkg-dev binutils lintian man-db systemd zsh fish ifupdown
-          bird2 keepalived dnsmasq-base openssl)
+          bird2 keepalived dnsmasq-base openssl python3)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
