@@ -199,6 +199,17 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
                 "{masters} balancers are VRRP MASTER (want exactly 1)"
             ));
         }
+        // A pair is only healthy with both halves ready to take over: FAULT (interface down,
+        // tracked check failing) or an unknown role leaves no standby even when a MASTER serves.
+        for r in vrrp
+            .iter()
+            .filter(|r| !matches!(r.role.as_str(), "MASTER" | "BACKUP" | "down"))
+        {
+            problems.push(format!(
+                "balancer {} is VRRP {} (not ready to take over)",
+                r.node, r.role
+            ));
+        }
         match super::vrrp::arp_owner(st) {
             Ok(o) => vip_owner = o,
             Err(e) => problems.push(format!("could not read the client's ARP entry: {e}")),
