@@ -144,8 +144,8 @@ mh_fallback = true
 [service.check]
 type = "http"
 expect_body = "backend"
-interval = "500ms"
-timeout = "400ms"
+interval = "1s"
+timeout = "800ms"
 rise = 2
 fall = 2
 dsr = true
@@ -270,14 +270,19 @@ for be in $BACKENDS; do echo "$out" | grep -q "backend $be\$" || ok=1; done
 echo "$out" | grep -q FAIL && ok=1
 check lb-run-both-serve $ok "$(echo "$out" | tr '\n' ',' | sed 's/,$//')"
 kill "${PIDS[1]}"; wait "${PIDS[1]}" 2> /dev/null   # be2's server
-down_rc=$(vm_cmd 'for i in $(seq 50); do lbctl lb status > /dev/null 2>&1 || break; sleep 0.1; done; sleep 0.5; lbctl lb list; lbctl lb status')
+down_rc=$(vm_cmd 'for i in $(seq 100); do lbctl lb status > /dev/null 2>&1 || break; sleep 0.1; done; sleep 0.5; lbctl lb list; lbctl lb status')
 [ "$down_rc" = "LBVM: cmd rc=1" ] && console | grep -aq "be2 *down\|$(ip_of be2):$PORT *down"
 check lb-run-detects-down $? "${down_rc#LBVM: }; $(console | grep -a "$(ip_of be2):$PORT" | tail -1)"
 out=$(requests "$REQUESTS")
 ok=0
 echo "$out" | grep -q FAIL && ok=1
 echo "$out" | grep -q "^$REQUESTS backend be1\$" || ok=1
-check lb-run-quiesced-avoided $ok "$(echo "$out" | tr '\n' ',' | sed 's/,$//')"
+detail=$(echo "$out" | tr '\n' ',' | sed 's/,$//')
+if [ "$ok" != 0 ]; then   # which backend's check flapped? (a refused curl = no weight > 0 left)
+  vm_cmd 'grep -a "transition\|weight" /tmp/lbrun.log | tail -20; ipvsadm -Ln' > /dev/null
+  detail="$detail; daemon transitions and ipvsadm -Ln on the console below"
+fi
+check lb-run-quiesced-avoided $ok "$detail"
 vm_cmd 'kill $(cat /tmp/lbrun.pid); sleep 1; cat /tmp/lbrun.log' > /dev/null
 
 echo done >&3
