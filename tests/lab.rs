@@ -12,112 +12,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_cmd, run_cmd_timeout, Out, TempDir, LBCTL};
-use lbctl::lab::{self, Fault, Lab, LabSpec};
+use common::labrun::{assert_gone, lab_name, namespaces_of, Run};
+use common::{run_cmd_timeout, TempDir, LBCTL};
+use lbctl::lab::{self, Fault, Lab};
 use serde_json::Value;
-
-/// A lab name unique to this process: `t<pid>-<tag>`.
-fn lab_name(tag: &str) -> String {
-    format!("t{}-{tag}", std::process::id())
-}
-
-/// A private run dir. On drop (also when a test panics) every lab recorded in it is taken
-/// down, then the directory is removed.
-struct Run {
-    _tmp: TempDir,
-    dir: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down_all(&self.dir) {
-            eprintln!("warning: cleaning up labs in {}: {e}", self.dir.display());
-        }
-    }
-}
-
-impl Run {
-    fn new() -> Run {
-        let tmp = TempDir::new("labrun");
-        let dir = tmp.path().join("run");
-        Run { _tmp: tmp, dir }
-    }
-
-    fn env(&self) -> String {
-        self.dir.to_string_lossy().into_owned()
-    }
-
-    /// `lbctl ARGS…` with this run dir.
-    fn lbctl(&self, args: &[&str]) -> Out {
-        let mut argv = vec![LBCTL];
-        argv.extend_from_slice(args);
-        run_cmd(&argv, &[("LBCTL_RUN_DIR", &self.env())], None)
-    }
-
-    fn spec(&self, name: &str) -> LabSpec {
-        LabSpec {
-            run_dir: self.dir.clone(),
-            ..LabSpec::new(name, LBCTL)
-        }
-    }
-
-    /// Nothing recorded for `name` any more.
-    fn has_record(&self, name: &str) -> bool {
-        lab::state::lab_dir(&self.dir, name).exists()
-    }
-}
-
-/// Namespaces of lab `name` that exist now.
-fn namespaces_of(name: &str) -> Vec<String> {
-    let prefix = format!("lbl-{name}-");
-    lbctl::sys::netns::list()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
-/// Live processes whose command line mentions `needle` (e.g. `lbl-<name>-`), other than zombies.
-fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string))
-            })
-            .is_some_and(|st| st == "Z");
-        if cmd.contains(needle) && !zombie {
-            out.push((pid, cmd));
-        }
-    }
-    out
-}
-
-/// Nothing of lab `name` remains: no namespace, no process, no record.
-#[track_caller]
-fn assert_gone(run: &Run, name: &str) {
-    assert_eq!(namespaces_of(name), Vec::<String>::new(), "namespaces left");
-    let needle = format!("lbl-{name}-");
-    // Stopped processes may take a moment to be reaped by their new parent.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !processes_mentioning(&needle).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(processes_mentioning(&needle), vec![], "processes left");
-    assert!(!run.has_record(name), "lab record left");
-}
 
 /// The ids of failed doctor checks.
 fn failed(v: &Value) -> Vec<String> {
@@ -173,7 +75,7 @@ fn read_state(run: &Run, name: &str) -> Option<Value> {
 #[test]
 fn demo_passes_and_leaves_nothing_behind() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("demo");
     let started = Instant::now();
     let out = run.lbctl(&["lab", "demo", "--name", &name]);
@@ -230,7 +132,7 @@ fn demo_passes_and_leaves_nothing_behind() {
 #[test]
 fn interrupted_demo_and_up_clean_up_and_exit_130() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     // Ctrl-C (SIGINT) while the demo sends its requests.
     let name = lab_name("intr");
     let mut child = spawn_lbctl(
@@ -275,7 +177,7 @@ fn interrupted_demo_and_up_clean_up_and_exit_130() {
 #[test]
 fn each_fault_is_reported_by_doctor() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     for fault in Fault::ALL {
         let name = lab_name(&format!("f{}", fault as u8));
         // With the balancer: a backend's doctor asks the segment who holds the VIP.
@@ -316,7 +218,7 @@ fn each_fault_is_reported_by_doctor() {
 #[test]
 fn arp_flux_steals_traffic_from_the_balancer() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("flux");
     let out = run.lbctl(&["lab", "up", "--name", &name]);
     out.expect_ok();
@@ -371,7 +273,7 @@ fn arp_flux_steals_traffic_from_the_balancer() {
 #[test]
 fn two_labs_coexist_and_down_removes_only_one() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let a = lab_name("a");
     let b = lab_name("b");
     run.lbctl(&["lab", "up", "--name", &a]).expect_ok();
@@ -438,7 +340,7 @@ impl Drop for Decoy {
 fn down_all_after_killed_up_removes_exactly_the_record() {
     require_root!();
     for stall in ["namespaces", "servers"] {
-        let run = Run::new();
+        let run = Run::new("labrun");
         let name = lab_name(&format!("k{}", &stall[..1]));
         // Same prefix, not recorded: must survive.
         let decoy_ns = format!("lbl-{name}-be9");
@@ -526,7 +428,7 @@ fn down_all_after_killed_up_removes_exactly_the_record() {
 #[test]
 fn bad_input_is_a_usage_error_and_creates_nothing() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("bad");
     let long = "a".repeat(lab::topology::MAX_NAME_LEN + 1);
     let cases: Vec<Vec<&str>> = vec![
@@ -604,7 +506,7 @@ fn bad_input_is_a_usage_error_and_creates_nothing() {
 fn without_root_the_lab_says_so_and_exits_77() {
     require_root!();
     require_tool!("setpriv");
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("noroot");
     let out = run_cmd_timeout(
         &[
@@ -632,7 +534,7 @@ fn without_root_the_lab_says_so_and_exits_77() {
 #[test]
 fn ipv6_dsr_exec_status_and_the_library_guard() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("v6");
     let mut spec = run.spec(&name);
     spec.ipv6 = true;
@@ -750,7 +652,7 @@ fn ipv6_dsr_exec_status_and_the_library_guard() {
 #[test]
 fn profile_configures_the_backends() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("prof");
     let dir = TempDir::new("labprof");
     let profile = dir.path().join("backend.toml");
@@ -826,7 +728,7 @@ fn profile_configures_the_backends() {
 #[test]
 fn own_balancer_in_a_lab_without_one_is_stopped_by_down() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("own");
     let mut spec = run.spec(&name);
     spec.start_balancer = false;
@@ -870,7 +772,7 @@ fn own_balancer_in_a_lab_without_one_is_stopped_by_down() {
 #[test]
 fn lab_status_is_degraded_while_the_balancer_has_a_backend_down() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labrun");
     let name = lab_name("deg");
     run.lbctl(&["lab", "up", "--name", &name]).expect_ok();
     let lab = Lab::load(&run.dir, &name).unwrap().guard();

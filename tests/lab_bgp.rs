@@ -10,103 +10,12 @@
 #[macro_use]
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{run_cmd, Out, TempDir, LBCTL};
-use lbctl::lab::{self, BalancerFault, Lab, LabSpec, Routing, RoutingSpec};
+use common::labrun::{assert_gone, lab_name, namespaces_of, Run};
+use common::{Out, LBCTL};
+use lbctl::lab::{BalancerFault, Lab, LabSpec, Routing, RoutingSpec};
 use serde_json::Value;
-
-fn lab_name(tag: &str) -> String {
-    format!("t{}-{tag}", std::process::id())
-}
-
-/// A private run dir; every lab recorded in it is taken down on drop (also on panic).
-struct Run {
-    _tmp: TempDir,
-    dir: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down_all(&self.dir) {
-            eprintln!("warning: cleaning up labs in {}: {e}", self.dir.display());
-        }
-    }
-}
-
-impl Run {
-    fn new() -> Run {
-        let tmp = TempDir::new("labbgp");
-        let dir = tmp.path().join("run");
-        Run { _tmp: tmp, dir }
-    }
-
-    fn lbctl(&self, args: &[&str]) -> Out {
-        let mut argv = vec![LBCTL];
-        argv.extend_from_slice(args);
-        let env = self.dir.to_string_lossy().into_owned();
-        run_cmd(&argv, &[("LBCTL_RUN_DIR", &env)], None)
-    }
-
-    fn status(&self, name: &str) -> (i32, Value) {
-        let out = self.lbctl(&["--json", "lab", "status", "--name", name]);
-        let v: Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("lab status --json: {e}\n{out}"));
-        (out.code, v["labs"][0].clone())
-    }
-}
-
-fn namespaces_of(name: &str) -> Vec<String> {
-    let prefix = format!("lbl-{name}-");
-    lbctl::sys::netns::list()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
-/// Live processes (not zombies) whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string))
-            })
-            .is_some_and(|st| st == "Z");
-        if cmd.contains(needle) && !zombie {
-            out.push((pid, cmd));
-        }
-    }
-    out
-}
-
-/// No namespace of lab `name` and, within a few seconds (the balancers' own BIRDs exit on their
-/// parent's death signal), no process started for it (they all name the run dir).
-#[track_caller]
-fn assert_gone(run: &Run, name: &str) {
-    assert!(namespaces_of(name).is_empty(), "{:?}", namespaces_of(name));
-    assert!(!lab::state::lab_dir(&run.dir, name).exists());
-    let needle = run.dir.to_string_lossy().into_owned();
-    let mut left = processes_mentioning(&needle);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        left = processes_mentioning(&needle);
-    }
-    assert!(left.is_empty(), "left running: {left:?}");
-}
 
 fn hops(status: &Value) -> Vec<String> {
     status["next_hops"][0]["via"]
@@ -134,7 +43,7 @@ fn two_balancers_carry_traffic_and_one_may_die() {
     require_root!();
     require_tool!("bird");
     require_tool!("tc");
-    let run = Run::new();
+    let run = Run::new("labbgp");
     let name = lab_name("two");
     let out = up(&run, &name, 2);
     assert_eq!(out.code, 0, "{out}");
@@ -223,7 +132,7 @@ fn long_downloads_survive_a_balancer_crash_and_a_drain() {
     require_root!();
     require_tool!("bird");
     require_tool!("tc");
-    let run = Run::new();
+    let run = Run::new("labbgp");
     let name = lab_name("long");
     let spec = LabSpec {
         run_dir: run.dir.clone(),
@@ -266,7 +175,7 @@ fn long_downloads_survive_a_balancer_crash_and_a_drain() {
 
 #[test]
 fn bad_routed_requests_change_nothing() {
-    let run = Run::new();
+    let run = Run::new("labbgp");
     let name = lab_name("bad");
     for (args, want) in [
         (vec!["--balancers", "2"], "--routing"),

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod bgp;
+pub mod labrun;
 
 /// The binary under test.
 pub const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
