@@ -21,8 +21,8 @@ mod crossover;
 mod routed;
 
 use crate::cli::lab::{
-    BreakArgs, BreakKind, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs,
-    TopologyArg, TrafficArgs, UpArgs,
+    BreakArgs, BreakKind, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TopologyArg,
+    TrafficArgs, UpArgs,
 };
 use crate::error::{Error, Result};
 use crate::lab::{

@@ -18,7 +18,10 @@ use crate::{usage, Ctx, Outcome};
 /// `lab up --topology crossover --servers N [--tiers T]`.
 pub(super) fn up(ctx: &Ctx, a: UpArgs, run_dir: PathBuf) -> Result<Outcome> {
     let unsupported = [
-        (a.backends.is_some(), "--backends (a crossover lab has --servers N)"),
+        (
+            a.backends.is_some(),
+            "--backends (a crossover lab has --servers N)",
+        ),
         (a.balancers.is_some(), "--balancers"),
         (a.routing.is_some(), "--routing"),
         (a.ipv6, "--ipv6"),
@@ -189,7 +192,11 @@ pub(super) fn break_server(ctx: &Ctx, lab: &Lab, a: &BreakArgs) -> Result<Outcom
             ctx,
             format!("{} {}: {}", ui.yellow("broke"), a.node, fault.describe()),
         );
-        let cut = st.crossover.as_ref().map(|c| c.cut.clone()).unwrap_or_default();
+        let cut = st
+            .crossover
+            .as_ref()
+            .map(|c| c.cut.clone())
+            .unwrap_or_default();
         for v in moved.iter().filter(|v| v.tiers.first() == Some(&a.node)) {
             let now: Vec<&str> = v
                 .held_by
@@ -225,13 +232,7 @@ pub(super) fn break_server(ctx: &Ctx, lab: &Lab, a: &BreakArgs) -> Result<Outcom
 }
 
 /// `lab status` of a crossover lab.
-pub(super) fn print_status(
-    ctx: &Ctx,
-    ui: &Ui,
-    st: &LabStatus,
-    x: &CrossoverStatus,
-    health: &str,
-) {
+pub(super) fn print_status(ctx: &Ctx, ui: &Ui, st: &LabStatus, x: &CrossoverStatus, health: &str) {
     ui.line(
         ctx,
         format!(

@@ -83,17 +83,17 @@ pub fn validate(x: &CrossoverSpec) -> Result<()> {
     if !(2..=3).contains(&x.tiers) {
         return Err(usage!("--tiers must be 2 or 3 (got {})", x.tiers));
     }
-    let t = table(x)?;
-    if x.tiers == 3 && t.addrs.len() > plan::MAX_ROUTE_NEXTHOPS {
+    let want = plan::needed(usize::from(x.servers), usize::from(x.tiers));
+    if want > plan::MAX_ROUTE_NEXTHOPS {
         return Err(usage!(
-            "--servers {} --tiers 3 needs {} internal addresses, more than one multipath route \
-             carries ({}): use at most 7 servers with --tiers 3",
+            "--servers {} --tiers {} needs {want} internal addresses, more than one multipath \
+             route carries ({}): use at most 7 servers with --tiers 3",
             x.servers,
-            t.addrs.len(),
+            x.tiers,
             plan::MAX_ROUTE_NEXTHOPS
         ));
     }
-    Ok(())
+    table(x).map(|_| ())
 }
 
 /// The address table of the lab (`crossover plan --servers N --tiers T --range INTERNAL`).
@@ -244,7 +244,10 @@ pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) 
     for n in st.nodes.clone().iter().filter(|n| n.role == Role::Backend) {
         signals::check()?;
         let s = server_index(st, &n.node).unwrap_or(0);
-        progress(&format!("starting {}'s agent (lbctl crossover run)", n.node));
+        progress(&format!(
+            "starting {}'s agent (lbctl crossover run)",
+            n.node
+        ));
         let path = dir.path().join(format!("{}.toml", n.node));
         std::fs::write(&path, agent_file(&x, &t, s))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -534,7 +537,11 @@ fn router_neighbours(st: &LabState) -> Result<BTreeMap<Ipv4Addr, String>> {
         let who = st
             .nodes
             .iter()
-            .find(|n| n.mac.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(mac)))
+            .find(|n| {
+                n.mac
+                    .as_deref()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+            })
             .map(|n| n.node.clone())
             .unwrap_or_else(|| mac.to_string());
         m.insert(dst, who);

@@ -53,8 +53,8 @@ use serde_json::Value;
 
 pub use crate::sys::process;
 pub use build::balancer_ready;
-pub use crossover::{CrossoverSpec, CrossoverStatus, CrossoverTraffic, ServerFault};
 use build::{lbctl_cmd, teardown};
+pub use crossover::{CrossoverSpec, CrossoverStatus, CrossoverTraffic, ServerFault};
 pub use faults::Fault;
 pub use routing::{BalancerFault, LongTraffic, RoutedTraffic, Routing, RoutingSpec, VipRoute};
 use state::{LabState, Phase, StateDir};
@@ -210,11 +210,7 @@ impl Lab {
     /// A crossover lab (see [`crossover`]): a router, a client and servers s1…sN running
     /// `lbctl crossover run`, no balancer. Of `spec` only the name, the lbctl binary and the run
     /// dir are used.
-    pub fn up_crossover(
-        spec: &LabSpec,
-        x: CrossoverSpec,
-        progress: &dyn Fn(&str),
-    ) -> Result<Lab> {
+    pub fn up_crossover(spec: &LabSpec, x: CrossoverSpec, progress: &dyn Fn(&str)) -> Result<Lab> {
         crossover::validate(&x)?;
         let spec = LabSpec {
             backends: x.servers,
