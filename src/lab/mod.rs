@@ -1,6 +1,8 @@
 //! `lbctl lab`: a whole DSR set-up in network namespaces — a switch, a client, a balancer and K
 //! backends — built with lbctl's own code, for newcomers, demos and tests. A routed lab
-//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK.
+//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK; a
+//! crossover lab (`--topology crossover --servers N`, [`crossover`]) has no balancer: a router
+//! with static multipath routes and servers s1…sN running `lbctl crossover run`.
 //!
 //! The same typed API serves the CLI (`commands/lab.rs`) and the integration tests:
 //!
