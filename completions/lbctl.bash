@@ -2525,7 +2525,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__break)
-            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain isolate"
+            opts="-v -q -n -h -V --name --json --verbose --quiet --netns --dry-run --wait --help --version arp-flux rp-filter no-vip no-listener policy-table-without-link-route firewall-drop fib-rpfilter no-balancer down drain isolate service-dead"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2867,7 +2867,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lab__subcmd__up)
-            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --balancers --routing --json --verbose --quiet --netns --dry-run --wait --help --version"
+            opts="-v -q -n -h -V --name --backends --ipv6 --profile --engine --no-balancer --balancers --routing --topology --servers --tiers --json --verbose --quiet --netns --dry-run --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2895,6 +2895,18 @@ _lbctl() {
                     ;;
                 --routing)
                     COMPREPLY=($(compgen -W "bgp vrrp" -- "${cur}"))
+                    return 0
+                    ;;
+                --topology)
+                    COMPREPLY=($(compgen -W "dsr crossover" -- "${cur}"))
+                    return 0
+                    ;;
+                --servers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tiers)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --netns)

@@ -672,14 +672,18 @@ complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_sub
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -f -a "serve" -d 'The lab\'s built-in HTTP server: answers `GET /` with its name (started by `lab up`)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and not __fish_seen_subcommand_from up demo traffic exec status down break serve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l name -d 'The lab (namespaces are named lbl-NAME-NODE)' -r
-complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l backends -d 'Number of backends (1-9)' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l backends -d 'Number of backends (1-9; default 2)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l profile -d 'Configure the backends with this profile instead of `arp suppress` + `vip add`; placeholders {{vip}} {{rip}} {{node}} {{gateway}} {{port}} {{iface}} (and {{vip6}} {{rip6}} {{gateway6}} with --ipv6) are filled in per backend' -r -f -a '(__lbctl_profiles)'
-complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l engine -d 'The balancer\'s engine' -r -f -a "auto\t'IPVS when the kernel has it, else nftables'
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l engine -d 'The balancer\'s engine (default auto)' -r -f -a "auto\t'IPVS when the kernel has it, else nftables'
 ipvs\t'Kernel IPVS in direct-routing mode'
 nft\t'An nftables netdev ingress chain rewriting MACs'"
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l balancers -d 'More than one balancer (1-4; nodes lb1…lbK); needs --routing' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l routing -d 'How the balancers share the VIP: bgp (a router in front, VIP 198.18.2.100 outside the balancer segment) or vrrp (no router, on-link VIP 198.18.0.100); default 2 balancers' -r -f -a "bgp\t'Each balancer\'s `lb run` announces the VIP by BGP (BIRD 2) to the router, which runs BIRD 2 with ECMP (`merge paths on`) and an L4 multipath hash'
 vrrp\t'The balancers share the on-link VIP 198.18.0.100 by VRRP (`lb run` with `[ha]`: keepalived, unicast peers); no router'"
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l topology -d 'The lab\'s shape: dsr (a balancer and backends, the default) or crossover (no balancer: a router spreads 198.18.100.0/24 over the `crossover plan` addresses of servers s1…sN, each running `lbctl crossover run`)' -r -f -a "dsr\t'A client, a balancer (or several, with --routing) and K backends: Direct Server Return'
+crossover\t'No balancer: a router with static multipath routes and N servers running the crossover agent (needs --servers N)'"
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l servers -d 'Servers of a crossover lab (3-8)' -r
+complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l tiers -d 'Tiers of a crossover lab\'s plan: 2 (default) or 3 (tertiaries cover double failures; at most 7 servers)' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l netns -d 'Run inside the named network namespace (as created by `ip netns add NAME`)' -r -f -a '(__lbctl_netns)'
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l wait -d 'How long a change waits for another lbctl changing this namespace (seconds; 0: fail at once). Default: wait as long as it takes, saying so after 2 s' -r
 complete -c lbctl -n "__fish_lbctl_using_subcommand lab; and __fish_seen_subcommand_from up" -l ipv6 -d 'Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100'

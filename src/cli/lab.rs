@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::lab::{self, BalancerFault, Engine, Fault, Routing};
+use crate::lab::{self, BalancerFault, Engine, Fault, Routing, ServerFault};
 
 /// Lab commands.
 #[derive(Debug, clap::Subcommand)]
@@ -41,9 +41,9 @@ pub struct NameArg {
 pub struct UpArgs {
     #[command(flatten)]
     pub name: NameArg,
-    /// Number of backends (1-9).
-    #[arg(long, default_value_t = 2, value_name = "K")]
-    pub backends: u8,
+    /// Number of backends (1-9; default 2).
+    #[arg(long, value_name = "K")]
+    pub backends: Option<u8>,
     /// Also IPv6: 2001:db8::/64 addresses and the VIP 2001:db8::100.
     #[arg(long)]
     pub ipv6: bool,
@@ -52,9 +52,9 @@ pub struct UpArgs {
     /// {{rip6}} {{gateway6}} with --ipv6) are filled in per backend.
     #[arg(long, value_name = "PROFILE")]
     pub profile: Option<PathBuf>,
-    /// The balancer's engine.
-    #[arg(long, value_enum, default_value_t)]
-    pub engine: EngineArg,
+    /// The balancer's engine (default auto).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     /// Do not start `lbctl lb run` (bring your own balancer in the lb namespace).
     #[arg(long)]
     pub no_balancer: bool,
@@ -65,6 +65,28 @@ pub struct UpArgs {
     /// balancer segment) or vrrp (no router, on-link VIP 198.18.0.100); default 2 balancers.
     #[arg(long, value_enum)]
     pub routing: Option<RoutingArg>,
+    /// The lab's shape: dsr (a balancer and backends, the default) or crossover (no balancer:
+    /// a router spreads 198.18.100.0/24 over the `crossover plan` addresses of servers s1…sN,
+    /// each running `lbctl crossover run`).
+    #[arg(long, value_enum)]
+    pub topology: Option<TopologyArg>,
+    /// Servers of a crossover lab (3-8).
+    #[arg(long, value_name = "N", requires = "topology")]
+    pub servers: Option<u8>,
+    /// Tiers of a crossover lab's plan: 2 (default) or 3 (tertiaries cover double failures;
+    /// at most 7 servers).
+    #[arg(long, value_name = "T", requires = "servers")]
+    pub tiers: Option<u8>,
+}
+
+/// The shape of a lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopologyArg {
+    /// A client, a balancer (or several, with --routing) and K backends: Direct Server Return.
+    Dsr,
+    /// No balancer: a router with static multipath routes and N servers running the crossover
+    /// agent (needs --servers N).
+    Crossover,
 }
 
 /// How a routed lab's balancers reach its router (`lab::Routing`).
@@ -159,7 +181,8 @@ pub struct DownArgs {
 pub struct BreakArgs {
     #[command(flatten)]
     pub name: NameArg,
-    /// The backend: be1, be2, … (or a routed lab's balancer: lb1, lb2, …)
+    /// The backend: be1, be2, … (or a routed lab's balancer: lb1, lb2, …; or a crossover
+    /// lab's server: s1, s2, …)
     pub node: String,
     /// The fault to inject.
     #[arg(value_enum)]
@@ -232,6 +255,10 @@ pub enum FaultArg {
     /// VRRP labs, a balancer lbN: set its switch port sw-lbN down (restored by `lab down`);
     /// waits until another balancer is MASTER.
     Isolate,
+    /// Crossover labs, a server sN: stop its HTTP server while its kernel still answers ARP;
+    /// its agent's health check fails and it releases every address. (`down` on a crossover
+    /// server cuts its switch port.) Waits until its addresses answer from other servers.
+    ServiceDead,
 }
 
 /// What a [`FaultArg`] breaks.
@@ -239,8 +266,10 @@ pub enum FaultArg {
 pub enum BreakKind {
     /// A DSR fault in a backend.
     Backend(Fault),
-    /// A balancer of a routed lab.
+    /// A balancer of a routed lab (`down` also breaks a crossover lab's server).
     Balancer(BalancerFault),
+    /// A server of a crossover lab.
+    Server(ServerFault),
 }
 
 impl BreakKind {
@@ -248,6 +277,7 @@ impl BreakKind {
         match self {
             BreakKind::Backend(f) => f.name(),
             BreakKind::Balancer(f) => f.name(),
+            BreakKind::Server(f) => f.name(),
         }
     }
 }
@@ -267,6 +297,7 @@ impl From<FaultArg> for BreakKind {
             FaultArg::Down => Balancer(BalancerFault::Down),
             FaultArg::Drain => Balancer(BalancerFault::Drain),
             FaultArg::Isolate => Balancer(BalancerFault::Isolate),
+            FaultArg::ServiceDead => BreakKind::Server(ServerFault::ServiceDead),
         }
     }
 }
@@ -283,10 +314,12 @@ mod tests {
             let f = BreakKind::from(*a);
             assert_eq!(a.to_possible_value().unwrap().get_name(), f.name());
         }
+        // `down` is shared by balancers and crossover servers.
         assert_eq!(
             FaultArg::value_variants().len(),
-            Fault::ALL.len() + BalancerFault::ALL.len()
+            Fault::ALL.len() + BalancerFault::ALL.len() + ServerFault::ALL.len() - 1
         );
+        assert_eq!(ServerFault::Down.name(), BalancerFault::Down.name());
         for r in RoutingArg::value_variants() {
             assert_eq!(
                 r.to_possible_value().unwrap().get_name(),

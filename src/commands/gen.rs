@@ -477,6 +477,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("sudo lbctl lab up --backends 3 --ipv6", "Keep a lab with three backends around to explore."),
             ("sudo lbctl lab up --balancers 3 --routing bgp", "Three balancers announcing the VIP by BGP to a router (BIRD 2, ECMP)."),
             ("sudo lbctl lab up --balancers 2 --routing vrrp", "Two balancers sharing the VIP by VRRP (lb run with [ha]: keepalived)."),
+            ("sudo lbctl lab up --topology crossover --servers 4", "No balancer: a router spreads 198.18.100.0/24 over four servers running lbctl crossover run."),
         ],
         "lbctl-lab-traffic" => &[
             ("sudo lbctl lab traffic --requests 100", "Requests via the VIP: spread, and which way replies went."),
@@ -488,6 +489,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("sudo lbctl lab break be1 arp-flux", "Inject a fault, then let lbctl doctor find it."),
             ("sudo lbctl lab break lb1 down", "In a routed lab: SIGKILL balancer lb1 and wait until the router drops it."),
             ("sudo lbctl lab break lb1 isolate", "In a VRRP lab: set lb1's switch port down and wait until lb2 is MASTER."),
+            ("sudo lbctl lab break s2 service-dead", "In a crossover lab: stop s2's HTTP server; its agent releases its addresses to the others."),
         ],
         "lbctl-lab-down" => &[("sudo lbctl lab down --all", "Remove every recorded lab.")],
         "lbctl-lab-serve" => &[("lbctl lab serve --name be1 --port 8080", "The built-in HTTP server (lab up starts it in each backend).")],

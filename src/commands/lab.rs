@@ -15,12 +15,14 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+#[path = "lab_crossover.rs"]
+mod crossover;
 #[path = "lab_routed.rs"]
 mod routed;
 
 use crate::cli::lab::{
-    BreakArgs, BreakKind, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TrafficArgs,
-    UpArgs,
+    BreakArgs, BreakKind, DemoArgs, DownArgs, ExecArgs, LabCmd, ServeArgs, StatusArgs, TopologyArg,
+    TrafficArgs, UpArgs,
 };
 use crate::error::{Error, Result};
 use crate::lab::{
@@ -154,12 +156,20 @@ pub fn run(ctx: &Ctx, cmd: LabCmd) -> Result<Outcome> {
 // =============================================================================================
 
 fn up(ctx: &Ctx, a: UpArgs, run_dir: PathBuf) -> Result<Outcome> {
+    if a.topology == Some(TopologyArg::Crossover) {
+        return crossover::up(ctx, a, run_dir);
+    }
+    if a.servers.is_some() {
+        return Err(usage!(
+            "--servers is for --topology crossover (a DSR lab has --backends K)"
+        ));
+    }
     let spec = LabSpec {
         name: a.name.name,
-        backends: a.backends,
+        backends: a.backends.unwrap_or(2),
         ipv6: a.ipv6,
         profile: a.profile,
-        engine: a.engine.into(),
+        engine: a.engine.unwrap_or_default().into(),
         start_balancer: !a.no_balancer,
         lbctl_bin: lbctl_exe()?,
         run_dir,
@@ -385,6 +395,16 @@ fn traffic(ctx: &Ctx, a: TrafficArgs, run_dir: PathBuf) -> Result<Outcome> {
     }
     require_root("traffic")?;
     signals::install();
+    if lab.state().crossover.is_some() {
+        if a.long.is_some() || a.skewed || a.ipv6 {
+            return Err(usage!(
+                "--long, --skewed and --ipv6 need a lab with a VIP (lab '{}' is a crossover \
+                 lab: plain `lbctl lab traffic` spreads requests over its public range)",
+                lab.name()
+            ));
+        }
+        return crossover::traffic(ctx, &lab, a.requests);
+    }
     if let Some(n) = a.long {
         return routed::long(ctx, &lab, n);
     }
@@ -696,6 +716,10 @@ fn status(ctx: &Ctx, a: StatusArgs, run_dir: PathBuf) -> Result<Outcome> {
             } else {
                 ui.red("degraded")
             };
+            if let Some(x) = &st.crossover {
+                crossover::print_status(ctx, &ui, st, x, &health);
+                continue;
+            }
             ui.line(
                 ctx,
                 format!(
@@ -796,7 +820,18 @@ fn down(ctx: &Ctx, a: DownArgs, run_dir: PathBuf) -> Result<Outcome> {
 
 fn break_(ctx: &Ctx, a: BreakArgs, run_dir: PathBuf) -> Result<Outcome> {
     let lab = Lab::load(&run_dir, &a.name.name)?;
+    if lab.state().crossover.is_some() {
+        return crossover::break_server(ctx, &lab, &a);
+    }
     let fault = match BreakKind::from(a.fault) {
+        BreakKind::Server(f) => {
+            return Err(usage!(
+                "`{}` breaks a server of a crossover lab (`lbctl lab up --topology crossover \
+                 --servers N`); lab '{}' is not one",
+                f.name(),
+                lab.name()
+            ))
+        }
         BreakKind::Backend(f) => f,
         BreakKind::Balancer(f) => {
             require_root("break")?;

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::agent::AgentStatus;
 
 /// One address as `status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
     pub addr: Ipv4Addr,
     pub tier: String,
@@ -25,8 +25,8 @@ pub struct Row {
     pub foreign: Option<String>,
 }
 
-/// One agent's report.
-#[derive(Debug, Clone, Serialize)]
+/// One agent's report (`crossover status --json` "agents"; `lab status` reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentReport {
     pub name: String,
     pub pid: u32,

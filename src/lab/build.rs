@@ -217,9 +217,19 @@ pub(super) fn build(
         progress("wiring the router");
         super::routing::wire(st)?;
     }
+    if st.crossover.is_some() {
+        progress("wiring the router (the crossover plan's multipath routes)");
+        super::crossover::wire(st)?;
+    }
 
-    // 4. Backends, configured by lbctl itself.
-    for n in st.nodes.clone().iter().filter(|n| n.role == Role::Backend) {
+    // 4. Backends, configured by lbctl itself (a crossover lab's agents configure their own
+    //    addresses: step 6).
+    for n in st
+        .nodes
+        .clone()
+        .iter()
+        .filter(|n| n.role == Role::Backend && st.crossover.is_none())
+    {
         signals::check()?;
         progress(&format!("configuring {} with lbctl", n.node));
         configure_backend(dir, st, n, profiles.get(&n.node))?;
@@ -234,8 +244,10 @@ pub(super) fn build(
     stall_point("servers")?;
     wait_for_servers(st)?;
 
-    // 6. The balancer (or a routed lab's router and balancers).
-    if st.routing.is_some() {
+    // 6. The balancer (or a routed lab's router and balancers, or a crossover lab's agents).
+    if st.crossover.is_some() {
+        super::crossover::start(dir, st, progress)?;
+    } else if st.routing.is_some() {
         super::routing::start(dir, st, progress)?;
     } else if st.balancer {
         progress("starting the balancer (lbctl lb run)");

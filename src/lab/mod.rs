@@ -1,6 +1,8 @@
 //! `lbctl lab`: a whole DSR set-up in network namespaces — a switch, a client, a balancer and K
 //! backends — built with lbctl's own code, for newcomers, demos and tests. A routed lab
-//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK.
+//! (`--balancers K --routing bgp`, [`routing`]) puts a router in front of balancers lb1…lbK; a
+//! crossover lab (`--topology crossover --servers N`, [`crossover`]) has no balancer: a router
+//! with static multipath routes and servers s1…sN running `lbctl crossover run`.
 //!
 //! The same typed API serves the CLI (`commands/lab.rs`) and the integration tests:
 //!
@@ -30,6 +32,7 @@
 //!   removed everything, so it can simply be run again.
 
 mod build;
+pub mod crossover;
 pub mod faults;
 pub mod http;
 pub mod routing;
@@ -53,6 +56,7 @@ use serde_json::Value;
 pub use crate::sys::process;
 pub use build::balancer_ready;
 use build::{lbctl_cmd, teardown};
+pub use crossover::{CrossoverSpec, CrossoverStatus, CrossoverTraffic, ServerFault};
 pub use faults::Fault;
 pub use routing::{BalancerFault, LongTraffic, RoutedTraffic, Routing, RoutingSpec, VipRoute};
 use state::{LabState, Phase, StateDir};
@@ -202,16 +206,47 @@ impl Lab {
         routing: Option<&RoutingSpec>,
         progress: &dyn Fn(&str),
     ) -> Result<Lab> {
+        Lab::up_inner(spec, routing, None, progress)
+    }
+
+    /// A crossover lab (see [`crossover`]): a router, a client and servers s1…sN running
+    /// `lbctl crossover run`, no balancer. Of `spec` only the name, the lbctl binary and the run
+    /// dir are used.
+    pub fn up_crossover(spec: &LabSpec, x: CrossoverSpec, progress: &dyn Fn(&str)) -> Result<Lab> {
+        crossover::validate(&x)?;
+        let spec = LabSpec {
+            backends: x.servers,
+            ipv6: false,
+            profile: None,
+            engine: Engine::Auto,
+            start_balancer: false,
+            ..spec.clone()
+        };
+        Lab::up_inner(&spec, None, Some(x), progress)
+    }
+
+    fn up_inner(
+        spec: &LabSpec,
+        routing: Option<&RoutingSpec>,
+        xover: Option<CrossoverSpec>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Lab> {
         let (mut nodes, profiles) = spec.validate()?;
         if let Some(r) = routing {
             routing::validate(r, spec.ipv6, spec.profile.is_some(), spec.start_balancer)?;
             nodes = routing::plan(&spec.name, spec.backends, r);
+        }
+        if let Some(x) = &xover {
+            nodes = crossover::plan_nodes(&spec.name, x);
         }
         preflight(&spec.lbctl_bin)?;
         match routing.map(|r| r.routing) {
             Some(Routing::Bgp) => routing::preflight()?,
             Some(Routing::Vrrp) => vrrp::preflight()?,
             None => {}
+        }
+        if xover.is_some() {
+            crossover::preflight()?;
         }
         if state::lab_dir(&spec.run_dir, &spec.name).exists() {
             return Err(state::exists_error(&spec.name, &spec.run_dir));
@@ -244,6 +279,7 @@ impl Lab {
             processes: Vec::new(),
             faults: Vec::new(),
             routing: routing.map(|r| r.routing),
+            crossover: xover,
         };
         let dir = StateDir::create(&spec.run_dir, &st)?;
         match build::build(&dir, &mut st, &profiles, progress) {
@@ -418,6 +454,12 @@ impl Lab {
     /// Inject `fault` into backend `node` (see [`Fault`]). A fault can be injected once.
     pub fn inject(&self, node: &str, fault: Fault) -> Result<()> {
         let n = self.node(node)?.clone();
+        if self.state.crossover.is_some() {
+            return Err(usage!(
+                "the DSR faults are for the single-balancer lab; in a crossover lab break a \
+                 server: `lbctl lab break sN down` or `lbctl lab break sN service-dead`"
+            ));
+        }
         if self.state.routing.is_some() {
             return Err(usage!(
                 "the DSR faults are for the single-balancer lab; in a routed lab break a \
@@ -483,6 +525,52 @@ impl Lab {
         let hops = routing::inject(&dir, &mut st, &n, fault)?;
         dir.save(&st)?;
         Ok(hops)
+    }
+
+    /// Inject `fault` into server `node` of a crossover lab and wait until every address it
+    /// had answers from the next live tier.
+    pub fn inject_server(&self, node: &str, fault: ServerFault) -> Result<()> {
+        let n = self.node(node)?.clone();
+        let Some(x) = self.state.crossover else {
+            return Err(usage!(
+                "`{}` breaks a server of a crossover lab (`lbctl lab up --topology crossover \
+                 --servers N`: nodes s1…sN); lab '{}' is not one",
+                fault.name(),
+                self.state.name
+            ));
+        };
+        if n.role != Role::Backend {
+            return Err(usage!(
+                "crossover faults go into the servers s1…s{}",
+                x.servers
+            ));
+        }
+        let dir = StateDir::open(&self.run_dir, &self.state.name)?
+            .ok_or_else(|| no_such_lab(&self.state.name, &self.run_dir))?;
+        let mut st = dir.load()?;
+        if st.phase != Phase::Up {
+            return Err(usage!(
+                "lab '{}' is not up (its creation did not finish): run `lbctl lab down` first",
+                st.name
+            ));
+        }
+        if st.faults.iter().any(|f| f.node == node) {
+            return Err(usage!("{node} is already broken"));
+        }
+        // Recorded first: whatever happens next, `status` and `down` know about it.
+        st.faults.push(state::FaultRecord {
+            node: node.to_string(),
+            fault: fault.name().to_string(),
+        });
+        dir.save(&st)?;
+        crossover::inject(&dir, &mut st, &n, fault)?;
+        dir.save(&st)
+    }
+
+    /// `n` requests from the client to the public range of a crossover lab: which server
+    /// answered.
+    pub fn traffic_crossover(&self, n: usize) -> Result<CrossoverTraffic> {
+        crossover::traffic(&self.state, n)
     }
 
     /// The router's next hops for each VIP (routed labs; empty otherwise).

@@ -162,7 +162,8 @@ pub fn plan(lab: &str, backends: u8, r: &RoutingSpec) -> Vec<Node> {
 
 /// Is `n` plugged into the switch? (The client of a routed lab hangs off the router.)
 pub(super) fn on_switch(st: &LabState, n: &Node) -> bool {
-    n.role != Role::Switch && !(st.routing == Some(Routing::Bgp) && n.role == Role::Client)
+    let behind_router = st.routing == Some(Routing::Bgp) || st.crossover.is_some();
+    n.role != Role::Switch && !(behind_router && n.role == Role::Client)
 }
 
 /// The IPv4 VIP of a lab.
@@ -267,12 +268,9 @@ pub fn router_nft(nodes: &[Node]) -> String {
     )
 }
 
-/// Wire what only a routed lab has: the client's link to the router, the router's forwarding
-/// and multipath hash, the backends' pacing, the router's counters.
-pub(super) fn wire(st: &LabState) -> Result<()> {
-    if st.routing == Some(Routing::Vrrp) {
-        return Ok(());
-    }
+/// The client's link to the router (`cl` on the router, eth0 on the client, default route via
+/// the router): routed and crossover labs.
+pub(super) fn wire_client(st: &LabState) -> Result<()> {
     let router = ns_of(st, "router");
     let client = ns_of(st, "client");
     netns::ip_in(
@@ -319,27 +317,46 @@ pub(super) fn wire(st: &LabState) -> Result<()> {
         ],
     )?;
     netns::ip_in(&router, &["link", "set", CLIENT_LINK, "up"])?;
+    Ok(())
+}
+
+/// `sysctl -qw KEY=VALUE…` inside `ns`.
+pub(super) fn sysctl_in(ns: &str, settings: &[&str]) -> Result<()> {
     let sysctl = netns::find_tool("sysctl")
         .ok_or_else(|| Error::Runtime(anyhow::anyhow!("`sysctl` (procps) is not installed")))?;
-    let out = netns::command(
-        &router,
-        &[
-            &sysctl.to_string_lossy(),
-            "-qw",
-            "net.ipv4.ip_forward=1",
-            "net.ipv4.fib_multipath_hash_policy=3",
-            "net.ipv4.fib_multipath_hash_fields=0x0037",
-        ],
-    )?
-    .stdin(Stdio::null())
-    .output()
-    .context("running sysctl")?;
+    let sysctl = sysctl.to_string_lossy().into_owned();
+    let mut argv = vec![sysctl.as_str(), "-qw"];
+    argv.extend_from_slice(settings);
+    let out = netns::command(ns, &argv)?
+        .stdin(Stdio::null())
+        .output()
+        .context("running sysctl")?;
     if !out.status.success() {
         return Err(Error::Runtime(anyhow::anyhow!(
-            "sysctl in {router}: {}",
+            "sysctl in {ns}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    Ok(())
+}
+
+/// The router's forwarding and L4 multipath hash (PLATFORM §11: policy 1 on veths reuses the
+/// sender's socket hash; policy 3 with these fields hashes addresses, protocol and ports).
+pub(super) const ROUTER_SYSCTLS: [&str; 3] = [
+    "net.ipv4.ip_forward=1",
+    "net.ipv4.fib_multipath_hash_policy=3",
+    "net.ipv4.fib_multipath_hash_fields=0x0037",
+];
+
+/// Wire what only a routed lab has: the client's link to the router, the router's forwarding
+/// and multipath hash, the backends' pacing, the router's counters.
+pub(super) fn wire(st: &LabState) -> Result<()> {
+    if st.routing == Some(Routing::Vrrp) {
+        return Ok(());
+    }
+    let router = ns_of(st, "router");
+    wire_client(st)?;
+    sysctl_in(&router, &ROUTER_SYSCTLS)?;
     nft_in(&router, &router_nft(&st.nodes))?;
     let tc = netns::find_tool("tc")
         .ok_or_else(|| Error::Runtime(anyhow::anyhow!("`tc` (iproute2) is not installed")))?;

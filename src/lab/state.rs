@@ -99,6 +99,10 @@ pub struct LabState {
     /// A routed lab (`lab up --balancers K --routing bgp`): a router and balancers lb1…lbK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<super::routing::Routing>,
+    /// A crossover lab (`lab up --topology crossover --servers N`): a router and servers
+    /// s1…sN running the crossover agent, no balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossover: Option<super::crossover::CrossoverSpec>,
 }
 
 impl LabState {
@@ -316,6 +320,7 @@ mod tests {
             processes: vec![],
             faults: vec![],
             routing: None,
+            crossover: None,
         }
     }
 

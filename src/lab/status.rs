@@ -62,6 +62,10 @@ pub struct LabStatus {
     /// A VRRP lab: the balancer the client's ARP entry for the VIP points at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vip_owner: Option<String>,
+    /// A crossover lab: who holds which internal address, where the router sends it, each
+    /// server's agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crossover: Option<super::crossover::CrossoverStatus>,
     /// Why the lab is not healthy (empty when it is).
     pub problems: Vec<String>,
     /// Every namespace exists, every recorded process is alive (also those a fault stopped:
@@ -109,6 +113,9 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         })
         .collect();
     let mut vip = vec![topology::vip_port(IpAddr::V4(st.vip4()))];
+    if st.crossover.is_some() {
+        vip = vec![format!("{}:{}", super::crossover::PUBLIC, topology::PORT)];
+    }
     if st.ipv6 {
         vip.push(topology::vip_port(IpAddr::V6(VIP6)));
     }
@@ -215,6 +222,7 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
             Err(e) => problems.push(format!("could not read the client's ARP entry: {e}")),
         }
     }
+    let crossover = super::crossover::status(st, &mut problems);
     let healthy = problems.is_empty();
     LabStatus {
         name: st.name.clone(),
@@ -233,6 +241,7 @@ pub(super) fn status(run_dir: &Path, st: &LabState) -> LabStatus {
         next_hops,
         vrrp,
         vip_owner,
+        crossover,
         problems,
         healthy,
     }
