@@ -14,133 +14,45 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use common::{run_cmd, Out, TempDir, LBCTL};
-use lbctl::lab;
+use common::labrun::{assert_gone, lab_name, namespaces_of, Run};
 use serde_json::Value;
 
-fn lab_name(tag: &str) -> String {
-    format!("x{}-{tag}", std::process::id())
+/// `lab traffic --json --requests N`: (answers per server, failures).
+fn traffic(run: &Run, name: &str, n: usize) -> (BTreeMap<String, u64>, Vec<String>) {
+    let out = run.lbctl(&[
+        "--json",
+        "lab",
+        "traffic",
+        "--name",
+        name,
+        "--requests",
+        &n.to_string(),
+    ]);
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("lab traffic --json: {e}\n{out}"));
+    let per: BTreeMap<String, u64> = v["traffic"]["per_server"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect();
+    let failures: Vec<String> = v["traffic"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(out.code, if failures.is_empty() { 0 } else { 1 }, "{out}");
+    (per, failures)
 }
 
-/// A private run dir; every lab recorded in it is taken down on drop (also on panic).
-struct Run {
-    _tmp: TempDir,
-    dir: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down_all(&self.dir) {
-            eprintln!("warning: cleaning up labs in {}: {e}", self.dir.display());
-        }
-    }
-}
-
-impl Run {
-    fn new() -> Run {
-        let tmp = TempDir::new("labxover");
-        let dir = tmp.path().join("run");
-        Run { _tmp: tmp, dir }
-    }
-
-    fn lbctl(&self, args: &[&str]) -> Out {
-        let mut argv = vec![LBCTL];
-        argv.extend_from_slice(args);
-        let env = self.dir.to_string_lossy().into_owned();
-        run_cmd(&argv, &[("LBCTL_RUN_DIR", &env)], None)
-    }
-
-    fn status(&self, name: &str) -> (i32, Value) {
-        let out = self.lbctl(&["--json", "lab", "status", "--name", name]);
-        let v: Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("lab status --json: {e}\n{out}"));
-        (out.code, v["labs"][0].clone())
-    }
-
-    /// `lab traffic --json`: (answers per server, failures).
-    fn traffic(&self, name: &str, n: usize) -> (BTreeMap<String, u64>, Vec<String>) {
-        let out = self.lbctl(&[
-            "--json",
-            "lab",
-            "traffic",
-            "--name",
-            name,
-            "--requests",
-            &n.to_string(),
-        ]);
-        let v: Value = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("lab traffic --json: {e}\n{out}"));
-        let per: BTreeMap<String, u64> = v["traffic"]["per_server"]
-            .as_object()
-            .unwrap_or_else(|| panic!("{out}"))
-            .iter()
-            .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-            .collect();
-        let failures: Vec<String> = v["traffic"]["failures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(out.code, if failures.is_empty() { 0 } else { 1 }, "{out}");
-        (per, failures)
-    }
-}
-
-fn namespaces_of(name: &str) -> Vec<String> {
-    let prefix = format!("lbl-{name}-");
-    lbctl::sys::netns::list()
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
-/// Live processes (not zombies) whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_string))
-            })
-            .is_some_and(|st| st == "Z");
-        if cmd.contains(needle) && !zombie {
-            out.push((pid, cmd));
-        }
-    }
-    out
-}
-
-/// `lab down` removed the lab: no namespace, no record, no process (they all name the lab's
-/// directory in their command line).
+/// `lab down` removed the lab: no namespace, no record, no process.
 #[track_caller]
 fn down_and_gone(run: &Run, name: &str) {
     let out = run.lbctl(&["lab", "down", "--name", name]);
     assert_eq!(out.code, 0, "{out}");
-    assert!(namespaces_of(name).is_empty(), "{:?}", namespaces_of(name));
-    assert!(!lab::state::lab_dir(&run.dir, name).exists());
-    let needle = run.dir.to_string_lossy().into_owned();
-    let mut left = processes_mentioning(&needle);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        left = processes_mentioning(&needle);
-    }
-    assert!(left.is_empty(), "left running: {left:?}");
+    assert_gone(run, name);
 }
 
 /// One address of a status document: (address, tiers, held_by, router).
@@ -191,7 +103,7 @@ fn up(run: &Run, name: &str, servers: u8, tiers: u8) -> Value {
 #[test]
 fn three_servers_survive_a_cut_link() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labxover");
     let name = lab_name("cut");
     let st = up(&run, &name, 3, 2);
     assert_eq!(st["healthy"], true, "{st:#}");
@@ -229,7 +141,7 @@ fn three_servers_survive_a_cut_link() {
         "{out}"
     );
 
-    let (per, failures) = run.traffic(&name, 60);
+    let (per, failures) = traffic(&run, &name, 60);
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(
         per.keys().collect::<Vec<_>>(),
@@ -246,7 +158,7 @@ fn three_servers_survive_a_cut_link() {
     // s2 cut off: every one of its addresses is held by its secondary, which the router uses.
     let out = run.lbctl(&["lab", "break", "--name", &name, "s2", "down"]);
     assert_eq!(out.code, 0, "{out}");
-    let (per, failures) = run.traffic(&name, 60);
+    let (per, failures) = traffic(&run, &name, 60);
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(per.keys().collect::<Vec<_>>(), ["s1", "s3"], "{per:?}");
     let (code, st) = run.status(&name);
@@ -279,7 +191,7 @@ fn three_servers_survive_a_cut_link() {
 #[test]
 fn service_death_releases_and_three_tiers_cover_a_double_failure() {
     require_root!();
-    let run = Run::new();
+    let run = Run::new("labxover");
     let name = lab_name("dead");
     let st = up(&run, &name, 4, 3);
     assert_eq!(addresses(&st).len(), 24, "N(N-1)(N-2) with three tiers");
@@ -304,7 +216,7 @@ fn service_death_releases_and_three_tiers_cover_a_double_failure() {
         .clone();
     assert_eq!(s3["running"], true, "{s3:#}");
     assert_eq!(s3["healthy"], false, "{s3:#}");
-    let (per, failures) = run.traffic(&name, 60);
+    let (per, failures) = traffic(&run, &name, 60);
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(
         per.keys().collect::<Vec<_>>(),
@@ -315,7 +227,7 @@ fn service_death_releases_and_three_tiers_cover_a_double_failure() {
     // And s2 cut off as well: with three tiers every address still has a live server.
     let out = run.lbctl(&["lab", "break", "--name", &name, "s2", "down"]);
     assert_eq!(out.code, 0, "{out}");
-    let (per, failures) = run.traffic(&name, 60);
+    let (per, failures) = traffic(&run, &name, 60);
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(per.keys().collect::<Vec<_>>(), ["s1", "s4"], "{per:?}");
     let (_, st) = run.status(&name);
@@ -330,7 +242,7 @@ fn service_death_releases_and_three_tiers_cover_a_double_failure() {
 
 #[test]
 fn bad_requests_exit_2_and_create_nothing() {
-    let run = Run::new();
+    let run = Run::new("labxover");
     let name = lab_name("bad");
     for (args, needle) in [
         (vec!["--servers", "2"], "between 3 and 8"),
@@ -367,5 +279,5 @@ fn bad_requests_exit_2_and_create_nothing() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("--topology crossover"), "{out}");
     assert!(namespaces_of(&name).is_empty());
-    assert!(!lab::state::lab_dir(&run.dir, &name).exists());
+    assert!(!run.has_record(&name));
 }
