@@ -33,7 +33,7 @@ pub enum LbCmd {
     Disable(ServiceArg),
     /// Undo `lb disable`.
     Enable(ServiceArg),
-    /// How a running `lb run` (nft engine) spreads traffic: each backend's share of new flows,
+    /// How a running `lb run` (either engine) spreads traffic: each backend's share of new flows,
     /// pinned flows and bytes over a window against its weight, the skew, and what explains it.
     Balance(BalanceArgs),
     /// List services and real servers like `ipvsadm -Ln` (--stats/--rate for counters).
