@@ -999,7 +999,14 @@ impl Daemon<'_> {
                 json!({}),
             );
         }
-        self.configure(&file).map_err(|e| e.to_string())
+        self.configure(&file).map_err(|e| e.to_string())?;
+        // `[balancer] metrics`: added, moved or removed (a failed bind keeps the old address).
+        match crate::lb::metrics::rebind(&mut self.metrics, file.balancer.metrics) {
+            Ok(Some(l)) => self.log.emit("metrics", &l, json!({})),
+            Ok(None) => {}
+            Err(e) => self.log.emit("warning", &format!("reload: {e}"), json!({})),
+        }
+        Ok(())
     }
 
     /// Backend MACs from the neighbour table (followed when they change); unknown ones are

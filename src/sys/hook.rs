@@ -1,6 +1,13 @@
-//! Notify hooks: a user's argv started in the background with the event in its environment.
+//! Notify hooks: a user's argv started in the background with the event in its environment,
+//! and reaped without blocking; one still running after [`TIMEOUT`] is killed by its PID (a
+//! hung hook must not pile up behind the daemon).
 
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a notify hook may run.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Start `argv` with `env` added; stdout and stderr go to lbctl's stderr. The caller reaps it.
 pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
@@ -16,4 +23,41 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child
         .spawn()
 }
 
-use std::os::fd::AsFd;
+/// The hooks started and not reaped yet.
+#[derive(Default)]
+pub struct Running {
+    children: Vec<(Child, String, Instant)>,
+}
+
+impl Running {
+    /// Start `argv` (see [`spawn`]) and keep it for [`Running::reap`].
+    pub fn start(&mut self, argv: &[String], env: &[(String, String)]) -> std::io::Result<()> {
+        let child = spawn(argv, env)?;
+        self.children.push((child, argv.join(" "), Instant::now()));
+        Ok(())
+    }
+
+    /// Reap the hooks that ended; kill (SIGKILL, by PID) and reap those running longer than
+    /// `timeout`. Returns one line per killed hook, for the log.
+    pub fn reap(&mut self, timeout: Duration) -> Vec<String> {
+        let mut killed = Vec::new();
+        self.children.retain_mut(|(c, what, since)| {
+            match c.try_wait() {
+                Ok(None) if since.elapsed() >= timeout => {}
+                Ok(None) => return true,
+                Ok(Some(_)) | Err(_) => return false,
+            }
+            let pid = c.id();
+            // Child::kill is kill(2) on this child's PID; it is not reaped yet, so the PID
+            // is still ours.
+            let _ = c.kill();
+            let _ = c.wait();
+            killed.push(format!(
+                "notify hook `{what}` (PID {pid}) still running after {} s: killed",
+                timeout.as_secs()
+            ));
+            false
+        });
+        killed
+    }
+}
