@@ -1,8 +1,10 @@
 //! Notify hooks: a user's argv started in the background with the event in its environment,
-//! and reaped without blocking; one still running after [`TIMEOUT`] is killed by its PID (a
-//! hung hook must not pile up behind the daemon).
+//! and reaped without blocking. Each hook leads its own process group; one still running after
+//! [`TIMEOUT`] is killed with SIGKILL to that group (its PID: the hook and whatever it started),
+//! so a hung hook cannot pile up behind the daemon.
 
 use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
 }
 
@@ -48,12 +51,13 @@ impl Running {
                 Ok(Some(_)) | Err(_) => return false,
             }
             let pid = c.id();
-            // Child::kill is kill(2) on this child's PID; it is not reaped yet, so the PID
-            // is still ours.
+            // SAFETY: kill(2) on the process group our own, not yet reaped, child leads (its
+            // PID is still ours: a zombie keeps it).
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
             killed.push(format!(
-                "notify hook `{what}` (PID {pid}) still running after {} s: killed",
+                "notify hook `{what}` (PID {pid}) still running after {} s: killed (its process group)",
                 timeout.as_secs()
             ));
             false
