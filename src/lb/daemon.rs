@@ -320,7 +320,7 @@ fn backends_of(
                     b.disable_file = disable_file;
                     b
                 }
-                // Spread the first checks over one interval.
+                // Spread the first checks over one interval, with a random part.
                 None => Be {
                     id,
                     weight: d.weight,
@@ -328,7 +328,7 @@ fn backends_of(
                     since: SystemTime::now(),
                     last: None,
                     mac: None,
-                    next_due: Instant::now() + interval * i as u32 / n,
+                    next_due: Instant::now() + crate::lb::health::warmup(interval, i, n as usize),
                     in_flight: false,
                     slots: None,
                     stale: false,
