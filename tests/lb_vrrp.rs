@@ -553,3 +553,71 @@ fn export_keepalived_passes_keepalived_t() {
     }
     Lbctl::new(&lb).ok(&["--dry-run", "lb", "apply", "-f", back.to_str().unwrap()]);
 }
+
+/// `lb export keepalived --peer-config`: the pair's LB files must share the VRID and differ in
+/// priority — two balancers with the same priority is exit 2, nothing written; a sound pair
+/// exports a file `keepalived -t` accepts.
+#[test]
+fn export_refuses_a_pair_with_the_same_priority() {
+    if !common::can_run_netns_tests("lb_vrrp_pair") || !have_keepalived("lb_vrrp_pair") {
+        return;
+    }
+    let lb = Netns::new("lb");
+    common::veth_local(&lb, "eth0", "eth1");
+    lb.add_addr("eth0", "198.18.0.2/24");
+    lb.up("eth0");
+    let cfg = TempDir::new("cfg");
+    let file = |name: &str, vrid: u32, prio: u32| {
+        let p = cfg.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"web\"\n[balancer]\ninterface = \"eth0\"\n\
+                 [ha]\nvirtual_router_id = {vrid}\npriority = {prio}\npeers = [\"198.18.0.3\"]\n\
+                 [[service]]\nvip = \"198.18.0.100:80\"\n[[service.backend]]\nrip = \"198.18.0.11\"\n"
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (a, b, same, other) = (
+        file("lb1", 51, 150),
+        file("lb2", 51, 100),
+        file("lb2same", 51, 150),
+        file("lb2vrid", 52, 100),
+    );
+    let out_path = cfg.path().join("keepalived.conf");
+    let out = out_path.to_str().unwrap();
+    let run = Lbctl::new(&lb);
+    for (peer, want) in [
+        (&same, "both have [ha] priority = 150"),
+        (&other, "virtual_router_id 52"),
+    ] {
+        let r = run.run(&[
+            "lb",
+            "export",
+            "keepalived",
+            "-c",
+            &a,
+            "--peer-config",
+            peer,
+            "-o",
+            out,
+        ]);
+        r.expect_code(2);
+        assert!(r.stderr.contains(want), "{r}");
+        assert!(!out_path.exists(), "written despite the refusal");
+    }
+    run.ok(&[
+        "lb",
+        "export",
+        "keepalived",
+        "-c",
+        &a,
+        "--peer-config",
+        &b,
+        "-o",
+        out,
+    ]);
+    lb.exec_ok(&[KEEPALIVED, "-t", "-e", "-f", out]);
+}

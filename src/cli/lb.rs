@@ -117,6 +117,10 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// keepalived: the LB file of another balancer of the pair (repeatable); refused unless all
+    /// share the virtual_router_id and no two have the same priority.
+    #[arg(long = "peer-config", value_name = "LB.toml")]
+    pub peer_config: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
