@@ -621,3 +621,85 @@ fn export_refuses_a_pair_with_the_same_priority() {
     ]);
     lb.exec_ok(&[KEEPALIVED, "-t", "-e", "-f", out]);
 }
+
+/// Multicast VRRP (no `peers`): after SIGKILL of the master's keepalived, `lb run` deletes the
+/// VIP and sends the priority-0 advert to 224.0.0.18 from the interface's address (seen on the
+/// wire by a capture on the peer's side), and the peer ends up the single ARP responder.
+#[test]
+fn multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
+    if !common::can_run_netns_tests("lb_vrrp_mcast") || !have_keepalived("lb_vrrp_mcast") {
+        return;
+    }
+    require_tool!("tcpdump");
+    let Some(mut lab) = lab() else { return };
+    for i in 0..2 {
+        let text =
+            config(i, [150, 100][i]).replace(&format!("peers = [\"{}\"]\n", ADDR[1 - i]), "");
+        assert!(!text.contains("peers"), "{text}");
+        std::fs::write(lab.lbs[i].cfg_path(), text).unwrap();
+    }
+    lab.lbs[0].start();
+    lab.wait_single_owner(0, "start");
+    lab.lbs[1].start();
+    let t = Instant::now();
+    while lab.lbs[1].role() != "BACKUP" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "lb2 never BACKUP\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // VRRP packets with priority 0 (byte 2 of the VRRP header) arriving at lb2.
+    let cap = lab.lbs[1].cfg.path().join("vrrp.pcap.txt");
+    let tcpdump = Bg(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.lbs[1].ns.name(),
+            "tcpdump",
+            "-l",
+            "-n",
+            "-i",
+            "eth0",
+        ])
+        .args(["ip proto 112 and ip[22] = 0"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&cap).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump"));
+    std::thread::sleep(Duration::from_secs(1));
+    let pids = lab.lbs[0].keepalived_pids();
+    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
+    for p in &pids {
+        // SAFETY: kill(2) on the keepalived this test's lb run started.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    lab.wait_single_owner(1, "after SIGKILL of lb1's keepalived (multicast)");
+    let t = Instant::now();
+    let want = format!(
+        "{} > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 0",
+        ADDR[0]
+    );
+    while !std::fs::read_to_string(&cap)
+        .unwrap_or_default()
+        .contains(&want)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no priority-0 advert from lb1 seen at lb2: {:?}\n{}",
+            std::fs::read_to_string(&cap).unwrap_or_default(),
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(tcpdump);
+    assert!(
+        lab.lbs[0]
+            .log()
+            .contains("sent the priority-0 VRRP advert keepalived could not (VRID 51)"),
+        "{}",
+        lab.logs()
+    );
+}

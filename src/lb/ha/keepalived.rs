@@ -190,30 +190,39 @@ impl Supervisor {
             vrid: i.ha.vrid,
             priority: i.ha.priority,
             tracking: i.ha.track_quorum,
+            // IPv4 instances only (the peers' family, else the VIPs'): unicast from the
+            // address on the peers' network, multicast from the interface's address.
             resign: match i.src {
-                Some(IpAddr::V4(src)) => Some(ka::Resign {
-                    iface: i.iface.to_string(),
-                    src,
-                    peers: i
-                        .ha
-                        .peers
-                        .iter()
-                        .filter_map(|p| match p {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
-                        .collect(),
-                    vrid: i.ha.vrid,
-                    advert_cs: (i.ha.advert.as_millis() / 10) as u16,
-                    vips: i
-                        .vips
-                        .iter()
-                        .filter_map(|v| match v {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
-                        .collect(),
-                }),
+                Some(IpAddr::V4(src))
+                    if i.ha.peers.first().map_or_else(
+                        || i.vips.iter().any(|v| v.is_ipv4()) || i.vips.is_empty(),
+                        |p| p.is_ipv4(),
+                    ) =>
+                {
+                    Some(ka::Resign {
+                        iface: i.iface.to_string(),
+                        src,
+                        peers: i
+                            .ha
+                            .peers
+                            .iter()
+                            .filter_map(|p| match p {
+                                IpAddr::V4(a) => Some(*a),
+                                IpAddr::V6(_) => None,
+                            })
+                            .collect(),
+                        vrid: i.ha.vrid,
+                        advert_cs: (i.ha.advert.as_millis() / 10) as u16,
+                        vips: i
+                            .vips
+                            .iter()
+                            .filter_map(|v| match v {
+                                IpAddr::V4(a) => Some(*a),
+                                IpAddr::V6(_) => None,
+                            })
+                            .collect(),
+                    })
+                }
                 _ => None,
             },
             child: None,

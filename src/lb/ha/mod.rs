@@ -173,7 +173,8 @@ pub fn check_set(files: &[(String, Option<&Ha>)]) -> Result<(), String> {
 
 /// The checks that need the host, run before anything starts: keepalived is there, and every
 /// peer is on a network of the interface (`addrs`: the interface's addresses with prefixes).
-/// Returns the unicast source address (the interface's address on the peers' network).
+/// Returns the VRRP source address: with peers the interface's address on their network, without
+/// (multicast) its first IPv4 address.
 pub fn preflight(h: &Ha, iface: &str, addrs: &[(IpAddr, u8)]) -> Result<Option<IpAddr>, String> {
     if !h.keepalived.is_file() {
         return Err(format!(
@@ -182,7 +183,17 @@ pub fn preflight(h: &Ha, iface: &str, addrs: &[(IpAddr, u8)]) -> Result<Option<I
             h.keepalived.display()
         ));
     }
-    let mut src = None;
+    // Multicast: keepalived sends from the interface's (primary) IPv4 address; the VIPs it
+    // adds are /32s, so prefer an address with a shorter prefix.
+    let mut src = if h.peers.is_empty() {
+        let v4 = addrs.iter().filter(|(a, _)| a.is_ipv4());
+        v4.clone()
+            .find(|(_, len)| *len < 32)
+            .or(v4.clone().next())
+            .map(|(a, _)| *a)
+    } else {
+        None
+    };
     for p in &h.peers {
         let on = addrs
             .iter()
