@@ -623,8 +623,10 @@ fn export_refuses_a_pair_with_the_same_priority() {
 }
 
 /// Multicast VRRP (no `peers`): after SIGKILL of the master's keepalived, `lb run` deletes the
-/// VIP and sends the priority-0 advert to 224.0.0.18 from the interface's address (seen on the
-/// wire by a capture on the peer's side), and the peer ends up the single ARP responder.
+/// VIP and sends the priority-0 advert to 224.0.0.18 from the interface's address (its log line;
+/// a capture on the peer's side sees a priority-0 advert from lb1 — keepalived's VRRP child can
+/// also get one out when it outlives its parent by a moment), and the peer ends up the single
+/// ARP responder.
 #[test]
 fn multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
     if !common::can_run_netns_tests("lb_vrrp_mcast") || !have_keepalived("lb_vrrp_mcast") {
