@@ -705,3 +705,103 @@ fn multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
         lab.logs()
     );
 }
+
+/// IPv6 multicast VRRP (an IPv6 VIP, no `peers`): after SIGKILL of the master's keepalived,
+/// `lb run` sends the priority-0 advert to ff02::12 from its link-local address and the peer
+/// takes the VIP; lb1 no longer holds it.
+#[test]
+fn ipv6_multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
+    if !common::can_run_netns_tests("lb_vrrp_v6") || !have_keepalived("lb_vrrp_v6") {
+        return;
+    }
+    require_tool!("tcpdump");
+    let Some(mut lab) = lab() else { return };
+    for i in 0..2 {
+        lab.lbs[i].ns.settle();
+        std::fs::write(
+            lab.lbs[i].cfg_path(),
+            format!(
+                "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+                 [ha]\nvirtual_router_id = 52\npriority = {}\nadvert_interval = \"1s\"\npreempt = false\n\
+                 [[service]]\nvip = \"[2001:db8::100]:80\"\n\
+                 [service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\ninterval = \"300ms\"\n\
+                 timeout = \"250ms\"\nrise = 1\nfall = 2\n\
+                 [[service.backend]]\nrip = \"2001:db8::11\"\n",
+                [150, 100][i]
+            ),
+        )
+        .unwrap();
+    }
+    let has = |b: &Balancer| {
+        b.ns.addrs("eth0")
+            .iter()
+            .any(|a| a.starts_with("2001:db8::100"))
+    };
+    fn wait(lab: &Lab, what: &str, ok: &dyn Fn(&Lab) -> bool) {
+        let t = Instant::now();
+        while !ok(lab) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{what}\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    lab.lbs[0].start();
+    wait(&lab, "lb1 MASTER with the VIP", &|lab: &Lab| {
+        lab.lbs[0].role() == "MASTER" && has(&lab.lbs[0])
+    });
+    lab.lbs[1].start();
+    wait(&lab, "lb2 BACKUP", &|lab: &Lab| {
+        lab.lbs[1].role() == "BACKUP"
+    });
+    assert!(!has(&lab.lbs[1]));
+    let cap = lab.lbs[1].cfg.path().join("vrrp6.txt");
+    let tcpdump = Bg(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.lbs[1].ns.name(),
+            "tcpdump",
+            "-l",
+            "-n",
+            "-i",
+            "eth0",
+        ])
+        .args(["ip6 and ip6[6] = 112 and ip6[42] = 0"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&cap).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump"));
+    std::thread::sleep(Duration::from_secs(1));
+    let pids = lab.lbs[0].keepalived_pids();
+    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
+    for p in &pids {
+        // SAFETY: kill(2) on the keepalived this test's lb run started.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    wait(
+        &lab,
+        "lb2 MASTER with the VIP, lb1 without",
+        &|lab: &Lab| lab.lbs[1].role() == "MASTER" && has(&lab.lbs[1]) && !has(&lab.lbs[0]),
+    );
+    wait(
+        &lab,
+        "a priority-0 advert from lb1 to ff02::12 seen at lb2",
+        &|_: &Lab| {
+            std::fs::read_to_string(&cap)
+                .unwrap_or_default()
+                .contains("fe80::ff:fe00:2 > ff02::12: VRRPv3, Advertisement, vrid 52, prio 0")
+        },
+    );
+    drop(tcpdump);
+    assert!(
+        lab.lbs[0]
+            .log()
+            .contains("sent the priority-0 VRRP advert keepalived could not (VRID 52)"),
+        "{}",
+        lab.logs()
+    );
+}

@@ -10,7 +10,7 @@
 //! clean stop), and `lb run` covers the two exits it does not survive:
 //! - keepalived SIGKILLed (parent and VRRP child): `lb run` sees its child exit, deletes the
 //!   VIPs left on the NIC at once (so the dead master stops answering ARP), sends the
-//!   priority-0 advert keepalived could not (IPv4 instances, unicast or multicast, that were MASTER: the peer
+//!   priority-0 advert keepalived could not (instances that were MASTER; IPv4 or IPv6, unicast or multicast: the peer
 //!   takes over after its skew time, not the 3-advert master-down interval), and restarts it;
 //! - `lb run` SIGKILLed: keepalived is started with `PR_SET_PDEATHSIG = SIGTERM`, so it stops
 //!   cleanly (priority-0 advert, VIPs removed) and nobody is left owning a VIP unsupervised.
