@@ -151,7 +151,7 @@ pub struct Supervisor {
     vrid: u8,
     priority: u8,
     tracking: bool,
-    /// The priority-0 advert sent for a SIGKILLed MASTER (IPv4 unicast instances).
+    /// The priority-0 advert sent for a SIGKILLed MASTER (either family; unicast peers or multicast).
     resign: Option<ka::Resign>,
     child: Option<Child>,
     rx: Receiver<String>,
