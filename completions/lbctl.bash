@@ -3319,7 +3319,7 @@ _lbctl() {
             return 0
             ;;
         lbctl__subcmd__lb__subcmd__export)
-            opts="-c -o -v -q -n -h -V --config --output --json --verbose --quiet --netns --dry-run --wait --help --version bird keepalived"
+            opts="-c -o -v -q -n -h -V --config --output --peer-config --json --verbose --quiet --netns --dry-run --wait --help --version bird keepalived"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3338,6 +3338,10 @@ _lbctl() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

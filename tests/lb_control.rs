@@ -708,3 +708,88 @@ fn balance_reports_shares_skew_and_few_clients() {
         .run(&["lb", "balance", "198.18.0.100:81", "--window", "1"]);
     assert_eq!(bad.code, 2, "{bad}");
 }
+
+/// `[balancer] metrics` is re-read on SIGHUP: moved to another port, to the wildcard address
+/// on the same port (the old socket is let go first), removed, added back; an address that is
+/// taken keeps the running endpoint (a warning in the log, the reload still counts).
+#[test]
+fn metrics_address_follows_sighup() {
+    require_root!();
+    require_tool!("busybox");
+    require_tool!("curl");
+    let mut lab = lab();
+    lab.start();
+    let scrape = |addr: &str| -> Option<String> {
+        let out = lab
+            .lb
+            .exec(&["curl", "-fsS", "-m", "5", &format!("http://{addr}/metrics")]);
+        out.success().then_some(out.stdout)
+    };
+    let base = lab.config();
+    let mut reloads = 0;
+    let mut reload = |metrics: Option<&str>, want_status: Option<&str>| {
+        let text = base.replace(
+            "metrics = \"127.0.0.1:9109\"\n",
+            &metrics.map_or(String::new(), |m| format!("metrics = \"{m}\"\n")),
+        );
+        std::fs::write(lab.cfg_path(), text).unwrap();
+        lab.signal(libc::SIGHUP);
+        reloads += 1;
+        let want = reloads;
+        lab.wait_status(
+            &format!("reload {want} with metrics {want_status:?}"),
+            |s| {
+                s["reloads"] == want
+                    && s["metrics"].as_str() == want_status
+                    && s["reload_error"].is_null()
+            },
+        );
+    };
+    assert!(scrape("127.0.0.1:9109").is_some_and(|b| b.contains("lbctl_lb_ready")));
+
+    reload(Some("127.0.0.1:9110"), Some("127.0.0.1:9110"));
+    let body = scrape("127.0.0.1:9110").expect("serving on the new port");
+    assert_eq!(reloads_metric(&body), Some(1), "{body}");
+    assert_eq!(scrape("127.0.0.1:9109"), None, "the old port still answers");
+
+    // Same port, wildcard address: binding it next to 127.0.0.1:9110 fails, so the old
+    // socket goes first.
+    reload(Some("0.0.0.0:9110"), Some("0.0.0.0:9110"));
+    assert!(scrape("127.0.0.1:9110").is_some());
+    assert!(scrape("198.18.0.2:9110").is_some());
+
+    reload(None, None);
+    assert_eq!(
+        scrape("127.0.0.1:9110"),
+        None,
+        "still serving after removal"
+    );
+
+    reload(Some("127.0.0.1:9109"), Some("127.0.0.1:9109"));
+    let body = scrape("127.0.0.1:9109").expect("serving again");
+    assert_eq!(reloads_metric(&body), Some(4), "{body}");
+
+    // An address in use: the reload applies, the endpoint stays where it was.
+    let _taken = in_netns(lab.lb.name(), || {
+        std::net::TcpListener::bind("127.0.0.1:9111").expect("bind 9111")
+    });
+    reload(Some("127.0.0.1:9111"), Some("127.0.0.1:9109"));
+    assert!(scrape("127.0.0.1:9109").is_some());
+    let log = lab.log();
+    assert!(
+        log.contains("127.0.0.1:9111") && log.contains("still serving 127.0.0.1:9109"),
+        "{log}"
+    );
+    assert!(
+        log.contains("/metrics moved from 127.0.0.1:9109 to 127.0.0.1:9110"),
+        "{log}"
+    );
+}
+
+/// The value of `lbctl_lb_reloads_total{…}` in a scrape.
+fn reloads_metric(body: &str) -> Option<u64> {
+    body.lines()
+        .find(|l| l.starts_with("lbctl_lb_reloads_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -304,3 +304,64 @@ fn withdraw_with_ha_goes_to_fault() {
     });
     drop(lab.daemon.take());
 }
+
+/// A notify hook that hangs is killed by its PID (with what it started: its process group)
+/// after 10 s and logged; the daemon goes on checking and balancing meanwhile.
+#[test]
+fn hung_notify_hook_is_killed_after_its_timeout() {
+    require_root!();
+    require_tool!("busybox");
+    require_tool!("curl");
+    let mut lab = lab();
+    lab.start("");
+    lab.wait("be1 serves", |l| l.get() == "be1");
+    let pids = lab.cfg.path().join("hook.pids");
+    // The next transition runs a hook that never ends (a shell waiting for a child).
+    std::fs::write(
+        lab.cfg.path().join("hook.sh"),
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $$ $! > {}\nwait\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    lab.servers[0] = None;
+    lab.wait("the hook started", |_| {
+        std::fs::read_to_string(&pids).is_ok_and(|s| s.split_whitespace().count() == 2)
+    });
+    let hook_pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let gone = |pid: u32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    };
+    // While it hangs, the daemon still works: the backend comes back.
+    lab.servers[0] = Some(httpd(&lab._be[0], &lab.www[0]));
+    lab.wait("be1 serves again while the hook hangs", |l| {
+        l.get() == "be1"
+    });
+    assert!(hook_pids.iter().all(|p| !gone(*p)), "the hook ended early");
+    lab.wait("the hook killed and logged", |l| {
+        l.log().contains("still running after 10 s: killed")
+    });
+    assert!(
+        start.elapsed() >= Duration::from_secs(10),
+        "killed before its timeout"
+    );
+    lab.wait("the hook and its child gone", |_| {
+        hook_pids.iter().all(|p| gone(*p))
+    });
+    assert!(
+        lab.log().contains(&format!("(PID {})", hook_pids[0])),
+        "{}",
+        lab.log()
+    );
+    drop(lab.daemon.take());
+}

@@ -553,3 +553,255 @@ fn export_keepalived_passes_keepalived_t() {
     }
     Lbctl::new(&lb).ok(&["--dry-run", "lb", "apply", "-f", back.to_str().unwrap()]);
 }
+
+/// `lb export keepalived --peer-config`: the pair's LB files must share the VRID and differ in
+/// priority — two balancers with the same priority is exit 2, nothing written; a sound pair
+/// exports a file `keepalived -t` accepts.
+#[test]
+fn export_refuses_a_pair_with_the_same_priority() {
+    if !common::can_run_netns_tests("lb_vrrp_pair") || !have_keepalived("lb_vrrp_pair") {
+        return;
+    }
+    let lb = Netns::new("lb");
+    common::veth_local(&lb, "eth0", "eth1");
+    lb.add_addr("eth0", "198.18.0.2/24");
+    lb.up("eth0");
+    let cfg = TempDir::new("cfg");
+    let file = |name: &str, vrid: u32, prio: u32| {
+        let p = cfg.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"web\"\n[balancer]\ninterface = \"eth0\"\n\
+                 [ha]\nvirtual_router_id = {vrid}\npriority = {prio}\npeers = [\"198.18.0.3\"]\n\
+                 [[service]]\nvip = \"198.18.0.100:80\"\n[[service.backend]]\nrip = \"198.18.0.11\"\n"
+            ),
+        )
+        .unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (a, b, same, other) = (
+        file("lb1", 51, 150),
+        file("lb2", 51, 100),
+        file("lb2same", 51, 150),
+        file("lb2vrid", 52, 100),
+    );
+    let out_path = cfg.path().join("keepalived.conf");
+    let out = out_path.to_str().unwrap();
+    let run = Lbctl::new(&lb);
+    for (peer, want) in [
+        (&same, "both have [ha] priority = 150"),
+        (&other, "virtual_router_id 52"),
+    ] {
+        let r = run.run(&[
+            "lb",
+            "export",
+            "keepalived",
+            "-c",
+            &a,
+            "--peer-config",
+            peer,
+            "-o",
+            out,
+        ]);
+        r.expect_code(2);
+        assert!(r.stderr.contains(want), "{r}");
+        assert!(!out_path.exists(), "written despite the refusal");
+    }
+    run.ok(&[
+        "lb",
+        "export",
+        "keepalived",
+        "-c",
+        &a,
+        "--peer-config",
+        &b,
+        "-o",
+        out,
+    ]);
+    lb.exec_ok(&[KEEPALIVED, "-t", "-e", "-f", out]);
+}
+
+/// Multicast VRRP (no `peers`): after SIGKILL of the master's keepalived, `lb run` deletes the
+/// VIP and sends the priority-0 advert to 224.0.0.18 from the interface's address (its log line;
+/// a capture on the peer's side sees a priority-0 advert from lb1 — keepalived's VRRP child can
+/// also get one out when it outlives its parent by a moment), and the peer ends up the single
+/// ARP responder.
+#[test]
+fn multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
+    if !common::can_run_netns_tests("lb_vrrp_mcast") || !have_keepalived("lb_vrrp_mcast") {
+        return;
+    }
+    require_tool!("tcpdump");
+    let Some(mut lab) = lab() else { return };
+    for i in 0..2 {
+        let text =
+            config(i, [150, 100][i]).replace(&format!("peers = [\"{}\"]\n", ADDR[1 - i]), "");
+        assert!(!text.contains("peers"), "{text}");
+        std::fs::write(lab.lbs[i].cfg_path(), text).unwrap();
+    }
+    lab.lbs[0].start();
+    lab.wait_single_owner(0, "start");
+    lab.lbs[1].start();
+    let t = Instant::now();
+    while lab.lbs[1].role() != "BACKUP" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "lb2 never BACKUP\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // VRRP packets with priority 0 (byte 2 of the VRRP header) arriving at lb2.
+    let cap = lab.lbs[1].cfg.path().join("vrrp.pcap.txt");
+    let tcpdump = Bg(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.lbs[1].ns.name(),
+            "tcpdump",
+            "-l",
+            "-n",
+            "-i",
+            "eth0",
+        ])
+        .args(["ip proto 112 and ip[22] = 0"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&cap).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump"));
+    std::thread::sleep(Duration::from_secs(1));
+    let pids = lab.lbs[0].keepalived_pids();
+    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
+    for p in &pids {
+        // SAFETY: kill(2) on the keepalived this test's lb run started.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    lab.wait_single_owner(1, "after SIGKILL of lb1's keepalived (multicast)");
+    let t = Instant::now();
+    let want = format!(
+        "{} > 224.0.0.18: VRRPv3, Advertisement, vrid 51, prio 0",
+        ADDR[0]
+    );
+    while !std::fs::read_to_string(&cap)
+        .unwrap_or_default()
+        .contains(&want)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no priority-0 advert from lb1 seen at lb2: {:?}\n{}",
+            std::fs::read_to_string(&cap).unwrap_or_default(),
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(tcpdump);
+    assert!(
+        lab.lbs[0]
+            .log()
+            .contains("sent the priority-0 VRRP advert keepalived could not (VRID 51)"),
+        "{}",
+        lab.logs()
+    );
+}
+
+/// IPv6 multicast VRRP (an IPv6 VIP, no `peers`): after SIGKILL of the master's keepalived,
+/// `lb run` sends the priority-0 advert to ff02::12 from its link-local address and the peer
+/// takes the VIP; lb1 no longer holds it.
+#[test]
+fn ipv6_multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
+    if !common::can_run_netns_tests("lb_vrrp_v6") || !have_keepalived("lb_vrrp_v6") {
+        return;
+    }
+    require_tool!("tcpdump");
+    let Some(mut lab) = lab() else { return };
+    for i in 0..2 {
+        lab.lbs[i].ns.settle();
+        std::fs::write(
+            lab.lbs[i].cfg_path(),
+            format!(
+                "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+                 [ha]\nvirtual_router_id = 52\npriority = {}\nadvert_interval = \"1s\"\npreempt = false\n\
+                 [[service]]\nvip = \"[2001:db8::100]:80\"\n\
+                 [service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\ninterval = \"300ms\"\n\
+                 timeout = \"250ms\"\nrise = 1\nfall = 2\n\
+                 [[service.backend]]\nrip = \"2001:db8::11\"\n",
+                [150, 100][i]
+            ),
+        )
+        .unwrap();
+    }
+    let has = |b: &Balancer| {
+        b.ns.addrs("eth0")
+            .iter()
+            .any(|a| a.starts_with("2001:db8::100"))
+    };
+    fn wait(lab: &Lab, what: &str, ok: &dyn Fn(&Lab) -> bool) {
+        let t = Instant::now();
+        while !ok(lab) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{what}\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    lab.lbs[0].start();
+    wait(&lab, "lb1 MASTER with the VIP", &|lab: &Lab| {
+        lab.lbs[0].role() == "MASTER" && has(&lab.lbs[0])
+    });
+    lab.lbs[1].start();
+    wait(&lab, "lb2 BACKUP", &|lab: &Lab| {
+        lab.lbs[1].role() == "BACKUP"
+    });
+    assert!(!has(&lab.lbs[1]));
+    let cap = lab.lbs[1].cfg.path().join("vrrp6.txt");
+    let tcpdump = Bg(Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.lbs[1].ns.name(),
+            "tcpdump",
+            "-l",
+            "-n",
+            "-i",
+            "eth0",
+        ])
+        .args(["ip6 and ip6[6] = 112 and ip6[42] = 0"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&cap).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump"));
+    std::thread::sleep(Duration::from_secs(1));
+    let pids = lab.lbs[0].keepalived_pids();
+    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
+    for p in &pids {
+        // SAFETY: kill(2) on the keepalived this test's lb run started.
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    wait(
+        &lab,
+        "lb2 MASTER with the VIP, lb1 without",
+        &|lab: &Lab| lab.lbs[1].role() == "MASTER" && has(&lab.lbs[1]) && !has(&lab.lbs[0]),
+    );
+    wait(
+        &lab,
+        "a priority-0 advert from lb1 to ff02::12 seen at lb2",
+        &|_: &Lab| {
+            std::fs::read_to_string(&cap)
+                .unwrap_or_default()
+                .contains("fe80::ff:fe00:2 > ff02::12: VRRPv3, Advertisement, vrid 52, prio 0")
+        },
+    );
+    drop(tcpdump);
+    assert!(
+        lab.lbs[0]
+            .log()
+            .contains("sent the priority-0 VRRP advert keepalived could not (VRID 52)"),
+        "{}",
+        lab.logs()
+    );
+}

@@ -33,7 +33,7 @@ pub enum LbCmd {
     Disable(ServiceArg),
     /// Undo `lb disable`.
     Enable(ServiceArg),
-    /// How a running `lb run` (nft engine) spreads traffic: each backend's share of new flows,
+    /// How a running `lb run` (either engine) spreads traffic: each backend's share of new flows,
     /// pinned flows and bytes over a window against its weight, the skew, and what explains it.
     Balance(BalanceArgs),
     /// List services and real servers like `ipvsadm -Ln` (--stats/--rate for counters).
@@ -117,6 +117,10 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// keepalived: the LB file of another balancer of the pair (repeatable); refused unless all
+    /// share the virtual_router_id and no two have the same priority.
+    #[arg(long = "peer-config", value_name = "LB.toml")]
+    pub peer_config: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]

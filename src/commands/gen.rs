@@ -457,7 +457,7 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ("systemctl enable --now lbctl-lb@web.service", "Run it under systemd (lbctl-lb@.service); reload sends SIGHUP."),
         ],
         "lbctl-lb-status" => &[("lbctl lb status web --json", "Backends, state, last check and weight of the daemon named web.")],
-        "lbctl-lb-export" => &[("lbctl lb export bird -c /etc/lbctl/lb/web.toml", "The BIRD 2 configuration lb run generates for the file's [bgp] section."), ("lbctl lb export keepalived -c /etc/lbctl/lb/web.toml -o keepalived.conf", "The LB file as a keepalived.conf (vrrp_instance, virtual_server blocks); check it with keepalived -t -e -f keepalived.conf.")],
+        "lbctl-lb-export" => &[("lbctl lb export bird -c /etc/lbctl/lb/web.toml", "The BIRD 2 configuration lb run generates for the file's [bgp] section."), ("lbctl lb export keepalived -c /etc/lbctl/lb/web.toml -o keepalived.conf", "The LB file as a keepalived.conf (vrrp_instance, virtual_server blocks); check it with keepalived -t -e -f keepalived.conf."), ("lbctl lb export keepalived -c lb1.toml --peer-config lb2.toml -o keepalived.conf", "The same, after checking the pair: one virtual_router_id, a different priority on each balancer.")],
         "lbctl-lb-import" => &[("lbctl lb import keepalived /etc/keepalived/keepalived.conf -o web.toml", "The virtual_server blocks of a keepalived.conf as an LB file (what has no equivalent is listed in a comment).")],
         "lbctl-lb-maglev" => &[("lbctl lb maglev --backends a,b,c=2 --size 65537", "Balance and disruption of a Maglev table of that size.")],
         "lbctl-lab-demo" => &[("sudo lbctl lab demo", "Build a lab, send 30 requests through the VIP, show where they went, remove it.")],

@@ -320,7 +320,7 @@ fn backends_of(
                     b.disable_file = disable_file;
                     b
                 }
-                // Spread the first checks over one interval.
+                // Spread the first checks over one interval, with a random part.
                 None => Be {
                     id,
                     weight: d.weight,
@@ -328,7 +328,7 @@ fn backends_of(
                     since: SystemTime::now(),
                     last: None,
                     mac: None,
-                    next_due: Instant::now() + interval * i as u32 / n,
+                    next_due: Instant::now() + crate::lb::health::warmup(interval, i, n as usize),
                     in_flight: false,
                     slots: None,
                     stale: false,
@@ -999,7 +999,14 @@ impl Daemon<'_> {
                 json!({}),
             );
         }
-        self.configure(&file).map_err(|e| e.to_string())
+        self.configure(&file).map_err(|e| e.to_string())?;
+        // `[balancer] metrics`: added, moved or removed (a failed bind keeps the old address).
+        match crate::lb::metrics::rebind(&mut self.metrics, file.balancer.metrics) {
+            Ok(Some(l)) => self.log.emit("metrics", &l, json!({})),
+            Ok(None) => {}
+            Err(e) => self.log.emit("warning", &format!("reload: {e}"), json!({})),
+        }
+        Ok(())
     }
 
     /// Backend MACs from the neighbour table (followed when they change); unknown ones are

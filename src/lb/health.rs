@@ -2,7 +2,40 @@
 //! failures in a row take it down. A backend starts `unknown` (not in service) and its first
 //! result decides, so a fresh balancer serves after one interval instead of `rise` intervals.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use serde::Serialize;
+
+/// When backend `i` of `n` in one service is first checked, after start or after it was added:
+/// its own slot of `interval` (i/n of it) plus a random part of one slot, so the first checks
+/// spread over one interval and the services of a file do not all fire at the same instant
+/// (keepalived's checker warm-up does the same with a random delay up to `delay_loop`).
+pub fn warmup(interval: Duration, i: usize, n: usize) -> Duration {
+    let n = n.max(1) as u32;
+    let slot = interval / n;
+    let frac = (next_random() >> 11) as f64 / (1u64 << 53) as f64;
+    slot * i as u32 + slot.mul_f64(frac)
+}
+
+/// splitmix64 over a process-wide state seeded from the clock and PID (no crypto needed).
+fn next_random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut seed = STATE.load(Ordering::Relaxed);
+    if seed == 0 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        seed = t ^ (u64::from(std::process::id()) << 32) | 1;
+    }
+    let next = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    STATE.store(next, Ordering::Relaxed);
+    let mut z = next;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +114,25 @@ impl Health {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn warmup_stays_in_its_slot_and_varies() {
+        let iv = std::time::Duration::from_secs(4);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            for i in 0..4 {
+                let d = super::warmup(iv, i, 4);
+                assert!(
+                    d >= iv * i as u32 / 4 && d < iv * (i as u32 + 1) / 4,
+                    "{i}: {d:?}"
+                );
+                seen.insert(d);
+            }
+        }
+        assert!(seen.len() > 150, "only {} distinct delays", seen.len());
+        assert!(super::warmup(iv, 0, 0) < iv);
+    }
+
     use super::*;
 
     #[test]

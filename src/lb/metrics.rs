@@ -248,6 +248,72 @@ impl Server {
     }
 }
 
+/// SIGHUP: serve `/metrics` where the reloaded file says (`want`), or nowhere. An unchanged
+/// address keeps the running server. The new address is bound before the old one is let go;
+/// when that fails (e.g. `127.0.0.1:9109` → `0.0.0.0:9109`, the same port), the old one is
+/// closed and the bind retried for up to 2 s, and if it still fails the old address is served again and the
+/// error returned. `Ok(Some(line))` describes a change for the log.
+pub fn rebind(
+    current: &mut Option<Server>,
+    want: Option<SocketAddr>,
+) -> std::result::Result<Option<String>, String> {
+    let old = current.as_ref().map(Server::addr);
+    if old == want {
+        return Ok(None);
+    }
+    let Some(addr) = want else {
+        *current = None;
+        return Ok(Some(format!(
+            "metrics: no longer serving /metrics on {}",
+            old.map(|a| a.to_string()).unwrap_or_default()
+        )));
+    };
+    let what = |old: Option<SocketAddr>| match old {
+        Some(o) => format!("metrics: /metrics moved from {o} to {addr}"),
+        None => format!("metrics: serving /metrics on {addr}"),
+    };
+    match Server::start(addr) {
+        Ok(s) => {
+            *current = Some(s);
+            return Ok(Some(what(old)));
+        }
+        Err(_) if old.is_none() => {}
+        Err(_) => *current = None,
+    }
+    // tiny_http's listener closes on its own accept thread, shortly after the drop.
+    let mut tries = 0;
+    let started = loop {
+        match Server::start(addr) {
+            Err(_) if old.is_some() && tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => break r,
+        }
+    };
+    match started {
+        Ok(s) => {
+            *current = Some(s);
+            Ok(Some(what(old)))
+        }
+        Err(e) => {
+            let kept = match old.map(Server::start) {
+                Some(Ok(s)) => {
+                    *current = Some(s);
+                    format!("still serving {}", s_addr(current))
+                }
+                Some(Err(e2)) => format!("and the old address could not be bound again: {e2}"),
+                None => "not serving /metrics".to_string(),
+            };
+            Err(format!("{e}; {kept}"))
+        }
+    }
+}
+
+fn s_addr(s: &Option<Server>) -> String {
+    s.as_ref().map(|s| s.addr().to_string()).unwrap_or_default()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.http.unblock();

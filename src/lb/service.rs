@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::process::Child;
 use std::time::{Instant, SystemTime};
 
 use serde_json::json;
@@ -25,7 +24,7 @@ use crate::usage;
 #[derive(Default)]
 pub(super) struct State {
     tracker: Tracker,
-    hooks: Vec<Child>,
+    hooks: crate::sys::hook::Running,
     /// Weights set by exec checks with `weight_from_exit` (exit 2-255).
     weights: std::collections::BTreeMap<crate::lb::checks::BackendId, u32>,
 }
@@ -52,11 +51,8 @@ impl State {
         if argv.is_empty() {
             return None;
         }
-        match crate::sys::hook::spawn(argv, &env) {
-            Ok(c) => {
-                self.hooks.push(c);
-                None
-            }
+        match self.hooks.start(argv, &env) {
+            Ok(()) => None,
             Err(e) => Some(format!("notify hook {}: {e}", argv[0])),
         }
     }
@@ -307,9 +303,9 @@ impl Daemon<'_> {
     /// Once per main-loop turn: reap hooks, judge each service's quorum, act on changes, and
     /// drive keepalived (track file, role, restart after death).
     pub(super) fn service_tick(&mut self) {
-        self.svc
-            .hooks
-            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+        for l in self.svc.hooks.reap(crate::sys::hook::TIMEOUT) {
+            self.log.emit("warning", &l, json!({}));
+        }
         let counts: Vec<(String, u32, u32, bool)> = self
             .services
             .iter()

@@ -191,32 +191,62 @@ pub fn write_track(path: &Path, fault: bool) -> std::io::Result<()> {
     std::fs::write(path, if fault { "1\n" } else { "0\n" })
 }
 
-/// What a priority-0 VRRPv3 advertisement needs (IPv4 instances).
+/// What a priority-0 VRRPv3 advertisement needs (one address family).
 #[derive(Debug, Clone)]
 pub struct Resign {
     pub iface: String,
-    pub src: std::net::Ipv4Addr,
-    /// Unicast peers; empty: multicast to 224.0.0.18.
-    pub peers: Vec<std::net::Ipv4Addr>,
+    /// The source (None: nothing to send from; the advert is not sent).
+    pub src: Option<std::net::IpAddr>,
+    /// An IPv4 instance (else IPv6).
+    pub v4: bool,
+    /// Unicast peers; empty: multicast to 224.0.0.18 / ff02::12.
+    pub peers: Vec<std::net::IpAddr>,
     pub vrid: u8,
     pub advert_cs: u16,
-    /// The instance's IPv4 VIPs (a receiver checks the list against its own).
-    pub vips: Vec<std::net::Ipv4Addr>,
+    /// The instance's VIPs of its family (a receiver checks the list against its own).
+    pub vips: Vec<std::net::IpAddr>,
 }
 
 /// Send the priority-0 VRRPv3 advertisement a SIGKILLed master could not send ("I resign"):
 /// the backup takes over after its skew time instead of the whole master-down interval.
+/// IPv4 or IPv6 (RFC 5798: hop limit 255, checksum over the pseudo-header).
 pub fn send_resign(r: &Resign) -> std::io::Result<()> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
     const VRRP: i32 = 112;
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(VRRP)))?;
-    sock.set_ttl_v4(255)?;
-    sock.set_multicast_ttl_v4(255)?;
+    let src = r
+        .src
+        .filter(|s| s.is_ipv4() == r.v4)
+        .ok_or_else(|| std::io::Error::other(format!("no source address on {}", r.iface)))?;
+    let ifindex = nix_ifindex(&r.iface)?;
+    let sock = if r.v4 {
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(VRRP)))?;
+        s.set_ttl_v4(255)?;
+        s.set_multicast_ttl_v4(255)?;
+        s
+    } else {
+        let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(VRRP)))?;
+        s.set_unicast_hops_v6(255)?;
+        s.set_multicast_hops_v6(255)?;
+        s.set_multicast_if_v6(ifindex)?;
+        s
+    };
     sock.bind_device(Some(r.iface.as_bytes()))?;
-    sock.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(r.src), 0)))?;
-    let mcast = [Ipv4Addr::new(224, 0, 0, 18)];
-    let dsts: &[Ipv4Addr] = if r.peers.is_empty() { &mcast } else { &r.peers };
+    let scoped = |a: IpAddr| -> SockAddr {
+        match a {
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 || v6.is_multicast() => {
+                SockAddr::from(SocketAddrV6::new(v6, 0, 0, ifindex))
+            }
+            a => SockAddr::from(SocketAddr::new(a, 0)),
+        }
+    };
+    sock.bind(&scoped(src))?;
+    let mcast = [if r.v4 {
+        IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18))
+    } else {
+        IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12))
+    }];
+    let dsts: &[IpAddr] = if r.peers.is_empty() { &mcast } else { &r.peers };
     for dst in dsts {
         let mut p = vec![
             0x31,
@@ -227,12 +257,23 @@ pub fn send_resign(r: &Resign) -> std::io::Result<()> {
         p.extend_from_slice(&(r.advert_cs & 0x0fff).to_be_bytes());
         p.extend_from_slice(&[0, 0]);
         for v in r.vips.iter().take(255) {
-            p.extend_from_slice(&v.octets());
+            match v {
+                IpAddr::V4(a) => p.extend_from_slice(&a.octets()),
+                IpAddr::V6(a) => p.extend_from_slice(&a.octets()),
+            }
         }
-        let c =
-            crate::sys::rawpkt::l4_checksum(IpAddr::V4(r.src), IpAddr::V4(*dst), VRRP as u8, &p);
+        let c = crate::sys::rawpkt::l4_checksum(src, *dst, VRRP as u8, &p);
         p[6..8].copy_from_slice(&c.to_be_bytes());
-        sock.send_to(&p, &SockAddr::from(SocketAddr::new(IpAddr::V4(*dst), 0)))?;
+        sock.send_to(&p, &scoped(*dst))?;
     }
     Ok(())
+}
+
+fn nix_ifindex(iface: &str) -> std::io::Result<u32> {
+    let name = std::ffi::CString::new(iface).map_err(std::io::Error::other)?;
+    // SAFETY: a valid NUL-terminated string; if_nametoindex only reads it.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(std::io::Error::last_os_error()),
+        i => Ok(i),
+    }
 }

@@ -1,10 +1,13 @@
-//! `lbctl lb balance`: how evenly a running `lb run` (nft engine) spreads traffic. Two readings
-//! of its status file a window apart give each backend's new flows and bytes in the window; the
-//! flow map gives the flows pinned now and how many client addresses they come from. Each share
+//! `lbctl lb balance`: how evenly a running `lb run` spreads traffic. Two readings a window apart
+//! give each backend's new flows and bytes in the window — with the nft engine from the daemon's
+//! status file (its per-backend counters), with IPVS from the kernel's own per-destination
+//! counters (Conns, InBytes). The flows open now are the nft engine's flow map (and how many
+//! client addresses they come from) or IPVS's active + inactive connections. Each share
 //! is divided by the backend's share of the weights; the skew is max/mean of those ratios (1 is
 //! perfectly weighted). The explanation names what the numbers point at.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -40,6 +43,76 @@ pub(crate) fn skew(values: &[u64], weights: &[u32]) -> Option<f64> {
     let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     let max = ratios.iter().cloned().fold(0.0, f64::max);
     (mean > 0.0).then_some(max / mean)
+}
+
+/// One backend's counters: new flows and bytes since some origin, flows open now.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reading {
+    new_flows: u64,
+    bytes: u64,
+    open: u64,
+}
+
+/// IPVS's counters per (service as lbctl names it, real server address, port).
+type IpvsReadings = BTreeMap<(String, IpAddr, u16), Reading>;
+
+/// Every IPVS destination's counters (None: no daemon here uses the IPVS engine).
+fn ipvs_readings(daemons: &[RunStatus]) -> Result<Option<IpvsReadings>> {
+    if !daemons.iter().any(|d| d.engine == "ipvs") {
+        return Ok(None);
+    }
+    let mut c = crate::ipvs::Client::open()
+        .map_err(|e| crate::engine::step::ipvs_error("lb balance: reading IPVS", e))?;
+    let entries = c
+        .services()
+        .map_err(|e| crate::engine::step::ipvs_error("lb balance: listing IPVS", e))?;
+    let mut out = BTreeMap::new();
+    for e in entries {
+        let name = key_name(&e.service.key);
+        for d in e.dests {
+            out.insert(
+                (name.clone(), d.dest.addr, d.dest.port),
+                Reading {
+                    new_flows: d.stats.conns,
+                    bytes: d.stats.inbytes,
+                    open: u64::from(d.active_conns) + u64::from(d.inact_conns),
+                },
+            );
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Backend `b` of service `v` of daemon `d`: from IPVS or from the status file's counters.
+fn reading(
+    d: &RunStatus,
+    v: &ServiceStatus,
+    b: &status::BackendStatus,
+    ipvs: Option<&IpvsReadings>,
+) -> Reading {
+    if d.engine == "ipvs" {
+        let Ok(ip) = b.rip.parse::<IpAddr>() else {
+            return Reading::default();
+        };
+        return ipvs
+            .and_then(|m| m.get(&(v.service.clone(), ip, b.port)))
+            .copied()
+            .unwrap_or_default();
+    }
+    b.counters
+        .as_ref()
+        .map(|c| Reading {
+            new_flows: c.new_flows,
+            bytes: c.bytes,
+            open: c.pinned_flows.unwrap_or(0),
+        })
+        .unwrap_or_default()
+}
+
+/// Element `i`'s fraction of the sum (None when the sum is 0).
+fn share<T: Copy + Into<u64>>(values: &[T], i: usize) -> Option<f64> {
+    let total: u64 = values.iter().map(|v| (*v).into()).sum();
+    (total > 0).then(|| values[i].into() as f64 / total as f64)
 }
 
 fn find<'a>(s: &'a RunStatus, service: &str) -> Option<&'a ServiceStatus> {
@@ -91,17 +164,22 @@ pub(super) fn balance(ctx: &Ctx, env: &Env, a: &BalanceArgs) -> Result<Outcome> 
             want.as_deref().unwrap_or("anything")
         ));
     }
-    if let Some(d) = before.iter().find(|d| d.engine != "nft") {
+    if let Some(d) = before
+        .iter()
+        .find(|d| d.engine != "nft" && d.engine != "ipvs")
+    {
         return Err(usage!(
-            "`lb run` {} uses the {} engine: lb balance reads the nft engine's per-backend \
-             counters (for IPVS see `lbctl lb list --rate`)",
+            "`lb run` {} uses the {} engine: lb balance reads the nft engine's or IPVS's \
+             per-backend counters",
             d.name,
             d.engine
         ));
     }
+    let ipvs0 = ipvs_readings(&before)?;
     ctx.say(format!("watching the counters for {} s …", a.window));
     std::thread::sleep(Duration::from_secs(a.window));
     let after = running(status::read_all(env.journal.dir())?);
+    let ipvs1 = ipvs_readings(&after)?;
     let mut report = Vec::new();
     let mut skewed = false;
     for d1 in &after {
@@ -115,33 +193,31 @@ pub(super) fn balance(ctx: &Ctx, env: &Env, a: &BalanceArgs) -> Result<Outcome> 
             let Some(v0) = find(d0, &v.service) else {
                 continue;
             };
-            let delta = |pick: fn(&crate::lb::stats::BackendCounters) -> u64| -> Vec<u64> {
-                v.backends
-                    .iter()
-                    .map(|b| {
-                        let now = b.counters.as_ref().map_or(0, pick);
-                        let then = v0
-                            .backends
-                            .iter()
-                            .find(|x| x.rip == b.rip && x.port == b.port)
-                            .and_then(|x| x.counters.as_ref())
-                            .map_or(0, pick);
-                        now.saturating_sub(then)
-                    })
+            let now: Vec<Reading> = v
+                .backends
+                .iter()
+                .map(|b| reading(d1, v, b, ipvs1.as_ref()))
+                .collect();
+            let then: Vec<Reading> = v
+                .backends
+                .iter()
+                .map(|b| {
+                    v0.backends
+                        .iter()
+                        .find(|x| x.rip == b.rip && x.port == b.port)
+                        .map(|x| reading(d0, v0, x, ipvs0.as_ref()))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let delta = |pick: fn(&Reading) -> u64| -> Vec<u64> {
+                now.iter()
+                    .zip(&then)
+                    .map(|(n, t)| pick(n).saturating_sub(pick(t)))
                     .collect()
             };
             let flows = delta(|c| c.new_flows);
             let bytes = delta(|c| c.bytes);
-            let pinned: Vec<u64> = v
-                .backends
-                .iter()
-                .map(|b| {
-                    b.counters
-                        .as_ref()
-                        .and_then(|c| c.pinned_flows)
-                        .unwrap_or(0)
-                })
-                .collect();
+            let pinned: Vec<u64> = now.iter().map(|c| c.open).collect();
             let weights: Vec<u32> = v.backends.iter().map(|b| b.effective_weight).collect();
             let (sk_f, sk_p, sk_b) = (
                 skew(&flows, &weights),
@@ -210,7 +286,9 @@ pub(super) fn balance(ctx: &Ctx, env: &Env, a: &BalanceArgs) -> Result<Outcome> 
                         name, b.effective_weight, flows[i], pinned[i], bytes[i]
                     ));
                     json!({ "backend": name, "weight": b.effective_weight, "new_flows": flows[i],
-                            "pinned_flows": pinned[i], "bytes": bytes[i] })
+                            "pinned_flows": pinned[i], "bytes": bytes[i],
+                            "share": { "weight": share(&weights, i), "new_flows": share(&flows, i),
+                                       "pinned_flows": share(&pinned, i), "bytes": share(&bytes, i) } })
                 })
                 .collect();
             for w in &why {

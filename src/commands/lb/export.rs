@@ -14,6 +14,21 @@ use crate::{usage, Ctx, Outcome};
 
 pub(super) fn export(ctx: &Ctx, env: &Env, a: &ExportArgs) -> Result<Outcome> {
     let file = spec::load_lb_file(&a.config).map_err(Error::Usage)?;
+    if !a.peer_config.is_empty() {
+        if a.format != ExportFormat::Keepalived {
+            return Err(usage!("--peer-config is for `lb export keepalived`"));
+        }
+        let peers = a
+            .peer_config
+            .iter()
+            .map(|p| spec::load_lb_file(p).map_err(Error::Usage))
+            .collect::<Result<Vec<_>>>()?;
+        let mut set = vec![(a.config.display().to_string(), file.ha.as_ref())];
+        for (p, f) in a.peer_config.iter().zip(&peers) {
+            set.push((p.display().to_string(), f.ha.as_ref()));
+        }
+        crate::lb::ha::check_set(&set).map_err(Error::Usage)?;
+    }
     let text = match a.format {
         ExportFormat::Bird => bird_config(env, a, &file)?,
         ExportFormat::Keepalived => crate::lb::ha::export::render(&file)

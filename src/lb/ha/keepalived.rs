@@ -151,7 +151,7 @@ pub struct Supervisor {
     vrid: u8,
     priority: u8,
     tracking: bool,
-    /// The priority-0 advert sent for a SIGKILLed MASTER (IPv4 unicast instances).
+    /// The priority-0 advert sent for a SIGKILLed MASTER (either family; unicast peers or multicast).
     resign: Option<ka::Resign>,
     child: Option<Child>,
     rx: Receiver<String>,
@@ -190,31 +190,33 @@ impl Supervisor {
             vrid: i.ha.vrid,
             priority: i.ha.priority,
             tracking: i.ha.track_quorum,
-            resign: match i.src {
-                Some(IpAddr::V4(src)) => Some(ka::Resign {
+            // The instance's family is the peers', else the VIPs' (IPv4 first), as rendered.
+            resign: {
+                let v4 = i.ha.peers.first().map_or_else(
+                    || i.vips.iter().any(|v| v.is_ipv4()) || i.vips.is_empty(),
+                    |p| p.is_ipv4(),
+                );
+                Some(ka::Resign {
                     iface: i.iface.to_string(),
-                    src,
+                    // Multicast IPv6: the link-local address, looked up when sending.
+                    src: i.src.filter(|a| a.is_ipv4() == v4),
+                    v4,
                     peers: i
                         .ha
                         .peers
                         .iter()
-                        .filter_map(|p| match p {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
+                        .filter(|p| p.is_ipv4() == v4)
+                        .copied()
                         .collect(),
                     vrid: i.ha.vrid,
                     advert_cs: (i.ha.advert.as_millis() / 10) as u16,
                     vips: i
                         .vips
                         .iter()
-                        .filter_map(|v| match v {
-                            IpAddr::V4(a) => Some(*a),
-                            IpAddr::V6(_) => None,
-                        })
+                        .filter(|v| v.is_ipv4() == v4)
+                        .copied()
                         .collect(),
-                }),
-                _ => None,
+                })
             },
             child: None,
             rx,
@@ -365,7 +367,11 @@ impl Supervisor {
             // after its skew time, not the whole master-down interval.
             if was_master && child_left.is_none() {
                 if let Some(r) = &self.resign {
-                    match ka::send_resign(r) {
+                    let mut r = r.clone();
+                    if r.src.is_none() {
+                        r.src = resign_src(sys, &r);
+                    }
+                    match ka::send_resign(&r) {
                         Ok(()) => out.push(format!(
                             "sent the priority-0 VRRP advert keepalived could not (VRID {})",
                             r.vrid
@@ -450,6 +456,30 @@ impl Supervisor {
             since: crate::sys::capture::rfc3339(self.since),
             config: self.files.conf.display().to_string(),
         }
+    }
+}
+
+/// The source of a multicast priority-0 advert, as keepalived picks it: the interface's IPv4
+/// address (not a /32 VIP), or its IPv6 link-local address.
+fn resign_src(sys: &Sys, r: &ka::Resign) -> Option<IpAddr> {
+    let addrs: Vec<(IpAddr, u8)> = sys
+        .addresses()
+        .ok()?
+        .into_iter()
+        .filter(|a| a.obj.dev == r.iface && !r.vips.contains(&a.obj.addr))
+        .map(|a| (a.obj.addr, a.obj.prefix))
+        .collect();
+    if r.v4 {
+        let v4 = addrs.iter().filter(|(a, _)| a.is_ipv4());
+        v4.clone()
+            .find(|(_, len)| *len < 32)
+            .or(v4.clone().next())
+            .map(|(a, _)| *a)
+    } else {
+        addrs.iter().map(|(a, _)| *a).find(|a| match a {
+            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            IpAddr::V4(_) => false,
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 //! clean stop), and `lb run` covers the two exits it does not survive:
 //! - keepalived SIGKILLed (parent and VRRP child): `lb run` sees its child exit, deletes the
 //!   VIPs left on the NIC at once (so the dead master stops answering ARP), sends the
-//!   priority-0 advert keepalived could not (IPv4 unicast instances that were MASTER: the peer
+//!   priority-0 advert keepalived could not (instances that were MASTER; IPv4 or IPv6, unicast or multicast: the peer
 //!   takes over after its skew time, not the 3-advert master-down interval), and restarts it;
 //! - `lb run` SIGKILLed: keepalived is started with `PR_SET_PDEATHSIG = SIGTERM`, so it stops
 //!   cleanly (priority-0 advert, VIPs removed) and nobody is left owning a VIP unsupervised.
@@ -140,9 +140,41 @@ pub fn ha(t: &HaToml) -> Result<Ha, String> {
     })
 }
 
+/// The LB files of one balancer set (`lb export keepalived -c A --peer-config B …`): every
+/// file has `[ha]`, all use the same virtual router id (else they are not one VRRP group), and
+/// no two balancers share a priority (keepalived would then elect by the higher address, which
+/// nobody reading the files expects). `files`: (name for messages, its `[ha]`).
+pub fn check_set(files: &[(String, Option<&Ha>)]) -> Result<(), String> {
+    let mut seen: Vec<(&str, &Ha)> = Vec::new();
+    for (name, ha) in files {
+        let Some(h) = ha else {
+            return Err(format!(
+                "{name} has no [ha] section: it is not part of a VRRP pair"
+            ));
+        };
+        if let Some((first, f)) = seen.first() {
+            if f.vrid != h.vrid {
+                return Err(format!(
+                    "{name} has virtual_router_id {} but {first} has {}: one VRRP group needs                      one id",
+                    h.vrid, f.vrid
+                ));
+            }
+        }
+        if let Some((other, _)) = seen.iter().find(|(_, o)| o.priority == h.priority) {
+            return Err(format!(
+                "{name} and {other} both have [ha] priority = {}: give each balancer its own                  (the higher one is MASTER)",
+                h.priority
+            ));
+        }
+        seen.push((name, h));
+    }
+    Ok(())
+}
+
 /// The checks that need the host, run before anything starts: keepalived is there, and every
 /// peer is on a network of the interface (`addrs`: the interface's addresses with prefixes).
-/// Returns the unicast source address (the interface's address on the peers' network).
+/// Returns the VRRP source address: with peers the interface's address on their network, without
+/// (multicast) its first IPv4 address.
 pub fn preflight(h: &Ha, iface: &str, addrs: &[(IpAddr, u8)]) -> Result<Option<IpAddr>, String> {
     if !h.keepalived.is_file() {
         return Err(format!(
@@ -151,7 +183,17 @@ pub fn preflight(h: &Ha, iface: &str, addrs: &[(IpAddr, u8)]) -> Result<Option<I
             h.keepalived.display()
         ));
     }
-    let mut src = None;
+    // Multicast: keepalived sends from the interface's (primary) IPv4 address; the VIPs it
+    // adds are /32s, so prefer an address with a shorter prefix.
+    let mut src = if h.peers.is_empty() {
+        let v4 = addrs.iter().filter(|(a, _)| a.is_ipv4());
+        v4.clone()
+            .find(|(_, len)| *len < 32)
+            .or(v4.clone().next())
+            .map(|(a, _)| *a)
+    } else {
+        None
+    };
     for p in &h.peers {
         let on = addrs
             .iter()
@@ -205,6 +247,36 @@ fn same_net(a: IpAddr, b: IpAddr, len: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_set_needs_one_vrid_and_distinct_priorities() {
+        let h = |v: &str| parse(v).unwrap();
+        let (a, b, c) = (
+            h("virtual_router_id = 51\npriority = 150"),
+            h("virtual_router_id = 51\npriority = 100"),
+            h("virtual_router_id = 52\npriority = 100"),
+        );
+        let set = |v: &[(&str, Option<&Ha>)]| {
+            check_set(
+                &v.iter()
+                    .map(|(n, h)| (n.to_string(), *h))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert!(set(&[("a", Some(&a)), ("b", Some(&b))]).is_ok());
+        let e = set(&[("a", Some(&b)), ("b", Some(&b))]).unwrap_err();
+        assert!(
+            e.contains("a and b both have [ha] priority = 100") || e.contains("b and a"),
+            "{e}"
+        );
+        assert!(set(&[("a", Some(&a)), ("c", Some(&c))])
+            .unwrap_err()
+            .contains("virtual_router_id 52"));
+        assert!(set(&[("a", Some(&a)), ("x", None)])
+            .unwrap_err()
+            .contains("x has no [ha]"));
+    }
+
     use super::*;
 
     fn parse(s: &str) -> Result<Ha, String> {

@@ -31,6 +31,7 @@ use lbctl::ipvs::{
 #[path = "../../../../src/ipvs/golden.rs"]
 #[allow(dead_code)]
 mod golden;
+mod lbrun;
 
 const IPVSADM: &str = "/sbin/ipvsadm";
 /// The schedulers /init loads (Debian 6.1 cloud kernel; `twos` is 6.2+).
@@ -329,6 +330,7 @@ fn main() {
     traffic(&mut c, &mut r);
     permission(&mut r);
     cli(&mut c, &mut r);
+    lbrun::lb_run(&mut c, &mut r);
 
     r.check("flush-end", c.flush().map_err(e2s).map(|_| String::new()));
     let total = r.ok + r.failed.len();
