@@ -122,8 +122,11 @@ fn encoding_matches_nft() {
             n.set_elements(NFPROTO_NETDEV, "nope", "m").unwrap(),
             n.counters(NFPROTO_NETDEV, "nope").unwrap(),
             n.counters(NFPROTO_NETDEV, "t").unwrap(),
+            n.table_exists(NFPROTO_NETDEV, "t").unwrap()
+                && !n.table_exists(NFPROTO_NETDEV, "nope").unwrap(),
         )
     });
+    assert!(none.4, "table_exists");
     assert_eq!(none.0, None);
     assert_eq!(none.1, None);
     assert!(none.2.is_empty());

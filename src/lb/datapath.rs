@@ -430,7 +430,11 @@ impl NftPath {
     /// structure now, the Maglev slots at the next [`NftPath::program`]. Pinned flows that
     /// survived are lost with the old table.
     pub fn rebuild(&mut self) -> Result<()> {
-        if sys::nft::table_exists("netdev", &self.layout.table)? {
+        let exists = self
+            .nl
+            .borrow_mut()
+            .table_exists(NFPROTO_NETDEV, &self.layout.table)?;
+        if exists {
             sys::nft::run_script(
                 &format!("replacing table netdev {}", self.layout.table),
                 &nft::render_delete(&self.layout.table),

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::ipvs::plan::Table;
 use crate::lb::status::RunStatus;
 use crate::sys::nfnl::{Elem, Nfnl, NFPROTO_NETDEV};
-use crate::sys::{self, Sys};
+use crate::sys::Sys;
 
 /// The result of looking at the kernel for one daemon.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -101,7 +101,16 @@ pub fn check(sys: &Sys, s: &RunStatus) -> Verdict {
 
 fn check_nft(s: &RunStatus, v: &mut Verdict) {
     let table = crate::lb::nft::table_name(&s.name);
-    match sys::nft::table_exists("netdev", &table) {
+    // Over netlink: `nft list tables` and `nft -j list map` make nft 1.0.6 fetch every element
+    // of the table first (seconds at M = 65537).
+    let mut nl = match Nfnl::open() {
+        Ok(nl) => nl,
+        Err(e) => {
+            v.unchecked.push(format!("table netdev {table}: {e}"));
+            return;
+        }
+    };
+    match nl.table_exists(NFPROTO_NETDEV, &table) {
         Ok(true) => {}
         Ok(false) => {
             v.problem(
@@ -115,16 +124,6 @@ fn check_nft(s: &RunStatus, v: &mut Verdict) {
             return;
         }
     }
-    // The slot maps over netlink: `nft -j list map` would make nft 1.0.6 fetch every element of
-    // the table (seconds at M = 65537) and print them as JSON.
-    let mut nl = match Nfnl::open() {
-        Ok(nl) => nl,
-        Err(e) => {
-            v.unchecked
-                .push(format!("the slot maps of table netdev {table}: {e}"));
-            return;
-        }
-    };
     for svc in &s.services {
         let Some(id) = &svc.nft_id else { continue };
         let map = format!("m_{id}");

@@ -11,7 +11,8 @@
 //! - [`Nfnl::generation`]: the ruleset generation (`NFT_MSG_GETGEN`), which every committed
 //!   transaction bumps by one (in this network namespace) and packet-path updates of dynamic sets
 //!   do not: equal generations mean nothing in the ruleset changed.
-//! - [`Nfnl::counters`]: a table's named counters (`NFT_MSG_GETOBJ` dump).
+//! - [`Nfnl::counters`]: a table's named counters (`NFT_MSG_GETOBJ` dump), and
+//!   [`Nfnl::table_exists`] (`NFT_MSG_GETTABLE`).
 //!
 //! Keys and data are the kernel's bytes (`NFTA_DATA_VALUE`): the caller encodes them as nft does
 //! (e.g. `typeof numgen inc mod M` keys are host-endian 32-bit integers, `ether daddr` data the 6
@@ -36,6 +37,7 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -58,6 +60,8 @@ const NLMSG_OVERRUN: u16 = 4;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
+// enum nft_table_attributes
+const NFTA_TABLE_NAME: u16 = 1;
 // enum nft_set_elem_list_attributes
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -703,6 +707,21 @@ impl Nfnl {
                 "reading the nf_tables generation: no NFTA_GEN_ID in the answer"
             ))
         })
+    }
+
+    /// Whether `FAMILY TABLE` exists (`nft list tables` would fetch every set element first).
+    pub fn table_exists(&mut self, family: u8, table: &str) -> Result<bool> {
+        let mut a = Vec::new();
+        attr_str(&mut a, NFTA_TABLE_NAME, table);
+        self.exchange(
+            &format!("looking up table {} {table}", family_name(family)),
+            NFT_MSG_GETTABLE,
+            NLM_F_REQUEST | NLM_F_ACK,
+            family,
+            &a,
+            &mut |_| {},
+            &mut || {},
+        )
     }
 
     /// Every element of `FAMILY TABLE SET` (`None`: no such table or set).
