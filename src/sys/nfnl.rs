@@ -460,6 +460,16 @@ fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
     }
 }
 
+/// One request of [`Nfnl`]: what it is for (in errors), message type, flags, family and its
+/// encoded attributes.
+struct Query<'a> {
+    what: &'a str,
+    ty: u16,
+    flags: u16,
+    family: u8,
+    attrs: &'a [u8],
+}
+
 // ---------------------------------------------------------------------------------------------
 // The socket
 // ---------------------------------------------------------------------------------------------
@@ -618,14 +628,17 @@ impl Nfnl {
     /// interrupted (the set changed meanwhile) is repeated.
     fn exchange(
         &mut self,
-        what: &str,
-        ty: u16,
-        flags: u16,
-        family: u8,
-        attrs: &[u8],
+        q: Query<'_>,
         each: &mut dyn FnMut(&Msg<'_>),
         reset: &mut dyn FnMut(),
     ) -> Result<bool> {
+        let Query {
+            what,
+            ty,
+            flags,
+            family,
+            attrs,
+        } = q;
         'again: for _ in 0..10 {
             let seq = self.next_seq();
             let req = request(ty, flags, seq, family, attrs);
@@ -686,11 +699,13 @@ impl Nfnl {
     pub fn generation(&mut self) -> Result<u32> {
         let mut id = None;
         self.exchange(
-            "reading the nf_tables generation",
-            NFT_MSG_GETGEN,
-            NLM_F_REQUEST | NLM_F_ACK,
-            0,
-            &[],
+            Query {
+                what: "reading the nf_tables generation",
+                ty: NFT_MSG_GETGEN,
+                flags: NLM_F_REQUEST | NLM_F_ACK,
+                family: 0,
+                attrs: &[],
+            },
             &mut |m| {
                 if m.ty == nft_type(NFT_MSG_NEWGEN) {
                     id = m
@@ -714,11 +729,13 @@ impl Nfnl {
         let mut a = Vec::new();
         attr_str(&mut a, NFTA_TABLE_NAME, table);
         self.exchange(
-            &format!("looking up table {} {table}", family_name(family)),
-            NFT_MSG_GETTABLE,
-            NLM_F_REQUEST | NLM_F_ACK,
-            family,
-            &a,
+            Query {
+                what: &format!("looking up table {} {table}", family_name(family)),
+                ty: NFT_MSG_GETTABLE,
+                flags: NLM_F_REQUEST | NLM_F_ACK,
+                family,
+                attrs: &a,
+            },
             &mut |_| {},
             &mut || {},
         )
@@ -736,11 +753,13 @@ impl Nfnl {
         attr_str(&mut a, NFTA_SET_ELEM_LIST_SET, set);
         let out = std::cell::RefCell::new(Vec::new());
         let found = self.exchange(
-            &format!("listing {} {table} {set}", family_name(family)),
-            NFT_MSG_GETSETELEM,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            family,
-            &a,
+            Query {
+                what: &format!("listing {} {table} {set}", family_name(family)),
+                ty: NFT_MSG_GETSETELEM,
+                flags: NLM_F_REQUEST | NLM_F_DUMP,
+                family,
+                attrs: &a,
+            },
             &mut |m| {
                 if m.ty == nft_type(NFT_MSG_NEWSETELEM) {
                     out.borrow_mut().extend(parse_elems(m.payload));
@@ -759,11 +778,13 @@ impl Nfnl {
         attr(&mut a, NFTA_OBJ_TYPE, &NFT_OBJECT_COUNTER.to_be_bytes());
         let out = std::cell::RefCell::new(BTreeMap::new());
         self.exchange(
-            &format!("listing the counters of {} {table}", family_name(family)),
-            NFT_MSG_GETOBJ,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            family,
-            &a,
+            Query {
+                what: &format!("listing the counters of {} {table}", family_name(family)),
+                ty: NFT_MSG_GETOBJ,
+                flags: NLM_F_REQUEST | NLM_F_DUMP,
+                family,
+                attrs: &a,
+            },
             &mut |m| {
                 if m.ty != nft_type(NFT_MSG_NEWOBJ) {
                     return;
