@@ -217,10 +217,10 @@ fall = 1
         open(f"{work}/fail-198.18.0.12", "w").close()
         t_fail = time.time()
         deadline = t_fail + 120
-        # The daemon logs `slots` once `nft -f` returned, i.e. the kernel committed the new slots
-        # (one transaction). Watching its log costs nothing; polling `lb status` would not
-        # measure the data path: each call lists the whole 65537-element map (`nft -j`) to
-        # verify the kernel, seconds under load, competing with the daemon for the CPU.
+        # The daemon logs `slots` once the kernel acknowledged the nf_tables netlink batch that
+        # rewrites the moved slots (one transaction). Watching its log costs nothing; polling
+        # `lb status` would not measure the data path: each call dumps the whole 65537-element
+        # map (netlink) to verify the kernel, competing with the daemon for the CPU.
         decided = written = None
         while written is None:
             decided = None

@@ -27,7 +27,7 @@ use crate::lb::announce::speaker::{self, Speaker};
 use crate::lb::checks::{self, BackendId, Job, Pool};
 use crate::lb::config::{EngineKind, OnFailure, Probe, ServiceRun};
 use crate::lb::control::{self, Overrides};
-use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftPath, Want, WantBackend};
+use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftDrift, NftPath, Want, WantBackend};
 use crate::lb::health::{Health, State};
 use crate::lb::nft::{self, Layout, Mac};
 use crate::lb::status::{self, BackendStatus, LastCheck, RunStatus, ServiceStatus};
@@ -1266,29 +1266,20 @@ impl Daemon<'_> {
         }
         let wants = self.wants();
         self.reconciles += 1;
-        // The slot maps' contents every 5 s: listing a 65537-slot map costs tens of ms.
-        let check_slots = self.reconciles % 5 == 0;
         match &mut self.path {
-            DataPath::Nft(n) => match n.intact() {
-                Ok(None) if check_slots => match n.slots_drifted() {
-                    Ok(ids) if !ids.is_empty() => {
-                        n.forget_slots(&ids);
-                        self.dirty = true;
-                        self.next_program = Instant::now();
-                        repaired.push(format!(
-                            "slot map(s) of {} rewritten (changed behind lbctl's back)",
-                            ids.join(", ")
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(e) => self.log.emit(
-                        "warning",
-                        &format!("could not check the slot maps: {e}"),
-                        json!({}),
-                    ),
-                },
-                Ok(None) => {}
-                Ok(Some(why)) => match n.rebuild() {
+            // Cheap unless the ruleset generation moved since lbctl last verified or wrote it.
+            DataPath::Nft(n) => match n.drift() {
+                Ok(NftDrift::Slots(ids)) => {
+                    n.forget_slots(&ids);
+                    self.dirty = true;
+                    self.next_program = Instant::now();
+                    repaired.push(format!(
+                        "slot map(s) of {} rewritten (changed behind lbctl's back)",
+                        ids.join(", ")
+                    ));
+                }
+                Ok(NftDrift::None) => {}
+                Ok(NftDrift::Table(why)) => match n.rebuild() {
                     Ok(()) => {
                         self.dirty = true;
                         self.next_program = Instant::now();

@@ -2,6 +2,7 @@
 //! and the nftables netdev engine with Maglev. Both take the same input — each service's
 //! backends with their effective weights — and change only what differs.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -13,6 +14,7 @@ use crate::lb::nft::{self, Layout, Mac, Svc};
 use crate::lb::status::NftRecord;
 use crate::maglev;
 use crate::sys;
+use crate::sys::nfnl::{self, Nfnl, NFPROTO_NETDEV};
 
 /// One backend as the data path should have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +64,28 @@ pub fn nft_svc(key: &ServiceKey, size: usize) -> Option<Svc> {
     }
 }
 
+/// What [`NftPath::drift`] found changed behind lbctl's back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NftDrift {
+    /// As last written (or the ruleset generation has not moved since it was last verified).
+    None,
+    /// The table's structure differs (see [`NftPath::intact`]): rebuild it.
+    Table(String),
+    /// These services' slot maps differ: rewrite them ([`NftPath::forget_slots`]).
+    Slots(Vec<String>),
+}
+
 pub struct NftPath {
     layout: Layout,
+    /// The slot maps are written and read over nf_tables netlink (one batch per change, a
+    /// binary dump to verify), not through nft: nft 1.0.6 parses element lists as text and
+    /// fetches every element of the table for almost any query (seconds at M = 65537).
+    nl: RefCell<Nfnl>,
+    /// The ruleset generation at which the table was last known to be exactly as lbctl wrote
+    /// it (structure as `shape`, slot maps as `loaded`). Every committed nf_tables transaction
+    /// bumps the generation by one; packet-path updates of the flow maps and counters do not.
+    /// So while the kernel still reports this generation, nothing needs to be listed.
+    verified: Cell<Option<u32>>,
     /// The table's structure (chains with their rule counts, maps) as last programmed: what
     /// [`NftPath::intact`] compares the kernel's against.
     shape: Option<Vec<String>>,
@@ -95,6 +117,8 @@ impl NftPath {
                 services: Vec::new(),
                 ..layout
             },
+            nl: RefCell::new(Nfnl::open()?),
+            verified: Cell::new(None),
             existing,
             loaded: BTreeMap::new(),
             shape: None,
@@ -138,11 +162,21 @@ impl NftPath {
         }
         self.layout.services = services;
         let script = self.layout.render(&self.existing);
+        let g0 = self.generation()?;
         sys::nft::run_script(
             &format!("programming table netdev {}", self.layout.table),
             &script,
         )?;
+        let g1 = self.generation()?;
         self.shape = Some(self.observe_shape()?.unwrap_or_default());
+        // Kept maps keep what was written only if nothing but this script changed the ruleset
+        // since it was verified; otherwise they are reloaded in full (one netlink batch).
+        if !(self.verified.get() == Some(g0) && g1 == g0.wrapping_add(1)) {
+            self.loaded.clear();
+        }
+        // The structure was just observed: verified at g1 unless something changed meanwhile.
+        let g2 = self.generation()?;
+        self.verified.set((g2 == g1).then_some(g2));
         let kept: BTreeSet<String> = want
             .iter()
             .filter(|(id, sig)| self.existing.get(*id) == Some(*sig))
@@ -160,13 +194,37 @@ impl NftPath {
         )))
     }
 
+    /// The ruleset generation now.
+    fn generation(&self) -> Result<u32> {
+        self.nl.borrow_mut().generation()
+    }
+
+    /// Run `f`, a change of lbctl's own to the ruleset (one transaction), keeping the table
+    /// verified when it was verified before and nothing else committed in between.
+    fn commit_ours<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some(v) = self.verified.get() else {
+            return f();
+        };
+        let g0 = self.generation()?;
+        self.verified.set(None);
+        let r = f()?;
+        let g1 = self.generation()?;
+        if g0 == v && g1 == g0.wrapping_add(1) {
+            self.verified.set(Some(g1));
+        }
+        Ok(r)
+    }
+
     /// Load every service's Maglev table from its backends; only changed slots are written, all
-    /// services in one transaction. Returns per service the slots each backend holds.
+    /// services in one transaction (one nf_tables netlink batch: the deletes and adds of the
+    /// changed slots, or a flush and a full load for a map whose contents are unknown). Returns
+    /// per service the slots each backend holds.
     pub fn program(&mut self, wants: &[Want]) -> Result<HashMap<ServiceKey, Vec<usize>>> {
-        let mut script = String::new();
+        let mut batch = nfnl::Batch::new();
         let mut next_loaded = Vec::new();
         let mut slots_of = HashMap::new();
         let mut written = 0;
+        let t = self.layout.table.clone();
         for w in wants {
             let Some(svc) = self.svc(&w.key()).cloned() else {
                 continue;
@@ -198,20 +256,42 @@ impl NftPath {
             };
             slots_of.insert(w.key(), counts);
             let old = self.loaded.get(&svc.id()).map(Vec::as_slice);
+            let d = nft::slot_delta(old, &slots);
             written += match old {
                 Some(old) => slots.iter().zip(old).filter(|(a, b)| a != b).count(),
-                None => slots.iter().filter(|s| s.is_some()).count(),
+                None => d.adds.len(),
             };
-            script.push_str(&nft::render_slots(&self.layout.table, &svc, old, &slots));
+            let m = svc.slot_map();
+            if d.flush {
+                batch.flush(NFPROTO_NETDEV, &t, &m);
+            }
+            let elem = |i: usize, mac: Option<Mac>| nfnl::Elem {
+                key: nft::slot_key(i),
+                data: mac.map(|m| m.to_vec()),
+            };
+            batch.delete(
+                NFPROTO_NETDEV,
+                &t,
+                &m,
+                d.dels.iter().map(|&i| elem(i, None)).collect(),
+            );
+            batch.add(
+                NFPROTO_NETDEV,
+                &t,
+                &m,
+                d.adds.iter().map(|&(i, mac)| elem(i, Some(mac))).collect(),
+            );
             next_loaded.push((svc.id(), slots));
         }
-        sys::nft::run_script(
-            &format!(
-                "updating the backend maps of table netdev {}",
-                self.layout.table
-            ),
-            &script,
-        )?;
+        if !batch.is_empty() {
+            self.commit_ours(|| {
+                self.nl.borrow_mut().commit(&batch).map_err(|e| {
+                    Error::Runtime(anyhow::anyhow!(
+                        "updating the backend maps of table netdev {t}: {e}"
+                    ))
+                })
+            })?;
+        }
         for (id, s) in next_loaded {
             self.loaded.insert(id, s);
         }
@@ -235,10 +315,12 @@ impl NftPath {
             .filter(|(_, m)| *m == mac)
             .map(|(k, _)| k)
             .collect();
-        sys::nft::run_script(
-            "unpinning flows",
-            &nft::render_unpin(&self.layout.table, svc, &keys),
-        )?;
+        self.commit_ours(|| {
+            sys::nft::run_script(
+                "unpinning flows",
+                &nft::render_unpin(&self.layout.table, svc, &keys),
+            )
+        })?;
         Ok(keys.len())
     }
 
@@ -289,17 +371,51 @@ impl NftPath {
             let Some(loaded) = self.loaded.get(&svc.id()) else {
                 continue;
             };
-            let Some(doc) =
-                sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.slot_map()])?
+            let Some(elems) = self.nl.borrow_mut().set_elements(
+                NFPROTO_NETDEV,
+                &self.layout.table,
+                &svc.slot_map(),
+            )?
             else {
                 out.push(svc.id());
                 continue;
             };
-            if nft::parse_slots(&doc, svc.size) != *loaded {
+            let have = nft::slots_from_raw(
+                elems.iter().map(|e| (&e.key[..], e.data.as_deref())),
+                svc.size,
+            );
+            // An element that does not decode, or a slot beyond the table, is drift too.
+            let decoded = have.iter().filter(|s| s.is_some()).count();
+            if have != *loaded || decoded != elems.len() {
                 out.push(svc.id());
             }
         }
         Ok(out)
+    }
+
+    /// The cheap drift check `lb run` makes once a second: when the ruleset generation is the
+    /// one at which the table was last verified (or lbctl's own last commit left it), nothing
+    /// changed and nothing is listed. Otherwise the structure (nft, terse) and the slot maps
+    /// (netlink dumps, milliseconds) are compared with what was written; when both match, the
+    /// generation read before the comparison becomes the verified one (a change during the
+    /// comparison moves the generation past it, so it is checked next time).
+    pub fn drift(&self) -> Result<NftDrift> {
+        if self.shape.is_none() {
+            return Ok(NftDrift::None);
+        }
+        let g = self.generation()?;
+        if self.verified.get() == Some(g) {
+            return Ok(NftDrift::None);
+        }
+        if let Some(why) = self.intact()? {
+            return Ok(NftDrift::Table(why));
+        }
+        let ids = self.slots_drifted()?;
+        if !ids.is_empty() {
+            return Ok(NftDrift::Slots(ids));
+        }
+        self.verified.set(Some(g));
+        Ok(NftDrift::None)
     }
 
     /// Forget what was written to these services' slot maps (see [`NftPath::slots_drifted`]).
@@ -307,13 +423,18 @@ impl NftPath {
         for id in ids {
             self.loaded.remove(id);
         }
+        self.verified.set(None);
     }
 
     /// Build the table again from scratch (after it was changed behind lbctl's back): the
     /// structure now, the Maglev slots at the next [`NftPath::program`]. Pinned flows that
     /// survived are lost with the old table.
     pub fn rebuild(&mut self) -> Result<()> {
-        if sys::nft::table_exists("netdev", &self.layout.table)? {
+        let exists = self
+            .nl
+            .borrow_mut()
+            .table_exists(NFPROTO_NETDEV, &self.layout.table)?;
+        if exists {
             sys::nft::run_script(
                 &format!("replacing table netdev {}", self.layout.table),
                 &nft::render_delete(&self.layout.table),
@@ -323,21 +444,21 @@ impl NftPath {
         self.existing.clear();
         self.loaded.clear();
         self.shape = None;
+        self.verified.set(None);
         self.set_services(services).map(|_| ())
     }
 
     /// Packets per service id that entered its chain (its named counter).
+    /// (A netlink dump of the table's counter objects: `nft list counters` would fetch every
+    /// slot map's elements first.)
     pub fn packets(&self) -> BTreeMap<String, u64> {
-        sys::nft::list_json(&["counters", "table", "netdev", &self.layout.table])
-            .ok()
-            .flatten()
-            .map(|d| {
-                nft::parse_counters(&d)
-                    .into_iter()
-                    .map(|(id, (p, _))| (id, p))
-                    .collect()
-            })
+        self.nl
+            .borrow_mut()
+            .counters(NFPROTO_NETDEV, &self.layout.table)
             .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, (p, _))| Some((name.strip_prefix("c_")?.to_string(), p)))
+            .collect()
     }
 
     /// Per service id, per backend MAC: (packets, bytes, new flows) from the per-backend counter

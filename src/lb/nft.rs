@@ -292,9 +292,64 @@ pub fn render_delete(table: &str) -> String {
     format!("add table netdev {table}\ndelete table netdev {table}\n")
 }
 
-/// Make a service's slot map go from `old` to `new` in one transaction: only changed slots are
-/// touched (an element cannot be overwritten, so a changed slot is deleted and re-added).
-/// `old = None`: the map's contents are unknown (start-up): flush it and load everything.
+/// The change that takes a slot map from `old` to `new`: an element cannot be overwritten, so a
+/// changed slot is deleted and re-added; `old = None` (contents unknown, e.g. at start-up):
+/// flush the map and load everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlotDelta {
+    pub flush: bool,
+    /// Slots to delete.
+    pub dels: Vec<usize>,
+    /// Slots to add, with their backend's MAC.
+    pub adds: Vec<(usize, Mac)>,
+}
+
+pub fn slot_delta(old: Option<&[Option<Mac>]>, new: &[Option<Mac>]) -> SlotDelta {
+    let mut d = SlotDelta {
+        flush: old.is_none(),
+        ..SlotDelta::default()
+    };
+    for (i, mac) in new.iter().enumerate() {
+        let before = old.and_then(|o| o.get(i).copied().flatten());
+        if old.is_some() && before == *mac {
+            continue;
+        }
+        if before.is_some() {
+            d.dels.push(i);
+        }
+        if let Some(mac) = mac {
+            d.adds.push((i, *mac));
+        }
+    }
+    d
+}
+
+/// A slot map key as the kernel holds it: `typeof numgen inc mod M` makes nft store the 32-bit
+/// register in host byte order (checked against nft in tests/netns_nfnl.rs).
+pub fn slot_key(i: usize) -> Vec<u8> {
+    (i as u32).to_ne_bytes().to_vec()
+}
+
+/// A slot map's contents from its raw elements (key bytes, data bytes): slot index → MAC
+/// (`None`: empty slot). Elements that do not decode (wrong sizes) are left out.
+pub fn slots_from_raw<'a>(
+    elems: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    size: usize,
+) -> Vec<Option<Mac>> {
+    let mut slots = vec![None; size];
+    for (k, d) in elems {
+        let (Ok(k), Some(Ok(mac))) = (<[u8; 4]>::try_from(k), d.map(<[u8; 6]>::try_from)) else {
+            continue;
+        };
+        if let Some(slot) = slots.get_mut(u32::from_ne_bytes(k) as usize) {
+            *slot = Some(mac);
+        }
+    }
+    slots
+}
+
+/// Make a service's slot map go from `old` to `new` in one transaction, as nft text (the
+/// printable form of [`slot_delta`]; `lb run` sends the same change as one netlink batch).
 pub fn render_slots(
     table: &str,
     s: &Svc,
@@ -302,33 +357,17 @@ pub fn render_slots(
     new: &[Option<Mac>],
 ) -> String {
     let m = s.slot_map();
-    let mut dels = Vec::new();
-    let mut adds = Vec::new();
+    let d = slot_delta(old, new);
     let mut o = String::new();
-    match old {
-        None => {
-            let _ = writeln!(o, "flush map netdev {table} {m}");
-            for (i, mac) in new.iter().enumerate() {
-                if let Some(mac) = mac {
-                    adds.push(format!("{i} : {}", fmt_mac(mac)));
-                }
-            }
-        }
-        Some(old) => {
-            for (i, mac) in new.iter().enumerate() {
-                let before = old.get(i).copied().flatten();
-                if before == *mac {
-                    continue;
-                }
-                if before.is_some() {
-                    dels.push(i.to_string());
-                }
-                if let Some(mac) = mac {
-                    adds.push(format!("{i} : {}", fmt_mac(mac)));
-                }
-            }
-        }
+    if d.flush {
+        let _ = writeln!(o, "flush map netdev {table} {m}");
     }
+    let dels: Vec<String> = d.dels.iter().map(usize::to_string).collect();
+    let adds: Vec<String> = d
+        .adds
+        .iter()
+        .map(|(i, mac)| format!("{i} : {}", fmt_mac(mac)))
+        .collect();
     // Chunks keep nft's parser from building one enormous expression.
     for chunk in dels.chunks(4096) {
         let _ = writeln!(
@@ -443,20 +482,6 @@ pub fn map_elems(doc: &Value) -> impl Iterator<Item = (&Value, &Value)> {
         })
 }
 
-/// A slot map's contents from `nft -j list map …`: slot index → MAC (`None`: empty slot).
-pub fn parse_slots(doc: &Value, size: usize) -> Vec<Option<Mac>> {
-    let mut slots = vec![None; size];
-    for (k, v) in map_elems(doc) {
-        let (Some(i), Some(mac)) = (k.as_u64(), v.as_str().and_then(parse_mac)) else {
-            continue;
-        };
-        if let Some(slot) = slots.get_mut(i as usize) {
-            *slot = Some(mac);
-        }
-    }
-    slots
-}
-
 /// Service id → (packets, bytes) from `nft -j list counters table netdev T` (the per-service
 /// named counters `c_ID`).
 pub fn parse_counters(doc: &Value) -> BTreeMap<String, (u64, u64)> {
@@ -498,22 +523,6 @@ mod tests {
             flow_size: 1024,
             services: vec![svc()],
         }
-    }
-
-    #[test]
-    fn slots_parse() {
-        let doc: Value = serde_json::from_str(
-            r#"{"nftables":[{"metainfo":{}},{"map":{"name":"m_x","elem":[[0,"02:00:00:00:00:11"],[2,"02:00:00:00:00:12"]]}}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            parse_slots(&doc, 3),
-            vec![
-                Some([2, 0, 0, 0, 0, 0x11]),
-                None,
-                Some([2, 0, 0, 0, 0, 0x12])
-            ]
-        );
     }
 
     #[test]
@@ -571,6 +580,34 @@ mod tests {
         assert_eq!(render_slots("T", &svc(), Some(&new), &new), "");
         let full = render_slots("T", &svc(), None, &new);
         assert!(full.starts_with("flush map netdev T m_198_18_0_100_tcp_80\n"));
+    }
+
+    #[test]
+    fn slot_delta_and_raw_elements() {
+        let a = [2, 0, 0, 0, 0, 0x11];
+        let b = [2, 0, 0, 0, 0, 0x12];
+        let d = slot_delta(
+            Some(&[Some(a), Some(b), None]),
+            &[Some(a), Some(a), Some(b)],
+        );
+        assert_eq!(
+            d,
+            SlotDelta {
+                flush: false,
+                dels: vec![1],
+                adds: vec![(1, a), (2, b)]
+            }
+        );
+        let full = slot_delta(None, &[None, Some(b)]);
+        assert!(full.flush && full.dels.is_empty() && full.adds == [(1, b)]);
+        let k1 = slot_key(1);
+        let k9 = slot_key(9);
+        let raw: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (&k1, Some(&b[..])),
+            (&k9, Some(&a[..])),         // beyond the size: ignored
+            (&[1, 2][..], Some(&a[..])), // malformed key: ignored
+        ];
+        assert_eq!(slots_from_raw(raw, 3), vec![None, Some(b), None]);
     }
 
     #[test]

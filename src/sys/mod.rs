@@ -13,6 +13,7 @@ pub mod lock;
 pub mod mac;
 pub mod netlink;
 pub mod netns;
+pub mod nfnl;
 pub mod nft;
 pub mod packet;
 pub mod probe;
