@@ -966,7 +966,7 @@ fn the_daemon_repairs_a_flushed_ruleset_and_a_deleted_vip() {
         "after the VIP was deleted: {t:?}"
     );
 
-    // Elements deleted from the Maglev slot map: rewritten (checked every 5 s).
+    // Elements deleted from the Maglev slot map: rewritten (checked whenever the ruleset generation moves).
     let map = || {
         lab.lb
             .nft_text(&[
