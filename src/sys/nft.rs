@@ -236,6 +236,7 @@ pub fn run_script(what: &str, script: &str) -> Result<()> {
     if script.is_empty() {
         return Ok(());
     }
+    end_sharing();
     let out = nft(&["-f", "-"], Some(script.as_bytes()))?;
     if !out.status.success() {
         return Err(nft_error(what, &out));
@@ -314,19 +315,170 @@ pub fn table_exists(family: &str, name: &str) -> Result<bool> {
         }))
 }
 
-/// The whole ruleset as raw JSON, for read-only diagnosis (`doctor`). Never parsed into typed
-/// objects: other tools' tables may use constructs the `nftables` crate cannot represent.
-/// `None` when nft is missing or the listing fails.
-pub fn ruleset_json() -> Option<Value> {
-    let out = nft(&["-j", "list", "ruleset"], None).ok()?;
+/// One `nft -j list ruleset`, from which every nft view of a read-only diagnosis (`doctor`) is
+/// derived: the raw ruleset (firewall evaluation), lbctl's arp table ([`RulesetRead::arp`])
+/// and any table's objects ([`RulesetRead::table`]). The ruleset stays raw JSON, never parsed
+/// into typed objects: other tools' tables may use constructs the `nftables` crate cannot
+/// represent. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum RulesetRead {
+    /// nft(8) is not installed: there is no table lbctl could have made.
+    NoNft,
+    Listed(std::sync::Arc<Value>),
+    /// The listing failed (no CAP_NET_ADMIN, nft's own error); `privilege` keeps exit code 77
+    /// for the errors derived from it.
+    Failed {
+        privilege: bool,
+        message: String,
+    },
+}
+
+/// List the whole ruleset once (see [`RulesetRead`]).
+pub fn read_ruleset() -> RulesetRead {
+    if crate::sys::netns::find_tool("nft").is_none() {
+        return RulesetRead::NoNft;
+    }
+    let failed = |e: Error| RulesetRead::Failed {
+        privilege: matches!(e, Error::Privilege(_)),
+        message: e.to_string(),
+    };
+    let out = match nft(&["-j", "list", "ruleset"], None) {
+        Ok(o) => o,
+        Err(e) => return failed(e),
+    };
     if !out.status.success() {
+        return failed(nft_error("nft list ruleset", &out));
+    }
+    match serde_json::from_slice(&out.stdout) {
+        Ok(v) => RulesetRead::Listed(std::sync::Arc::new(v)),
+        Err(e) => failed(Error::Runtime(anyhow::anyhow!(
+            "parsing nft's JSON for the ruleset: {e}"
+        ))),
+    }
+}
+
+impl RulesetRead {
+    /// The ruleset, when it was listed.
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            RulesetRead::Listed(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The ruleset, owned (copied only if a clone of this read is still alive).
+    pub fn into_json(self) -> Option<Value> {
+        match self {
+            RulesetRead::Listed(v) => {
+                Some(std::sync::Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Why there is no ruleset (`None` when it was listed).
+    pub fn unreadable(&self) -> Option<String> {
+        match self {
+            RulesetRead::Listed(_) => None,
+            RulesetRead::NoNft => Some(
+                "nft(8) not found: install the nftables package (apt-get install nftables)".into(),
+            ),
+            RulesetRead::Failed { message, .. } => Some(message.clone()),
+        }
+    }
+
+    fn error(&self) -> Option<Error> {
+        match self {
+            RulesetRead::Failed {
+                privilege: true,
+                message,
+            } => Some(Error::Privilege(message.clone())),
+            RulesetRead::Failed { message, .. } => {
+                Some(Error::Runtime(anyhow::anyhow!("{message}")))
+            }
+            _ => None,
+        }
+    }
+
+    /// `table FAMILY NAME`'s objects as `nft -j list table FAMILY NAME` prints them; `None`
+    /// when there is no such table, an error when the ruleset could not be listed.
+    pub fn table(&self, family: &str, name: &str) -> Result<Option<Value>> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        Ok(self.json().and_then(|doc| table_objects(doc, family, name)))
+    }
+
+    /// lbctl's arp table as [`observe_arp`] reports it.
+    pub fn arp(&self) -> Result<ArpObserved> {
+        match self.table("arp", ARP_TABLE)? {
+            Some(doc) => parse_arp_listing(&doc),
+            None => Ok(ArpObserved::absent()),
+        }
+    }
+}
+
+/// The objects of `table FAMILY NAME` in a ruleset listing (`{"nftables": [...]}`), in the
+/// shape `nft -j list table FAMILY NAME` prints; `None` when the table is not in it.
+pub fn table_objects(doc: &Value, family: &str, name: &str) -> Option<Value> {
+    let objects = doc.get("nftables")?.as_array()?;
+    let ours = |o: &Value| {
+        let Some((kind, v)) = o.as_object().and_then(|m| m.iter().next()) else {
+            return false;
+        };
+        let table = if kind == "table" {
+            &v["name"]
+        } else {
+            &v["table"]
+        };
+        v["family"] == family && table == name
+    };
+    let mine: Vec<Value> = objects.iter().filter(|o| ours(o)).cloned().collect();
+    if !mine.iter().any(|o| o.get("table").is_some()) {
         return None;
     }
-    serde_json::from_slice(&out.stdout).ok()
+    let meta = objects.iter().filter(|o| o.get("metainfo").is_some());
+    Some(serde_json::json!({"nftables": meta.cloned().chain(mine).collect::<Vec<_>>()}))
+}
+
+thread_local! {
+    /// The ruleset [`share_ruleset`] lends to this thread's readers.
+    static SHARED: std::cell::RefCell<Option<RulesetRead>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the returned guard lives, [`observe_arp`] on this thread answers from `read` instead
+/// of spawning nft: a read-only diagnosis (`doctor`) lists the ruleset once and hands it to the
+/// layers it calls (the engine's drift plan) without changing their interface. Thread-local,
+/// so a namespace entered by another thread never sees it; any nft write on this thread ends
+/// the sharing (a later read would be stale).
+pub fn share_ruleset(read: RulesetRead) -> SharedRuleset {
+    let prev = SHARED.with(|s| s.replace(Some(read)));
+    SharedRuleset { prev }
+}
+
+/// Guard of [`share_ruleset`]: restores what was shared before.
+pub struct SharedRuleset {
+    prev: Option<RulesetRead>,
+}
+
+impl Drop for SharedRuleset {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        SHARED.with(|s| *s.borrow_mut() = prev);
+    }
+}
+
+fn shared_ruleset() -> Option<RulesetRead> {
+    SHARED.with(|s| s.borrow().clone())
+}
+
+fn end_sharing() {
+    SHARED.with(|s| s.borrow_mut().take());
 }
 
 /// Make lbctl's arp table hold exactly `to` (None: remove it), in one transaction.
 pub fn apply_arp(to: Option<&ArpMap>) -> Result<()> {
+    end_sharing();
     let json = serde_json::to_vec(&arp_batch(to)).expect("nft JSON serializes");
     let out = nft(&["-j", "-f", "-"], Some(&json))?;
     if !out.status.success() {
@@ -367,14 +519,24 @@ fn counter_packets(expr: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// List lbctl's arp table (and only it).
+impl ArpObserved {
+    fn absent() -> Self {
+        ArpObserved {
+            map: None,
+            intact: true,
+            dropped: 0,
+            rewritten: 0,
+        }
+    }
+}
+
+/// List lbctl's arp table (and only it); from the shared ruleset when one is in scope
+/// ([`share_ruleset`]).
 pub fn observe_arp() -> Result<ArpObserved> {
-    let absent = ArpObserved {
-        map: None,
-        intact: true,
-        dropped: 0,
-        rewritten: 0,
-    };
+    if let Some(read) = shared_ruleset() {
+        return read.arp();
+    }
+    let absent = ArpObserved::absent();
     // Without nft(8) there is no table lbctl could have made; a plan that needs one fails at
     // apply time with the install hint. (A balancer with IPVS needs no nftables at all.)
     if crate::sys::netns::find_tool("nft").is_none() {
