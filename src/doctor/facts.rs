@@ -188,7 +188,13 @@ pub fn gather(
 ) -> Result<Facts> {
     let sys = &env.sys;
     std::thread::scope(|s| {
-        let ruleset = s.spawn(nft::read_ruleset);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ruleset = s.spawn(move || {
+            let read = nft::read_ruleset();
+            // The drift plan may wait for it (below); nobody waiting is fine too.
+            let _ = tx.send(read.clone());
+            read
+        });
         let scans = s.spawn(|| {
             (
                 procnet::listeners(),
@@ -202,9 +208,13 @@ pub fn gather(
             netns,
             links: sys.links()?,
             addrs: sys.addresses()?,
+            rules: sys.rules()?,
+            routes: sys.routes()?,
+            neigh: sys.neighbours()?,
             ..Facts::default()
         };
-        // The probe waits for an answer: start it first.
+        // The probe waits for an answer: start it as soon as its interface is known (after
+        // the neighbour table is read: answers may refresh it).
         let probe = balancer.map(|b| {
             let path = sys.route_get(b, None, None).map_err(|e| e.to_string());
             let mut probe = None;
@@ -233,9 +243,6 @@ pub fn gather(
             f.balancer_path = Some(path);
             probe
         });
-        f.rules = sys.rules()?;
-        f.routes = sys.routes()?;
-        f.neigh = sys.neighbours()?;
         f.state = env.journal.load()?;
         f.ipvs_available = std::path::Path::new("/proc/net/ip_vs").exists();
         f.tcp_be_liberal = sysctl::read_int(&SysctlKey(
@@ -285,6 +292,15 @@ pub fn gather(
             }
             f.ipvs = Some(services);
         }
+        {
+            // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
+            // waits for that listing instead of spawning nft again.
+            let _shared = nft::share_ruleset(rx);
+            match crate::engine::plan_for(sys, &f.state) {
+                Ok((plan, _, _)) => f.drift = plan.commands(),
+                Err(e) => f.drift_error = Some(e.to_string()),
+            }
+        }
         let read = ruleset.join().expect("the nft thread does not panic");
         // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
         match read.arp() {
@@ -295,14 +311,6 @@ pub fn gather(
             Err(e) => {
                 f.arp_intact = false;
                 f.arp_table_error = Some(e.to_string());
-            }
-        }
-        {
-            // The drift plan observes lbctl's arp table from the same listing.
-            let _shared = nft::share_ruleset(read.clone());
-            match crate::engine::plan_for(sys, &f.state) {
-                Ok((plan, _, _)) => f.drift = plan.commands(),
-                Err(e) => f.drift_error = Some(e.to_string()),
             }
         }
         f.ruleset_error = read.unreadable();

@@ -441,24 +441,31 @@ pub fn table_objects(doc: &Value, family: &str, name: &str) -> Option<Value> {
     Some(serde_json::json!({"nftables": meta.cloned().chain(mine).collect::<Vec<_>>()}))
 }
 
-thread_local! {
-    /// The ruleset [`share_ruleset`] lends to this thread's readers.
-    static SHARED: std::cell::RefCell<Option<RulesetRead>> = const { std::cell::RefCell::new(None) };
+/// What [`share_ruleset`] lends: the listing, or the channel it will arrive on.
+enum Shared {
+    Ready(RulesetRead),
+    Pending(std::sync::mpsc::Receiver<RulesetRead>),
 }
 
-/// While the returned guard lives, [`observe_arp`] on this thread answers from `read` instead
-/// of spawning nft: a read-only diagnosis (`doctor`) lists the ruleset once and hands it to the
-/// layers it calls (the engine's drift plan) without changing their interface. Thread-local,
-/// so a namespace entered by another thread never sees it; any nft write on this thread ends
-/// the sharing (a later read would be stale).
-pub fn share_ruleset(read: RulesetRead) -> SharedRuleset {
-    let prev = SHARED.with(|s| s.replace(Some(read)));
+thread_local! {
+    /// The ruleset [`share_ruleset`] lends to this thread's readers.
+    static SHARED: std::cell::RefCell<Option<Shared>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the returned guard lives, [`observe_arp`] on this thread answers from the listing that
+/// arrives on `read` instead of spawning nft (waiting for it on first use): a read-only
+/// diagnosis (`doctor`) lists the ruleset once, in a thread of its own, and hands it to the
+/// layers it calls (the engine's drift plan, which makes its netlink dumps meanwhile) without
+/// changing their interface. Thread-local, so a namespace entered by another thread never sees
+/// it; any nft write on this thread ends the sharing (a later read would be stale).
+pub fn share_ruleset(read: std::sync::mpsc::Receiver<RulesetRead>) -> SharedRuleset {
+    let prev = SHARED.with(|s| s.replace(Some(Shared::Pending(read))));
     SharedRuleset { prev }
 }
 
 /// Guard of [`share_ruleset`]: restores what was shared before.
 pub struct SharedRuleset {
-    prev: Option<RulesetRead>,
+    prev: Option<Shared>,
 }
 
 impl Drop for SharedRuleset {
@@ -469,7 +476,18 @@ impl Drop for SharedRuleset {
 }
 
 fn shared_ruleset() -> Option<RulesetRead> {
-    SHARED.with(|s| s.borrow().clone())
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        let read = match s.take()? {
+            Shared::Ready(r) => r,
+            Shared::Pending(rx) => rx.recv().unwrap_or_else(|_| RulesetRead::Failed {
+                privilege: false,
+                message: "nft list ruleset: the listing thread ended without an answer".into(),
+            }),
+        };
+        *s = Some(Shared::Ready(read.clone()));
+        Some(read)
+    })
 }
 
 fn end_sharing() {
@@ -714,5 +732,111 @@ mod tests {
         let mut tampered = listing.clone();
         tampered["nftables"].as_array_mut().unwrap().remove(6);
         assert!(!parse_arp_listing(&tampered).unwrap().intact);
+    }
+
+    /// `nft -j list ruleset` of a host with lbctl's arp table and a foreign inet table that
+    /// also has a set named `vips` (which must not be taken for lbctl's).
+    fn ruleset() -> Value {
+        serde_json::json!({"nftables": [
+            {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+            {"table": {"family": "inet", "name": "filter", "handle": 1}},
+            {"set": {"family": "inet", "name": "vips", "table": "filter", "type": "ipv4_addr", "handle": 2, "elem": ["192.0.2.1"]}},
+            {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 3, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+            {"table": {"family": "arp", "name": "lbctl", "handle": 4}},
+            {"set": {"family": "arp", "name": "vips", "table": "lbctl", "type": "ipv4_addr", "handle": 3, "elem": ["198.18.0.100"]}},
+            {"map": {"family": "arp", "name": "vip_rip", "table": "lbctl", "type": "ipv4_addr", "handle": 4, "map": "ipv4_addr", "elem": [["198.18.0.100", "198.18.0.11"]]}},
+            {"chain": {"family": "arp", "table": "lbctl", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+            {"chain": {"family": "arp", "table": "lbctl", "name": "output", "handle": 2, "type": "filter", "hook": "output", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "arp", "table": "lbctl", "chain": "input", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "operation"}}, "right": "request"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "daddr ip"}}, "right": "@vips"}}, {"counter": {"packets": 3, "bytes": 84}}, {"drop": null}]}},
+            {"rule": {"family": "arp", "table": "lbctl", "chain": "output", "handle": 6, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "right": "@vips"}}, {"counter": {"packets": 0, "bytes": 0}}, {"mangle": {"key": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "value": {"map": {"key": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "data": "@vip_rip"}}}}]}},
+            {"table": {"family": "netdev", "name": "lbctl_lb_web", "handle": 7}},
+            {"counter": {"family": "netdev", "name": "c_x", "table": "lbctl_lb_web", "handle": 1, "packets": 5, "bytes": 300}}
+        ]})
+    }
+
+    #[test]
+    fn arp_table_and_tables_from_one_ruleset() {
+        let read = RulesetRead::Listed(std::sync::Arc::new(ruleset()));
+        let o = read.arp().unwrap();
+        assert!(o.intact);
+        assert_eq!(o.dropped, 3);
+        let map = o.map.unwrap();
+        assert_eq!(map.len(), 1, "the inet table's set `vips` is not lbctl's");
+        let arp = read.table("arp", "lbctl").unwrap().unwrap();
+        // The shape `nft -j list table arp lbctl` prints: metainfo, then the table's objects.
+        let objs = arp["nftables"].as_array().unwrap();
+        assert_eq!(objs.len(), 8);
+        assert!(objs[0].get("metainfo").is_some());
+        assert_eq!(objs[1]["table"]["name"], "lbctl");
+        let lb = read.table("netdev", "lbctl_lb_web").unwrap().unwrap();
+        assert_eq!(lb["nftables"].as_array().unwrap().len(), 3);
+        assert_eq!(read.table("netdev", "lbctl_lb_other").unwrap(), None);
+        assert_eq!(read.unreadable(), None);
+        // No arp table in the ruleset: absent, as `nft list table arp lbctl` failing with ENOENT.
+        let mut bare = ruleset();
+        bare["nftables"].as_array_mut().unwrap().retain(|o| {
+            o.as_object()
+                .and_then(|m| m.values().next())
+                .is_none_or(|v| v["family"] != "arp")
+        });
+        let o = RulesetRead::Listed(std::sync::Arc::new(bare)).arp().unwrap();
+        assert!(o.map.is_none() && o.intact);
+    }
+
+    #[test]
+    fn an_unreadable_ruleset_fails_every_derived_view() {
+        let denied = RulesetRead::Failed {
+            privilege: true,
+            message: "nft list ruleset: nft: Operation not permitted: run as root".into(),
+        };
+        assert!(matches!(denied.arp(), Err(Error::Privilege(_))));
+        assert!(matches!(
+            denied.table("netdev", "lbctl_lb_web"),
+            Err(Error::Privilege(_))
+        ));
+        assert!(denied.json().is_none());
+        assert!(denied.unreadable().unwrap().contains("not permitted"));
+        let broken = RulesetRead::Failed {
+            privilege: false,
+            message: "parsing nft's JSON".into(),
+        };
+        assert!(matches!(broken.arp(), Err(Error::Runtime(_))));
+        // Without nft(8) there is no table lbctl could have made, but no ruleset either.
+        let none = RulesetRead::NoNft;
+        assert!(none.arp().unwrap().map.is_none());
+        assert!(none.json().is_none());
+        assert!(none.unreadable().unwrap().contains("nft(8) not found"));
+    }
+
+    #[test]
+    fn a_shared_ruleset_answers_observe_arp_on_this_thread_only() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let _shared = share_ruleset(rx);
+            // The listing arrives later (from doctor's nft thread); the reader waits for it.
+            let sender = std::thread::spawn(move || {
+                // Another thread sees nothing shared.
+                assert!(shared_ruleset().is_none());
+                tx.send(RulesetRead::Listed(std::sync::Arc::new(ruleset())))
+                    .unwrap();
+            });
+            let o = observe_arp().expect("answered from the shared listing, no nft spawned");
+            assert!(o.intact);
+            assert_eq!(o.map.unwrap().len(), 1);
+            sender.join().unwrap();
+            // Read twice, answered twice (the channel is read once).
+            assert!(observe_arp().unwrap().intact);
+            // A write ends the sharing: nothing stale is served afterwards.
+            end_sharing();
+            assert!(shared_ruleset().is_none());
+        }
+        {
+            let (tx, rx) = std::sync::mpsc::channel::<RulesetRead>();
+            let _shared = share_ruleset(rx);
+            drop(tx);
+            // The listing thread died without an answer: an error, never "no table".
+            assert!(observe_arp().is_err());
+        }
+        assert!(shared_ruleset().is_none(), "the guard restores the previous state");
     }
 }

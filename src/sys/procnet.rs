@@ -1,5 +1,6 @@
-//! /proc/net/{tcp,tcp6,udp,udp6}: listening sockets, for doctor's "does anything listen on
-//! VIP:PORT" check. /proc/net follows the network namespace of the reading thread.
+//! Listening sockets (sock_diag, or /proc/net/{tcp,tcp6,udp,udp6}) for doctor's "does anything
+//! listen on VIP:PORT" check, and other /proc/net files. Both follow the network namespace of
+//! the reading thread (/proc/thread-self/net: /proc/net is the main thread's).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -176,10 +177,10 @@ mod diag {
 pub fn proc_listeners() -> Vec<Listener> {
     let mut out = Vec::new();
     for (file, proto, state) in [
-        ("/proc/net/tcp", "tcp", "0A"),
-        ("/proc/net/tcp6", "tcp", "0A"),
-        ("/proc/net/udp", "udp", "07"),
-        ("/proc/net/udp6", "udp", "07"),
+        ("/proc/thread-self/net/tcp", "tcp", "0A"),
+        ("/proc/thread-self/net/tcp6", "tcp", "0A"),
+        ("/proc/thread-self/net/udp", "udp", "07"),
+        ("/proc/thread-self/net/udp6", "udp", "07"),
     ] {
         if let Ok(text) = std::fs::read_to_string(file) {
             out.extend(parse_table(&text, proto, state));
@@ -220,6 +221,29 @@ pub fn bonding_files() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_inet_diag_msg() {
+        // AF_INET, LISTEN, sport 80 (big-endian), src 198.18.0.100, the rest zero.
+        let mut m = vec![0u8; 72];
+        m[0] = libc::AF_INET as u8;
+        m[1] = 10;
+        m[4..6].copy_from_slice(&80u16.to_be_bytes());
+        m[8..12].copy_from_slice(&[198, 18, 0, 100]);
+        assert_eq!(
+            diag::parse_msg(&m),
+            Some(("198.18.0.100".parse().unwrap(), 80))
+        );
+        let mut m6 = vec![0u8; 72];
+        m6[0] = libc::AF_INET6 as u8;
+        m6[4..6].copy_from_slice(&443u16.to_be_bytes());
+        m6[8..24].copy_from_slice(&"2001:db8::100".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            diag::parse_msg(&m6),
+            Some(("2001:db8::100".parse().unwrap(), 443))
+        );
+        assert_eq!(diag::parse_msg(&m6[..40]), None);
+    }
 
     #[test]
     fn parses_proc_net_tcp() {
