@@ -779,7 +779,9 @@ mod tests {
                 .and_then(|m| m.values().next())
                 .is_none_or(|v| v["family"] != "arp")
         });
-        let o = RulesetRead::Listed(std::sync::Arc::new(bare)).arp().unwrap();
+        let o = RulesetRead::Listed(std::sync::Arc::new(bare))
+            .arp()
+            .unwrap();
         assert!(o.map.is_none() && o.intact);
     }
 
@@ -837,6 +839,9 @@ mod tests {
             // The listing thread died without an answer: an error, never "no table".
             assert!(observe_arp().is_err());
         }
-        assert!(shared_ruleset().is_none(), "the guard restores the previous state");
+        assert!(
+            shared_ruleset().is_none(),
+            "the guard restores the previous state"
+        );
     }
 }

@@ -53,7 +53,12 @@ pub fn parse_table(text: &str, proto: &'static str, want: &str) -> Vec<Listener>
 /// /proc/net/tcp walks the whole connection hash table (every namespace's buckets: 10–25 ms on
 /// a busy host, most of a doctor run). /proc/net otherwise.
 pub fn listeners() -> Vec<Listener> {
-    diag::listeners().unwrap_or_else(|_| proc_listeners())
+    diag_listeners().unwrap_or_else(|_| proc_listeners())
+}
+
+/// [`listeners`] from sock_diag only, or why the kernel did not answer.
+pub fn diag_listeners() -> std::io::Result<Vec<Listener>> {
+    diag::listeners()
 }
 
 /// Sock_diag (`NETLINK_SOCK_DIAG`, `inet_diag_req_v2`) dumps of the listening sockets.
