@@ -175,9 +175,9 @@ impl Facts {
 ///
 /// Concurrently: the one `nft -j list ruleset` (every nft view — the firewall's ruleset,
 /// lbctl's arp table, the drift plan's nft read, the engines' counters — is derived from it)
-/// and the /proc scans run in threads while this thread makes the netlink dumps and the
-/// /proc/sys reads; `--balancer`'s ARP/NS probe (up to [`PROBE_TIMEOUT`]) runs beside all of
-/// it. The threads inherit this thread's network namespace.
+/// runs, collected by a thread, while this thread makes the netlink and sock_diag dumps and
+/// the /proc reads; `--balancer`'s ARP/NS probe (up to [`PROBE_TIMEOUT`]) runs in a thread
+/// beside all of it. nft and the threads inherit this thread's network namespace.
 pub fn gather(
     env: &Env,
     targets: Vec<(IpAddr, Vec<u16>)>,
@@ -187,20 +187,16 @@ pub fn gather(
     netns: Option<String>,
 ) -> Result<Facts> {
     let sys = &env.sys;
+    // nft first: its run is the longest fact (process start-up included), everything else
+    // happens while it lists.
+    let listing = nft::start_ruleset_listing();
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
         let ruleset = s.spawn(move || {
-            let read = nft::read_ruleset();
+            let read = listing.finish();
             // The drift plan may wait for it (below); nobody waiting is fine too.
             let _ = tx.send(read.clone());
             read
-        });
-        let scans = s.spawn(|| {
-            (
-                procnet::listeners(),
-                crate::sys::iptables::legacy_tables(),
-                crate::sys::networkd_foreign_rules_warning(),
-            )
         });
         let mut f = Facts {
             targets,
@@ -292,6 +288,9 @@ pub fn gather(
             }
             f.ipvs = Some(services);
         }
+        f.listeners = procnet::listeners();
+        f.legacy_iptables = crate::sys::iptables::legacy_tables();
+        f.networkd_warning = crate::sys::networkd_foreign_rules_warning();
         {
             // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
             // waits for that listing instead of spawning nft again.
@@ -314,8 +313,6 @@ pub fn gather(
             }
         }
         f.ruleset_error = read.unreadable();
-        (f.listeners, f.legacy_iptables, f.networkd_warning) =
-            scans.join().expect("the /proc scans do not panic");
         if lb_role {
             gather_lb(env, &mut f, &read);
         }

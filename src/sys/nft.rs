@@ -27,7 +27,8 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use nftables::{
     expr::{Expression, Map, NamedExpression, Payload, PayloadField},
@@ -173,13 +174,20 @@ pub fn arp_batch(to: Option<&ArpMap>) -> Nftables<'static> {
 
 /// Run `nft` with arguments and optional stdin; stderr is captured and returned in errors.
 fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
-    let mut child = Command::new("nft")
+    let mut child = spawn(Path::new("nft"), args, stdin.is_some())?;
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(data)
+            .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("writing to nft")))?;
+    }
+    finish(child)
+}
+
+/// Start `program` (nft) with stdout and stderr piped; running when this returns.
+fn spawn(program: &Path, args: &[&str], stdin: bool) -> Result<Child> {
+    Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -191,12 +199,10 @@ fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
             } else {
                 Error::Runtime(anyhow::Error::new(e).context("running nft"))
             }
-        })?;
-    if let Some(data) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        pipe.write_all(data)
-            .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("writing to nft")))?;
-    }
+        })
+}
+
+fn finish(child: Child) -> Result<std::process::Output> {
     child
         .wait_with_output()
         .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("waiting for nft")))
@@ -335,29 +341,52 @@ pub enum RulesetRead {
 
 /// List the whole ruleset once (see [`RulesetRead`]).
 pub fn read_ruleset() -> RulesetRead {
-    if crate::sys::netns::find_tool("nft").is_none() {
-        return RulesetRead::NoNft;
-    }
-    let failed = |e: Error| RulesetRead::Failed {
-        privilege: matches!(e, Error::Privilege(_)),
-        message: e.to_string(),
+    start_ruleset_listing().finish()
+}
+
+/// `nft -j list ruleset` already running (see [`start_ruleset_listing`]).
+pub struct RulesetListing(std::result::Result<Child, RulesetRead>);
+
+/// Start `nft -j list ruleset` and return once nft runs: a caller with other work spawns it
+/// before anything else (the spawn is the one moment it waits for), then collects the
+/// listing with [`RulesetListing::finish`] — in a thread of its own for a large ruleset, which
+/// nft cannot finish writing until someone reads it.
+pub fn start_ruleset_listing() -> RulesetListing {
+    // The resolved path: the spawn does not try every PATH directory first.
+    let Some(program) = crate::sys::netns::find_tool("nft") else {
+        return RulesetListing(Err(RulesetRead::NoNft));
     };
-    let out = match nft(&["-j", "list", "ruleset"], None) {
-        Ok(o) => o,
-        Err(e) => return failed(e),
-    };
-    if !out.status.success() {
-        return failed(nft_error("nft list ruleset", &out));
-    }
-    match serde_json::from_slice(&out.stdout) {
-        Ok(v) => RulesetRead::Listed(std::sync::Arc::new(v)),
-        Err(e) => failed(Error::Runtime(anyhow::anyhow!(
-            "parsing nft's JSON for the ruleset: {e}"
-        ))),
+    RulesetListing(spawn(&program, &["-j", "list", "ruleset"], false).map_err(RulesetRead::failed))
+}
+
+impl RulesetListing {
+    /// Wait for nft and parse its listing.
+    pub fn finish(self) -> RulesetRead {
+        let out = match self.0.map(finish) {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return RulesetRead::failed(e),
+            Err(read) => return read,
+        };
+        if !out.status.success() {
+            return RulesetRead::failed(nft_error("nft list ruleset", &out));
+        }
+        match serde_json::from_slice(&out.stdout) {
+            Ok(v) => RulesetRead::Listed(std::sync::Arc::new(v)),
+            Err(e) => RulesetRead::failed(Error::Runtime(anyhow::anyhow!(
+                "parsing nft's JSON for the ruleset: {e}"
+            ))),
+        }
     }
 }
 
 impl RulesetRead {
+    fn failed(e: Error) -> Self {
+        RulesetRead::Failed {
+            privilege: matches!(e, Error::Privilege(_)),
+            message: e.to_string(),
+        }
+    }
+
     /// The ruleset, when it was listed.
     pub fn json(&self) -> Option<&Value> {
         match self {
