@@ -176,8 +176,9 @@ impl Facts {
 /// Concurrently: the one `nft -j list ruleset` (every nft view — the firewall's ruleset,
 /// lbctl's arp table, the drift plan's nft read, the engines' counters — is derived from it)
 /// runs, collected by a thread, while this thread makes the netlink and sock_diag dumps and
-/// the /proc reads; `--balancer`'s ARP/NS probe (up to [`PROBE_TIMEOUT`]) runs in a thread
-/// beside all of it. nft and the threads inherit this thread's network namespace.
+/// the /proc/sys reads and another scans /proc for systemd-networkd; `--balancer`'s ARP/NS
+/// probe (up to [`PROBE_TIMEOUT`]) runs in a thread beside all of it. nft and the threads
+/// inherit this thread's network namespace.
 pub fn gather(
     env: &Env,
     targets: Vec<(IpAddr, Vec<u16>)>,
@@ -198,6 +199,9 @@ pub fn gather(
             let _ = tx.send(read.clone());
             read
         });
+        // Reading every process's name (is systemd-networkd running?) is the slowest /proc
+        // read: beside nft too, not in this thread's way.
+        let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
         let mut f = Facts {
             targets,
             balancer,
@@ -290,7 +294,6 @@ pub fn gather(
         }
         f.listeners = procnet::listeners();
         f.legacy_iptables = crate::sys::iptables::legacy_tables();
-        f.networkd_warning = crate::sys::networkd_foreign_rules_warning();
         {
             // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
             // waits for that listing instead of spawning nft again.
@@ -301,6 +304,7 @@ pub fn gather(
             }
         }
         let read = ruleset.join().expect("the nft thread does not panic");
+        f.networkd_warning = networkd.join().expect("the /proc scan does not panic");
         // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
         match read.arp() {
             Ok(o) => {
