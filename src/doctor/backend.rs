@@ -567,11 +567,18 @@ fn firewall(f: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     let title = "firewall: no `ct state invalid` drop in the input path";
     let Some(objs) = f.ruleset.as_ref().and_then(|r| r["nftables"].as_array()) else {
-        out.push(Finding::skip(
-            "firewall.ct_invalid",
-            title,
-            "nft ruleset not readable (nft missing or no privilege)",
-        ));
+        out.push(match &f.ruleset_error {
+            Some(why) => Finding::unknown(
+                "firewall.ct_invalid",
+                title,
+                format!("nft ruleset not readable: {why}"),
+            ),
+            None => Finding::skip(
+                "firewall.ct_invalid",
+                title,
+                "nft ruleset not readable (nft missing or no privilege)",
+            ),
+        });
         return out;
     };
     let input_chains: Vec<(String, String, String)> = objs
@@ -660,6 +667,9 @@ fn drift(f: &Facts) -> Finding {
     let title = "lbctl-managed state in place (no drift)";
     if f.state.intents.is_empty() {
         return Finding::skip("lbctl.drift", title, "lbctl manages nothing here");
+    }
+    if let Some(why) = &f.drift_error {
+        return Finding::unknown("lbctl.drift", title, why.clone());
     }
     if f.drift.is_empty() {
         return Finding::pass("lbctl.drift", title);

@@ -50,6 +50,8 @@ pub struct Facts {
     pub arp_intact: bool,
     pub listeners: Vec<Listener>,
     pub ruleset: Option<Value>,
+    /// Why `ruleset` could not be listed (no CAP_NET_ADMIN, nft missing), if so.
+    pub ruleset_error: Option<String>,
     /// Legacy (x_tables) iptables tables loaded here: not visible in `ruleset`.
     pub legacy_iptables: Vec<String>,
     /// `--netns NAME`, so fixes can be pasted from outside the namespace.
@@ -59,6 +61,8 @@ pub struct Facts {
     pub state: State,
     /// Pending lbctl changes (drift), as commands.
     pub drift: Vec<String>,
+    /// Why the drift plan could not be made (the kernel state could not be read), if so.
+    pub drift_error: Option<String>,
     pub ipvs_available: bool,
     pub tcp_be_liberal: Option<i64>,
     /// IPVS services (`--role lb`), or why they could not be read.
@@ -168,6 +172,13 @@ impl Facts {
 }
 
 /// Gather the facts for `targets`.
+///
+/// Concurrently: the one `nft -j list ruleset` (every nft view — the firewall's ruleset,
+/// lbctl's arp table, the drift plan's nft read, the engines' counters — is derived from it)
+/// runs, collected by a thread, while this thread makes the netlink and sock_diag dumps and
+/// the /proc/sys reads and another scans /proc for systemd-networkd; `--balancer`'s ARP/NS
+/// probe (up to [`PROBE_TIMEOUT`]) runs in a thread beside all of it. nft and the threads
+/// inherit this thread's network namespace.
 pub fn gather(
     env: &Env,
     targets: Vec<(IpAddr, Vec<u16>)>,
@@ -177,113 +188,144 @@ pub fn gather(
     netns: Option<String>,
 ) -> Result<Facts> {
     let sys = &env.sys;
-    let mut f = Facts {
-        targets,
-        balancer,
-        netns,
-        links: sys.links()?,
-        addrs: sys.addresses()?,
-        rules: sys.rules()?,
-        routes: sys.routes()?,
-        neigh: sys.neighbours()?,
-        listeners: procnet::listeners(),
-        ruleset: nft::ruleset_json(),
-        legacy_iptables: crate::sys::iptables::legacy_tables(),
-        networkd_warning: crate::sys::networkd_foreign_rules_warning(),
-        state: env.journal.load()?,
-        ipvs_available: std::path::Path::new("/proc/net/ip_vs").exists(),
-        tcp_be_liberal: sysctl::read_int(&SysctlKey(
-            "net/netfilter/nf_conntrack_tcp_be_liberal".into(),
-        ))?,
-        ..Facts::default()
-    };
-    let mut ifaces: Vec<String> = vec!["all".into(), "default".into()];
-    ifaces.extend(f.links.iter().map(|l| l.name.clone()));
-    for i in &ifaces {
-        for k in CONF_KEYS {
-            if let Some(v) = sysctl::read_int(&SysctlKey::ipv4_conf(i, k))? {
-                f.conf.insert((i.clone(), k.to_string()), v);
-            }
-        }
-    }
-    // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
-    match nft::observe_arp() {
-        Ok(o) => {
-            f.arp_table = o.map;
-            f.arp_intact = o.intact;
-        }
-        Err(e) => {
-            f.arp_intact = false;
-            f.arp_table_error = Some(e.to_string());
-        }
-    }
-    if let Ok((plan, _, _)) = crate::engine::plan_for(sys, &f.state) {
-        f.drift = plan.commands();
-    }
-    f.client = client;
-    for (vip, _) in f.targets.clone() {
-        let client = client.or_else(|| {
-            let gw = f.default_gateway(vip.is_ipv4());
-            f.client_guessed |= gw.is_some();
-            gw
+    // nft first: its run is the longest fact (process start-up included), everything else
+    // happens while it lists.
+    let listing = nft::start_ruleset_listing();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ruleset = s.spawn(move || {
+            let read = listing.finish();
+            // The drift plan may wait for it (below); nobody waiting is fine too.
+            let _ = tx.send(read.clone());
+            read
         });
-        let Some(client) = client else { continue };
-        if client.is_ipv4() != vip.is_ipv4() {
-            continue;
-        }
-        let arrival = sys.route_get(client, None, None).ok().and_then(|l| l.dev);
-        let reply = sys
-            .route_get(client, Some(vip), None)
-            .map_err(|e| e.to_string());
-        f.paths.insert(vip, Paths { arrival, reply });
-        if f.client.is_none() {
-            f.client = Some(client);
-        }
-    }
-    if lb_role {
-        let services = crate::ipvs::Client::open()
-            .and_then(|mut c| c.services())
-            .map_err(|e| e.to_string());
-        if let Ok(list) = &services {
-            f.ipvs_available = true;
-            for d in list.iter().flat_map(|s| &s.dests) {
-                let rip = d.dest.addr;
-                f.rs_paths
-                    .entry(rip)
-                    .or_insert_with(|| sys.route_get(rip, None, None).map_err(|e| e.to_string()));
+        // Reading every process's name (is systemd-networkd running?) is the slowest /proc
+        // read: beside nft too, not in this thread's way.
+        let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
+        let mut f = Facts {
+            targets,
+            balancer,
+            netns,
+            links: sys.links()?,
+            addrs: sys.addresses()?,
+            rules: sys.rules()?,
+            routes: sys.routes()?,
+            neigh: sys.neighbours()?,
+            ..Facts::default()
+        };
+        // The probe waits for an answer: start it as soon as its interface is known (after
+        // the neighbour table is read: answers may refresh it).
+        let probe = balancer.map(|b| {
+            let path = sys.route_get(b, None, None).map_err(|e| e.to_string());
+            let mut probe = None;
+            if let Ok(l) = &path {
+                if let (None, Some(dev), "unicast") = (l.via, &l.dev, l.kind.as_str()) {
+                    let vips: Vec<IpAddr> = f
+                        .targets
+                        .iter()
+                        .map(|(v, _)| *v)
+                        .filter(|v| v.is_ipv4() == b.is_ipv4())
+                        .collect();
+                    let mut asked = vec![b];
+                    asked.extend(&vips);
+                    let q = Query::from_iface(&f.links, &f.addrs, dev, asked, PROBE_TIMEOUT, true);
+                    let iface = dev.clone();
+                    probe = Some(s.spawn(move || {
+                        let answers = q.and_then(|q| who_has(&q)).map_err(|e| e.to_string());
+                        BalancerProbe {
+                            iface,
+                            vips,
+                            answers,
+                        }
+                    }));
+                }
+            }
+            f.balancer_path = Some(path);
+            probe
+        });
+        f.state = env.journal.load()?;
+        f.ipvs_available = std::path::Path::new("/proc/net/ip_vs").exists();
+        f.tcp_be_liberal = sysctl::read_int(&SysctlKey(
+            "net/netfilter/nf_conntrack_tcp_be_liberal".into(),
+        ))?;
+        let mut ifaces: Vec<String> = vec!["all".into(), "default".into()];
+        ifaces.extend(f.links.iter().map(|l| l.name.clone()));
+        for i in &ifaces {
+            for k in CONF_KEYS {
+                if let Some(v) = sysctl::read_int(&SysctlKey::ipv4_conf(i, k))? {
+                    f.conf.insert((i.clone(), k.to_string()), v);
+                }
             }
         }
-        f.ipvs = Some(services);
-    }
-    if let Some(b) = balancer {
-        let path = sys.route_get(b, None, None).map_err(|e| e.to_string());
-        if let Ok(l) = &path {
-            if let (None, Some(dev), "unicast") = (l.via, &l.dev, l.kind.as_str()) {
-                let vips: Vec<IpAddr> = f
-                    .targets
-                    .iter()
-                    .map(|(v, _)| *v)
-                    .filter(|v| v.is_ipv4() == b.is_ipv4())
-                    .collect();
-                let mut targets = vec![b];
-                targets.extend(&vips);
-                let answers =
-                    Query::from_iface(&f.links, &f.addrs, dev, targets, PROBE_TIMEOUT, true)
-                        .and_then(|q| who_has(&q))
-                        .map_err(|e| e.to_string());
-                f.balancer_probe = Some(BalancerProbe {
-                    iface: dev.clone(),
-                    vips,
-                    answers,
-                });
+        f.client = client;
+        for (vip, _) in f.targets.clone() {
+            let client = client.or_else(|| {
+                let gw = f.default_gateway(vip.is_ipv4());
+                f.client_guessed |= gw.is_some();
+                gw
+            });
+            let Some(client) = client else { continue };
+            if client.is_ipv4() != vip.is_ipv4() {
+                continue;
+            }
+            let arrival = sys.route_get(client, None, None).ok().and_then(|l| l.dev);
+            let reply = sys
+                .route_get(client, Some(vip), None)
+                .map_err(|e| e.to_string());
+            f.paths.insert(vip, Paths { arrival, reply });
+            if f.client.is_none() {
+                f.client = Some(client);
             }
         }
-        f.balancer_path = Some(path);
-    }
-    if lb_role {
-        gather_lb(env, &mut f);
-    }
-    Ok(f)
+        if lb_role {
+            let services = crate::ipvs::Client::open()
+                .and_then(|mut c| c.services())
+                .map_err(|e| e.to_string());
+            if let Ok(list) = &services {
+                f.ipvs_available = true;
+                for d in list.iter().flat_map(|s| &s.dests) {
+                    let rip = d.dest.addr;
+                    f.rs_paths.entry(rip).or_insert_with(|| {
+                        sys.route_get(rip, None, None).map_err(|e| e.to_string())
+                    });
+                }
+            }
+            f.ipvs = Some(services);
+        }
+        f.listeners = procnet::listeners();
+        f.legacy_iptables = crate::sys::iptables::legacy_tables();
+        {
+            // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
+            // waits for that listing instead of spawning nft again.
+            let _shared = nft::share_ruleset(rx);
+            match crate::engine::plan_for(sys, &f.state) {
+                Ok((plan, _, _)) => f.drift = plan.commands(),
+                Err(e) => f.drift_error = Some(e.to_string()),
+            }
+        }
+        let read = ruleset.join().expect("the nft thread does not panic");
+        f.networkd_warning = networkd.join().expect("the /proc scan does not panic");
+        // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
+        match read.arp() {
+            Ok(o) => {
+                f.arp_table = o.map;
+                f.arp_intact = o.intact;
+            }
+            Err(e) => {
+                f.arp_intact = false;
+                f.arp_table_error = Some(e.to_string());
+            }
+        }
+        f.ruleset_error = read.unreadable();
+        if lb_role {
+            gather_lb(env, &mut f, &read);
+        }
+        f.ruleset = read.into_json();
+        if let Some(p) = probe.flatten() {
+            f.balancer_probe = Some(p.join().expect("the balancer probe does not panic"));
+        }
+        Ok(f)
+    })
 }
 
 /// The interface a balancer answers ARP for `vip` on: where the VIP is (not `lo`), else the
@@ -313,7 +355,7 @@ fn vip_iface(env: &Env, f: &Facts, vip: IpAddr) -> std::result::Result<String, S
 }
 
 /// `--role lb`: the daemons and their engines, the bonds, and the ARP audit of every VIP.
-fn gather_lb(env: &Env, f: &mut Facts) {
+fn gather_lb(env: &Env, f: &mut Facts, read: &nft::RulesetRead) {
     for status in crate::lb::status::read_all(env.journal.dir()).unwrap_or_default() {
         f.engines.push(Engine {
             alive: status.alive(),
@@ -372,7 +414,14 @@ fn gather_lb(env: &Env, f: &mut Facts) {
             if e.status.engine == "nft" {
                 let t = crate::lb::nft::table_name(&e.status.name);
                 e.table = Some(nft::list_table_text_terse("netdev", &t).map_err(|e| e.to_string()));
-                e.counters = Some(read_counters(&t));
+                e.counters = Some(
+                    read.table("netdev", &t)
+                        .map(|doc| {
+                            doc.map(|d| crate::lb::nft::parse_counters(&d))
+                                .unwrap_or_default()
+                        })
+                        .map_err(|e| e.to_string()),
+                );
             }
         }
         handles

@@ -79,9 +79,22 @@ pub fn checks(f: &Facts) -> Vec<Finding> {
             continue;
         };
         let Some(rs) = &rs else {
-            out.extend(skip(
-                "nft ruleset not readable (nft missing or no privilege)",
-            ));
+            match &f.ruleset_error {
+                Some(why) => {
+                    for port in ports {
+                        out.extend([Direction::Request, Direction::Reply].map(|d| {
+                            Finding::unknown(
+                                id(d),
+                                title(d, Some(*port), &client.to_string()),
+                                format!("nft ruleset not readable: {why}"),
+                            )
+                        }));
+                    }
+                }
+                None => out.extend(skip(
+                    "nft ruleset not readable (nft missing or no privilege)",
+                )),
+            }
             continue;
         };
         for port in ports {

@@ -167,8 +167,9 @@ impl Report {
             out.push_str(&format!("{} {}\n", f.status.mark(), f.title));
             let show_evidence = f.status != Status::Pass || f.evidence.len() <= 2;
             if show_evidence {
-                for e in &f.evidence {
-                    out.push_str(&format!("    {e}\n"));
+                // A multi-line message (nft's stderr) stays indented under its check.
+                for line in f.evidence.iter().flat_map(|e| e.lines()) {
+                    out.push_str(&format!("    {line}\n"));
                 }
             }
             if let Some(fix) = &f.fix {

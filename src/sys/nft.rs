@@ -27,7 +27,8 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use nftables::{
     expr::{Expression, Map, NamedExpression, Payload, PayloadField},
@@ -173,13 +174,20 @@ pub fn arp_batch(to: Option<&ArpMap>) -> Nftables<'static> {
 
 /// Run `nft` with arguments and optional stdin; stderr is captured and returned in errors.
 fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
-    let mut child = Command::new("nft")
+    let mut child = spawn(Path::new("nft"), args, stdin.is_some())?;
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(data)
+            .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("writing to nft")))?;
+    }
+    finish(child)
+}
+
+/// Start `program` (nft) with stdout and stderr piped; running when this returns.
+fn spawn(program: &Path, args: &[&str], stdin: bool) -> Result<Child> {
+    Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -191,12 +199,10 @@ fn nft(args: &[&str], stdin: Option<&[u8]>) -> Result<std::process::Output> {
             } else {
                 Error::Runtime(anyhow::Error::new(e).context("running nft"))
             }
-        })?;
-    if let Some(data) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        pipe.write_all(data)
-            .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("writing to nft")))?;
-    }
+        })
+}
+
+fn finish(child: Child) -> Result<std::process::Output> {
     child
         .wait_with_output()
         .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("waiting for nft")))
@@ -236,6 +242,7 @@ pub fn run_script(what: &str, script: &str) -> Result<()> {
     if script.is_empty() {
         return Ok(());
     }
+    end_sharing();
     let out = nft(&["-f", "-"], Some(script.as_bytes()))?;
     if !out.status.success() {
         return Err(nft_error(what, &out));
@@ -314,19 +321,211 @@ pub fn table_exists(family: &str, name: &str) -> Result<bool> {
         }))
 }
 
-/// The whole ruleset as raw JSON, for read-only diagnosis (`doctor`). Never parsed into typed
-/// objects: other tools' tables may use constructs the `nftables` crate cannot represent.
-/// `None` when nft is missing or the listing fails.
-pub fn ruleset_json() -> Option<Value> {
-    let out = nft(&["-j", "list", "ruleset"], None).ok()?;
-    if !out.status.success() {
+/// One `nft -j list ruleset`, from which every nft view of a read-only diagnosis (`doctor`) is
+/// derived: the raw ruleset (firewall evaluation), lbctl's arp table ([`RulesetRead::arp`])
+/// and any table's objects ([`RulesetRead::table`]). The ruleset stays raw JSON, never parsed
+/// into typed objects: other tools' tables may use constructs the `nftables` crate cannot
+/// represent. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum RulesetRead {
+    /// nft(8) is not installed: there is no table lbctl could have made.
+    NoNft,
+    Listed(std::sync::Arc<Value>),
+    /// The listing failed (no CAP_NET_ADMIN, nft's own error); `privilege` keeps exit code 77
+    /// for the errors derived from it.
+    Failed {
+        privilege: bool,
+        message: String,
+    },
+}
+
+/// List the whole ruleset once (see [`RulesetRead`]).
+pub fn read_ruleset() -> RulesetRead {
+    start_ruleset_listing().finish()
+}
+
+/// `nft -j list ruleset` already running (see [`start_ruleset_listing`]).
+pub struct RulesetListing(std::result::Result<Child, RulesetRead>);
+
+/// Start `nft -j list ruleset` and return once nft runs: a caller with other work spawns it
+/// before anything else (the spawn is the one moment it waits for), then collects the
+/// listing with [`RulesetListing::finish`] — in a thread of its own for a large ruleset, which
+/// nft cannot finish writing until someone reads it.
+pub fn start_ruleset_listing() -> RulesetListing {
+    // The resolved path: the spawn does not try every PATH directory first.
+    let Some(program) = crate::sys::netns::find_tool("nft") else {
+        return RulesetListing(Err(RulesetRead::NoNft));
+    };
+    RulesetListing(spawn(&program, &["-j", "list", "ruleset"], false).map_err(RulesetRead::failed))
+}
+
+impl RulesetListing {
+    /// Wait for nft and parse its listing.
+    pub fn finish(self) -> RulesetRead {
+        let out = match self.0.map(finish) {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return RulesetRead::failed(e),
+            Err(read) => return read,
+        };
+        if !out.status.success() {
+            return RulesetRead::failed(nft_error("nft list ruleset", &out));
+        }
+        match serde_json::from_slice(&out.stdout) {
+            Ok(v) => RulesetRead::Listed(std::sync::Arc::new(v)),
+            Err(e) => RulesetRead::failed(Error::Runtime(anyhow::anyhow!(
+                "parsing nft's JSON for the ruleset: {e}"
+            ))),
+        }
+    }
+}
+
+impl RulesetRead {
+    fn failed(e: Error) -> Self {
+        RulesetRead::Failed {
+            privilege: matches!(e, Error::Privilege(_)),
+            message: e.to_string(),
+        }
+    }
+
+    /// The ruleset, when it was listed.
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            RulesetRead::Listed(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The ruleset, owned (copied only if a clone of this read is still alive).
+    pub fn into_json(self) -> Option<Value> {
+        match self {
+            RulesetRead::Listed(v) => {
+                Some(std::sync::Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Why there is no ruleset (`None` when it was listed).
+    pub fn unreadable(&self) -> Option<String> {
+        match self {
+            RulesetRead::Listed(_) => None,
+            RulesetRead::NoNft => Some(
+                "nft(8) not found: install the nftables package (apt-get install nftables)".into(),
+            ),
+            RulesetRead::Failed { message, .. } => Some(message.clone()),
+        }
+    }
+
+    fn error(&self) -> Option<Error> {
+        match self {
+            RulesetRead::Failed {
+                privilege: true,
+                message,
+            } => Some(Error::Privilege(message.clone())),
+            RulesetRead::Failed { message, .. } => {
+                Some(Error::Runtime(anyhow::anyhow!("{message}")))
+            }
+            _ => None,
+        }
+    }
+
+    /// `table FAMILY NAME`'s objects as `nft -j list table FAMILY NAME` prints them; `None`
+    /// when there is no such table, an error when the ruleset could not be listed.
+    pub fn table(&self, family: &str, name: &str) -> Result<Option<Value>> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        Ok(self.json().and_then(|doc| table_objects(doc, family, name)))
+    }
+
+    /// lbctl's arp table as [`observe_arp`] reports it.
+    pub fn arp(&self) -> Result<ArpObserved> {
+        match self.table("arp", ARP_TABLE)? {
+            Some(doc) => parse_arp_listing(&doc),
+            None => Ok(ArpObserved::absent()),
+        }
+    }
+}
+
+/// The objects of `table FAMILY NAME` in a ruleset listing (`{"nftables": [...]}`), in the
+/// shape `nft -j list table FAMILY NAME` prints; `None` when the table is not in it.
+pub fn table_objects(doc: &Value, family: &str, name: &str) -> Option<Value> {
+    let objects = doc.get("nftables")?.as_array()?;
+    let ours = |o: &Value| {
+        let Some((kind, v)) = o.as_object().and_then(|m| m.iter().next()) else {
+            return false;
+        };
+        let table = if kind == "table" {
+            &v["name"]
+        } else {
+            &v["table"]
+        };
+        v["family"] == family && table == name
+    };
+    let mine: Vec<Value> = objects.iter().filter(|o| ours(o)).cloned().collect();
+    if !mine.iter().any(|o| o.get("table").is_some()) {
         return None;
     }
-    serde_json::from_slice(&out.stdout).ok()
+    let meta = objects.iter().filter(|o| o.get("metainfo").is_some());
+    Some(serde_json::json!({"nftables": meta.cloned().chain(mine).collect::<Vec<_>>()}))
+}
+
+/// What [`share_ruleset`] lends: the listing, or the channel it will arrive on.
+enum Shared {
+    Ready(RulesetRead),
+    Pending(std::sync::mpsc::Receiver<RulesetRead>),
+}
+
+thread_local! {
+    /// The ruleset [`share_ruleset`] lends to this thread's readers.
+    static SHARED: std::cell::RefCell<Option<Shared>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the returned guard lives, [`observe_arp`] on this thread answers from the listing that
+/// arrives on `read` instead of spawning nft (waiting for it on first use): a read-only
+/// diagnosis (`doctor`) lists the ruleset once, in a thread of its own, and hands it to the
+/// layers it calls (the engine's drift plan, which makes its netlink dumps meanwhile) without
+/// changing their interface. Thread-local, so a namespace entered by another thread never sees
+/// it; any nft write on this thread ends the sharing (a later read would be stale).
+pub fn share_ruleset(read: std::sync::mpsc::Receiver<RulesetRead>) -> SharedRuleset {
+    let prev = SHARED.with(|s| s.replace(Some(Shared::Pending(read))));
+    SharedRuleset { prev }
+}
+
+/// Guard of [`share_ruleset`]: restores what was shared before.
+pub struct SharedRuleset {
+    prev: Option<Shared>,
+}
+
+impl Drop for SharedRuleset {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        SHARED.with(|s| *s.borrow_mut() = prev);
+    }
+}
+
+fn shared_ruleset() -> Option<RulesetRead> {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        let read = match s.take()? {
+            Shared::Ready(r) => r,
+            Shared::Pending(rx) => rx.recv().unwrap_or_else(|_| RulesetRead::Failed {
+                privilege: false,
+                message: "nft list ruleset: the listing thread ended without an answer".into(),
+            }),
+        };
+        *s = Some(Shared::Ready(read.clone()));
+        Some(read)
+    })
+}
+
+fn end_sharing() {
+    SHARED.with(|s| s.borrow_mut().take());
 }
 
 /// Make lbctl's arp table hold exactly `to` (None: remove it), in one transaction.
 pub fn apply_arp(to: Option<&ArpMap>) -> Result<()> {
+    end_sharing();
     let json = serde_json::to_vec(&arp_batch(to)).expect("nft JSON serializes");
     let out = nft(&["-j", "-f", "-"], Some(&json))?;
     if !out.status.success() {
@@ -367,14 +566,24 @@ fn counter_packets(expr: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// List lbctl's arp table (and only it).
+impl ArpObserved {
+    fn absent() -> Self {
+        ArpObserved {
+            map: None,
+            intact: true,
+            dropped: 0,
+            rewritten: 0,
+        }
+    }
+}
+
+/// List lbctl's arp table (and only it); from the shared ruleset when one is in scope
+/// ([`share_ruleset`]).
 pub fn observe_arp() -> Result<ArpObserved> {
-    let absent = ArpObserved {
-        map: None,
-        intact: true,
-        dropped: 0,
-        rewritten: 0,
-    };
+    if let Some(read) = shared_ruleset() {
+        return read.arp();
+    }
+    let absent = ArpObserved::absent();
     // Without nft(8) there is no table lbctl could have made; a plan that needs one fails at
     // apply time with the install hint. (A balancer with IPVS needs no nftables at all.)
     if crate::sys::netns::find_tool("nft").is_none() {
@@ -552,5 +761,116 @@ mod tests {
         let mut tampered = listing.clone();
         tampered["nftables"].as_array_mut().unwrap().remove(6);
         assert!(!parse_arp_listing(&tampered).unwrap().intact);
+    }
+
+    /// `nft -j list ruleset` of a host with lbctl's arp table and a foreign inet table that
+    /// also has a set named `vips` (which must not be taken for lbctl's).
+    fn ruleset() -> Value {
+        serde_json::json!({"nftables": [
+            {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+            {"table": {"family": "inet", "name": "filter", "handle": 1}},
+            {"set": {"family": "inet", "name": "vips", "table": "filter", "type": "ipv4_addr", "handle": 2, "elem": ["192.0.2.1"]}},
+            {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 3, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+            {"table": {"family": "arp", "name": "lbctl", "handle": 4}},
+            {"set": {"family": "arp", "name": "vips", "table": "lbctl", "type": "ipv4_addr", "handle": 3, "elem": ["198.18.0.100"]}},
+            {"map": {"family": "arp", "name": "vip_rip", "table": "lbctl", "type": "ipv4_addr", "handle": 4, "map": "ipv4_addr", "elem": [["198.18.0.100", "198.18.0.11"]]}},
+            {"chain": {"family": "arp", "table": "lbctl", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+            {"chain": {"family": "arp", "table": "lbctl", "name": "output", "handle": 2, "type": "filter", "hook": "output", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "arp", "table": "lbctl", "chain": "input", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "operation"}}, "right": "request"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "daddr ip"}}, "right": "@vips"}}, {"counter": {"packets": 3, "bytes": 84}}, {"drop": null}]}},
+            {"rule": {"family": "arp", "table": "lbctl", "chain": "output", "handle": 6, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "right": "@vips"}}, {"counter": {"packets": 0, "bytes": 0}}, {"mangle": {"key": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "value": {"map": {"key": {"payload": {"protocol": "arp", "field": "saddr ip"}}, "data": "@vip_rip"}}}}]}},
+            {"table": {"family": "netdev", "name": "lbctl_lb_web", "handle": 7}},
+            {"counter": {"family": "netdev", "name": "c_x", "table": "lbctl_lb_web", "handle": 1, "packets": 5, "bytes": 300}}
+        ]})
+    }
+
+    #[test]
+    fn arp_table_and_tables_from_one_ruleset() {
+        let read = RulesetRead::Listed(std::sync::Arc::new(ruleset()));
+        let o = read.arp().unwrap();
+        assert!(o.intact);
+        assert_eq!(o.dropped, 3);
+        let map = o.map.unwrap();
+        assert_eq!(map.len(), 1, "the inet table's set `vips` is not lbctl's");
+        let arp = read.table("arp", "lbctl").unwrap().unwrap();
+        // The shape `nft -j list table arp lbctl` prints: metainfo, then the table's objects.
+        let objs = arp["nftables"].as_array().unwrap();
+        assert_eq!(objs.len(), 8);
+        assert!(objs[0].get("metainfo").is_some());
+        assert_eq!(objs[1]["table"]["name"], "lbctl");
+        let lb = read.table("netdev", "lbctl_lb_web").unwrap().unwrap();
+        assert_eq!(lb["nftables"].as_array().unwrap().len(), 3);
+        assert_eq!(read.table("netdev", "lbctl_lb_other").unwrap(), None);
+        assert_eq!(read.unreadable(), None);
+        // No arp table in the ruleset: absent, as `nft list table arp lbctl` failing with ENOENT.
+        let mut bare = ruleset();
+        bare["nftables"].as_array_mut().unwrap().retain(|o| {
+            o.as_object()
+                .and_then(|m| m.values().next())
+                .is_none_or(|v| v["family"] != "arp")
+        });
+        let o = RulesetRead::Listed(std::sync::Arc::new(bare))
+            .arp()
+            .unwrap();
+        assert!(o.map.is_none() && o.intact);
+    }
+
+    #[test]
+    fn an_unreadable_ruleset_fails_every_derived_view() {
+        let denied = RulesetRead::Failed {
+            privilege: true,
+            message: "nft list ruleset: nft: Operation not permitted: run as root".into(),
+        };
+        assert!(matches!(denied.arp(), Err(Error::Privilege(_))));
+        assert!(matches!(
+            denied.table("netdev", "lbctl_lb_web"),
+            Err(Error::Privilege(_))
+        ));
+        assert!(denied.json().is_none());
+        assert!(denied.unreadable().unwrap().contains("not permitted"));
+        let broken = RulesetRead::Failed {
+            privilege: false,
+            message: "parsing nft's JSON".into(),
+        };
+        assert!(matches!(broken.arp(), Err(Error::Runtime(_))));
+        // Without nft(8) there is no table lbctl could have made, but no ruleset either.
+        let none = RulesetRead::NoNft;
+        assert!(none.arp().unwrap().map.is_none());
+        assert!(none.json().is_none());
+        assert!(none.unreadable().unwrap().contains("nft(8) not found"));
+    }
+
+    #[test]
+    fn a_shared_ruleset_answers_observe_arp_on_this_thread_only() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let _shared = share_ruleset(rx);
+            // The listing arrives later (from doctor's nft thread); the reader waits for it.
+            let sender = std::thread::spawn(move || {
+                // Another thread sees nothing shared.
+                assert!(shared_ruleset().is_none());
+                tx.send(RulesetRead::Listed(std::sync::Arc::new(ruleset())))
+                    .unwrap();
+            });
+            let o = observe_arp().expect("answered from the shared listing, no nft spawned");
+            assert!(o.intact);
+            assert_eq!(o.map.unwrap().len(), 1);
+            sender.join().unwrap();
+            // Read twice, answered twice (the channel is read once).
+            assert!(observe_arp().unwrap().intact);
+            // A write ends the sharing: nothing stale is served afterwards.
+            end_sharing();
+            assert!(shared_ruleset().is_none());
+        }
+        {
+            let (tx, rx) = std::sync::mpsc::channel::<RulesetRead>();
+            let _shared = share_ruleset(rx);
+            drop(tx);
+            // The listing thread died without an answer: an error, never "no table".
+            assert!(observe_arp().is_err());
+        }
+        assert!(
+            shared_ruleset().is_none(),
+            "the guard restores the previous state"
+        );
     }
 }
