@@ -29,6 +29,51 @@ pub trait Step: fmt::Display + Sized {
 pub trait Executor<S: Step> {
     type Error: fmt::Display;
     fn exec(&mut self, step: &S) -> Result<(), Self::Error>;
+
+    /// How many steps from the start of `steps` this executor performs as one batch, with many
+    /// in flight at once ([`Executor::exec_batch`]); 1 means one step at a time. Only steps
+    /// that do not depend on each other may share a batch (e.g. distinct addresses).
+    fn batch_len(&self, steps: &[S]) -> usize {
+        let _ = steps;
+        1
+    }
+
+    /// Perform `steps` (a run [`Executor::batch_len`] accepted), possibly many at once.
+    /// `issue(k)` is asked right before step k starts: when it says false (a stop request), no
+    /// further step starts. With `stop_on_error`, no step starts after one has failed. Steps
+    /// already started always finish and report. Returns one entry per step: `None` where the
+    /// step never started.
+    fn exec_batch(
+        &mut self,
+        steps: &[S],
+        issue: &mut dyn FnMut(usize) -> bool,
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<(), Self::Error>>> {
+        exec_each(self, steps, issue, stop_on_error)
+    }
+}
+
+/// [`Executor::exec_batch`] one step at a time: what an executor without pipelining does.
+pub fn exec_each<S: Step, X: Executor<S> + ?Sized>(
+    x: &mut X,
+    steps: &[S],
+    issue: &mut dyn FnMut(usize) -> bool,
+    stop_on_error: bool,
+) -> Vec<Option<Result<(), X::Error>>> {
+    let mut out: Vec<Option<Result<(), X::Error>>> = Vec::with_capacity(steps.len());
+    for (k, s) in steps.iter().enumerate() {
+        if !issue(k) {
+            break;
+        }
+        let r = x.exec(s);
+        let failed = r.is_err();
+        out.push(Some(r));
+        if failed && stop_on_error {
+            break;
+        }
+    }
+    out.resize_with(steps.len(), || None);
+    out
 }
 
 /// Why a step failed.
@@ -52,12 +97,14 @@ impl<E: fmt::Display> fmt::Display for Cause<E> {
 /// A failed transaction; the rollback has been attempted in every case.
 #[derive(Debug)]
 pub enum TxnError<E> {
-    /// Step `index` (0-based) of `total` failed; the ones before it were undone.
+    /// Step `index` (0-based) of `total` failed; the `applied` steps that had succeeded (those
+    /// before it, and in a batch also others that were in flight) were undone.
     Apply {
         /// What was changed, for the report ("IPVS", "the system").
         subject: &'static str,
         index: usize,
         total: usize,
+        applied: usize,
         /// The failed step's command line.
         change: String,
         cause: Box<Cause<E>>,
@@ -120,6 +167,7 @@ impl<E: fmt::Display> fmt::Display for TxnError<E> {
                 subject,
                 index,
                 total,
+                applied,
                 change,
                 cause,
                 rollback_failures,
@@ -128,7 +176,7 @@ impl<E: fmt::Display> fmt::Display for TxnError<E> {
                 "change {} of {total} failed: {change}\n  {}\n{}",
                 index + 1,
                 cause.to_string().replace('\n', "\n  "),
-                rollback_summary(subject, &index.to_string(), rollback_failures)
+                rollback_summary(subject, &applied.to_string(), rollback_failures)
             ),
             TxnError::Interrupted {
                 subject,
@@ -176,16 +224,63 @@ pub fn rollback<S: Step, X: Executor<S>>(
     applied: &[S],
     detail: &dyn Fn(&str),
 ) -> Vec<String> {
+    undo_all(x, applied.iter(), detail, &|| 0).0
+}
+
+/// Undo `applied` (in the order they were applied) in reverse order, continuing past errors,
+/// but stop as soon as `stops()` reaches 2 (a second SIGINT/SIGTERM). Undo steps that can go
+/// together (the executor's [`Executor::batch_len`]) are performed as one batch. Returns
+/// (failures, undo steps not done).
+fn undo_all<'a, S: Step + 'a, X: Executor<S>>(
+    x: &mut X,
+    applied: impl DoubleEndedIterator<Item = &'a S>,
+    detail: &dyn Fn(&str),
+    stops: &dyn Fn() -> u32,
+) -> (Vec<String>, Vec<String>) {
     let mut failures = Vec::new();
-    for s in applied.iter().rev() {
-        for u in s.undo() {
-            detail(&format!("rolling back: {u}"));
-            if let Err(e) = x.exec(&u) {
-                failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
+    let undo: Vec<S> = applied.rev().flat_map(|s| s.undo()).collect();
+    let failed = |u: &S, e: &X::Error| format!("{u}: {}", e.to_string().replace('\n', " "));
+    let mut i = 0;
+    while i < undo.len() {
+        if stops() >= 2 {
+            return (failures, undo[i..].iter().map(|u| u.to_string()).collect());
+        }
+        let n = x.batch_len(&undo[i..]).clamp(1, undo.len() - i);
+        let batch = &undo[i..i + n];
+        if n == 1 {
+            detail(&format!("rolling back: {}", batch[0]));
+            if let Err(e) = x.exec(&batch[0]) {
+                failures.push(failed(&batch[0], &e));
+            }
+            i += 1;
+            continue;
+        }
+        let results = x.exec_batch(
+            batch,
+            &mut |k| {
+                if stops() >= 2 {
+                    return false;
+                }
+                detail(&format!("rolling back: {}", batch[k]));
+                true
+            },
+            false,
+        );
+        let mut not_done = Vec::new();
+        for (u, r) in batch.iter().zip(results) {
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(e)) => failures.push(failed(u, &e)),
+                None => not_done.push(u.to_string()),
             }
         }
+        i += n;
+        if !not_done.is_empty() {
+            not_done.extend(undo[i..].iter().map(|u| u.to_string()));
+            return (failures, not_done);
+        }
     }
-    failures
+    (failures, Vec::new())
 }
 
 /// Apply `steps` in order; on failure undo the applied prefix in reverse order. Then call
@@ -202,31 +297,15 @@ pub fn run<S: Step, X: Executor<S>>(
     run_interruptible(subject, x, steps, detail, progress, &|| 0, verify)
 }
 
-/// Undo `applied` in reverse order like [`rollback`], but stop as soon as `stops()` reaches 2
-/// (a second SIGINT/SIGTERM): returns (failures, undo steps not done).
-fn rollback_until<S: Step, X: Executor<S>>(
-    x: &mut X,
-    applied: &[S],
-    detail: &dyn Fn(&str),
-    stops: &dyn Fn() -> u32,
-) -> (Vec<String>, Vec<String>) {
-    let mut failures = Vec::new();
-    let undo: Vec<S> = applied.iter().rev().flat_map(|s| s.undo()).collect();
-    for (k, u) in undo.iter().enumerate() {
-        if stops() >= 2 {
-            return (failures, undo[k..].iter().map(|u| u.to_string()).collect());
-        }
-        detail(&format!("rolling back: {u}"));
-        if let Err(e) = x.exec(u) {
-            failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
-        }
-    }
-    (failures, Vec::new())
-}
-
 /// [`run`], asking `stops()` — how many stop requests (SIGINT/SIGTERM) arrived since the
 /// transaction began — before each step: at 1 the applied steps are undone and
 /// [`TxnError::Interrupted`] returned; at 2, during that rollback, the rollback stops too.
+///
+/// Runs of steps the executor can pipeline ([`Executor::batch_len`]) go as one batch, with the
+/// same guarantees: a stop request starts no further step, the steps already in flight finish,
+/// and everything that succeeded is undone; when a step of the batch fails, no further step
+/// starts, the first failed step (in plan order) is reported, and every step that succeeded —
+/// before it or, in flight at the time, after it — is undone.
 pub fn run_interruptible<S: Step, X: Executor<S>>(
     subject: &'static str,
     x: &mut X,
@@ -237,10 +316,15 @@ pub fn run_interruptible<S: Step, X: Executor<S>>(
     verify: impl FnOnce(&mut X) -> Vec<String>,
 ) -> Result<(), TxnError<X::Error>> {
     let fail_on = std::env::var(FAIL_ON_ENV).unwrap_or_default();
-    for (i, s) in steps.iter().enumerate() {
+    let injected = |s: &S| !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on));
+    // Indices of the steps applied so far, in the order applied.
+    let mut applied: Vec<usize> = Vec::new();
+    let done = |applied: &[usize]| applied.iter().map(|&k| &steps[k]).collect::<Vec<&S>>();
+    let mut i = 0;
+    while i < steps.len() {
         if stops() > 0 {
             let (rollback_failures, rollback_aborted) =
-                rollback_until(x, &steps[..i], detail, stops);
+                undo_all(x, done(&applied).into_iter(), detail, stops);
             return Err(TxnError::Interrupted {
                 subject,
                 index: i,
@@ -249,30 +333,83 @@ pub fn run_interruptible<S: Step, X: Executor<S>>(
                 rollback_aborted,
             });
         }
-        progress();
-        detail(&format!("applying: {s}"));
-        let r = if !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on)) {
-            Err(Cause::Injected(fail_on.clone()))
-        } else {
-            x.exec(s).map_err(Cause::Exec)
-        };
-        if let Err(cause) = r {
-            let rollback_failures = rollback(x, &steps[..i], detail);
+        let mut n = x.batch_len(&steps[i..]).clamp(1, steps.len() - i);
+        // An injected failure keeps its exact place: the batch ends before that step.
+        if let Some(k) = steps[i..i + n].iter().position(&injected) {
+            n = k.max(1);
+        }
+        if n == 1 {
+            let s = &steps[i];
+            progress();
+            detail(&format!("applying: {s}"));
+            let r = if injected(s) {
+                Err(Cause::Injected(fail_on.clone()))
+            } else {
+                x.exec(s).map_err(Cause::Exec)
+            };
+            if let Err(cause) = r {
+                let rollback_failures = undo_all(x, done(&applied).into_iter(), detail, &|| 0).0;
+                return Err(TxnError::Apply {
+                    subject,
+                    index: i,
+                    total: steps.len(),
+                    applied: applied.len(),
+                    change: s.to_string(),
+                    cause: Box::new(cause),
+                    rollback_failures,
+                });
+            }
+            applied.push(i);
+            i += 1;
+            continue;
+        }
+        let batch = &steps[i..i + n];
+        let results = x.exec_batch(
+            batch,
+            &mut |k| {
+                if stops() > 0 {
+                    return false;
+                }
+                progress();
+                detail(&format!("applying: {}", batch[k]));
+                true
+            },
+            true,
+        );
+        let mut first_error = None;
+        let mut not_started = None;
+        for (k, r) in results.into_iter().enumerate() {
+            match r {
+                Some(Ok(())) => applied.push(i + k),
+                Some(Err(e)) if first_error.is_none() => first_error = Some((i + k, e)),
+                Some(Err(_)) => {}
+                None if not_started.is_none() => not_started = Some(i + k),
+                None => {}
+            }
+        }
+        if let Some((index, e)) = first_error {
+            let rollback_failures = undo_all(x, done(&applied).into_iter(), detail, &|| 0).0;
             return Err(TxnError::Apply {
                 subject,
-                index: i,
+                index,
                 total: steps.len(),
-                change: s.to_string(),
-                cause: Box::new(cause),
+                applied: applied.len(),
+                change: steps[index].to_string(),
+                cause: Box::new(Cause::Exec(e)),
                 rollback_failures,
             });
+        }
+        match not_started {
+            // Stopped part-way: the loop's stop check undoes what was applied.
+            Some(k) => i = k,
+            None => i += n,
         }
     }
     let problems = verify(x);
     if problems.is_empty() {
         return Ok(());
     }
-    let rollback_failures = rollback(x, steps, detail);
+    let rollback_failures = undo_all(x, steps.iter(), detail, &|| 0).0;
     Err(TxnError::Verify {
         subject,
         problems,
