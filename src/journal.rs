@@ -401,7 +401,7 @@ mod tests {
                 &format!("apply {i}"),
                 (0..1000)
                     .map(|k| format!("ip addr add 198.18.{}.{}/32 dev lo", k / 250, k % 250))
-                    .collect(),
+                    .collect::<Vec<_>>(),
             );
         }
         let bytes: usize = s

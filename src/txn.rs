@@ -464,6 +464,15 @@ mod tests {
         undoing: bool,
     }
 
+    impl Store {
+        fn clone_store(&self) -> Store {
+            Store {
+                map: self.map.clone(),
+                ..Store::default()
+            }
+        }
+    }
+
     impl Executor<Op> for Store {
         type Error = String;
         fn exec(&mut self, op: &Op) -> Result<(), String> {
@@ -687,5 +696,234 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("delete a=4: EBUSY"), "{msg}");
+    }
+
+    /// An executor that pipelines runs of creates and deletes like the netlink one: up to
+    /// `window` steps are started before the first answer is read, so after a failure the
+    /// steps already in flight still complete.
+    struct Piped<'a> {
+        store: &'a mut Store,
+        window: usize,
+        /// Batches performed, with their sizes.
+        batches: Vec<usize>,
+    }
+
+    fn pipelinable(op: &Op) -> Option<bool> {
+        match op {
+            Op::Create(..) => Some(true),
+            Op::Delete(..) => Some(false),
+            Op::Replace(..) => None,
+        }
+    }
+
+    impl Executor<Op> for Piped<'_> {
+        type Error = String;
+        fn exec(&mut self, op: &Op) -> Result<(), String> {
+            self.store.exec(op)
+        }
+        fn batch_len(&self, steps: &[Op]) -> usize {
+            let Some(kind) = steps.first().and_then(pipelinable) else {
+                return 1;
+            };
+            steps
+                .iter()
+                .take_while(|s| pipelinable(s) == Some(kind))
+                .count()
+        }
+        fn exec_batch(
+            &mut self,
+            steps: &[Op],
+            issue: &mut dyn FnMut(usize) -> bool,
+            stop_on_error: bool,
+        ) -> Vec<Option<Result<(), String>>> {
+            self.batches.push(steps.len());
+            let mut out: Vec<Option<Result<(), String>>> = steps.iter().map(|_| None).collect();
+            let mut sent = 0;
+            let mut read = 0;
+            let mut stopped = false;
+            loop {
+                // Send while the window allows; the kernel acts on each as it arrives.
+                while !stopped && sent < steps.len() && sent - read < self.window {
+                    if !issue(sent) {
+                        stopped = true;
+                        break;
+                    }
+                    out[sent] = Some(self.store.exec(&steps[sent]));
+                    sent += 1;
+                }
+                if read == sent {
+                    break;
+                }
+                // Read one answer.
+                stopped |= stop_on_error && matches!(out[read], Some(Err(_)));
+                read += 1;
+            }
+            out
+        }
+    }
+
+    /// 2 replaces (one at a time) around runs of 6 creates and 4 deletes (batches).
+    fn batch_steps() -> (Vec<Op>, Store) {
+        const KEYS: [&str; 10] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+        let mut s = Store::default();
+        s.map.insert("kept", 2);
+        let mut steps = vec![Op::Replace("kept", 2, 3)];
+        for k in &KEYS[6..] {
+            s.map.insert(k, 7);
+            steps.push(Op::Delete(k, 7));
+        }
+        steps.push(Op::Replace("kept", 3, 4));
+        steps.extend(KEYS[..6].iter().map(|k| Op::Create(k, 1)));
+        (steps, s)
+    }
+
+    #[test]
+    fn batches_apply_and_a_failure_anywhere_in_one_rolls_back_everything_applied() {
+        let (steps, start) = batch_steps();
+        let mut s = start.clone_store();
+        let mut x = Piped {
+            store: &mut s,
+            window: 3,
+            batches: vec![],
+        };
+        run("the store", &mut x, &steps, &quiet, &|| {}, |_| vec![]).unwrap();
+        assert_eq!(x.batches, vec![4, 6], "one batch per run");
+        assert_eq!(s.map.len(), 7);
+        for (i, failing) in steps.iter().enumerate() {
+            let mut s = start.clone_store();
+            s.fail_on = Some(failing.to_string());
+            let mut x = Piped {
+                store: &mut s,
+                window: 3,
+                batches: vec![],
+            };
+            let e = run("the store", &mut x, &steps, &quiet, &|| {}, |_| vec![]).unwrap_err();
+            assert_eq!(s.map, start.map, "failure at step {i}: store restored");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "change {} of {} failed: {failing}\n  EPERM",
+                    i + 1,
+                    steps.len()
+                )),
+                "{msg}"
+            );
+            // Everything before the failed step was applied, and in a batch up to two more
+            // (in flight): all of it is undone and counted.
+            let TxnError::Apply { applied, .. } = e else {
+                panic!("{e}")
+            };
+            let batch_end = if i < 5 { 5 } else { steps.len() };
+            let in_flight = if pipelinable(failing).is_some() {
+                (batch_end - i - 1).min(2)
+            } else {
+                0
+            };
+            assert_eq!(applied, i + in_flight, "failure at step {i}: {msg}");
+            assert!(
+                msg.ends_with(&format!(
+                    "rolled back {applied} applied change(s); the store is as before"
+                )),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stop_request_during_a_batch_lets_the_steps_in_flight_finish_and_undoes_all() {
+        use std::cell::Cell;
+        let (steps, start) = batch_steps();
+        // The stop arrives as step 9 (the 3rd create) is about to start: stops() is asked before
+        // each of the 8 one-at-a-time and batched steps so far, and before the creates'
+        // batch.
+        for window in [1, 3, 64] {
+            let mut s = start.clone_store();
+            let calls = Cell::new(0u32);
+            let stops = || {
+                calls.set(calls.get() + 1);
+                u32::from(calls.get() > 10)
+            };
+            let mut x = Piped {
+                store: &mut s,
+                window,
+                batches: vec![],
+            };
+            let e = run_interruptible(
+                "the store",
+                &mut x,
+                &steps,
+                &quiet,
+                &|| {},
+                &stops,
+                |_| vec![],
+            )
+            .unwrap_err();
+            assert!(e.is_interrupted(), "{e}");
+            assert_eq!(s.map, start.map, "window {window}");
+            assert_eq!(
+                e.to_string(),
+                "interrupted before change 9 of 12; rolled back 8 applied change(s); the store \
+                 is as before"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rollback_of_batches_stops_at_a_second_signal() {
+        use std::cell::Cell;
+        let (steps, start) = batch_steps();
+        let mut s = start.clone_store();
+        // Stop before step 12 (all creates but the last applied; stops() was asked 13 times
+        // by then); a second request arrives after 3 undo steps of the first undo batch.
+        let calls = Cell::new(0u32);
+        let stops = || {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                0..=13 => 0,
+                14..=19 => 1,
+                _ => 2,
+            }
+        };
+        let mut x = Piped {
+            store: &mut s,
+            window: 2,
+            batches: vec![],
+        };
+        let e = run_interruptible(
+            "the store",
+            &mut x,
+            &steps,
+            &quiet,
+            &|| {},
+            &stops,
+            |_| vec![],
+        )
+        .unwrap_err();
+        let TxnError::Interrupted {
+            index,
+            rollback_aborted,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(*index, 11, "{e}");
+        // Undone: the creates of k4, k3, k2. Left, in undo order: everything else applied.
+        assert_eq!(
+            rollback_aborted,
+            &[
+                "delete k1=1",
+                "delete k0=1",
+                "replace kept=4 with 3",
+                "create k9=7",
+                "create k8=7",
+                "create k7=7",
+                "create k6=7",
+                "replace kept=3 with 2"
+            ]
+        );
+        let keys: Vec<&str> = s.map.keys().copied().collect();
+        assert_eq!(keys, ["k0", "k1", "kept"]);
+        assert!(e.to_string().contains("aborted by a second signal"), "{e}");
     }
 }

@@ -165,7 +165,11 @@ pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
 /// (when the intents changed since `snap` was taken).
 pub fn plan_from(state: &State, snap: &mut Snapshot) -> Result<(Plan, Desired)> {
     let desired = desired_of(state, &snap.routes)?;
-    for key in desired.sysctls.keys().chain(state.owned.sysctl_prior.keys()) {
+    for key in desired
+        .sysctls
+        .keys()
+        .chain(state.owned.sysctl_prior.keys())
+    {
         if !snap.observed.sysctls.contains_key(key) {
             let v = sysctl::read(key)?;
             snap.observed.sysctls.insert(key.clone(), v);

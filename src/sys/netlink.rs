@@ -261,16 +261,10 @@ impl Sys {
     pub fn addresses(&self) -> Result<Vec<AddrInfo>> {
         let names = self.link_names()?;
         let mut out = Vec::new();
-        self.block_on(
-            self.handle
-                .address()
-                .get()
-                .execute()
-                .try_for_each(|m| {
-                    out.extend(addr_info(&m, &names));
-                    futures::future::ready(Ok(()))
-                }),
-        )
+        self.block_on(self.handle.address().get().execute().try_for_each(|m| {
+            out.extend(addr_info(&m, &names));
+            futures::future::ready(Ok(()))
+        }))
         .map_err(|e| nl_err("RTM_GETADDR", &"dump", e))?;
         Ok(out)
     }
