@@ -65,41 +65,12 @@ pub fn connected_prefixes(routes: &[RouteInfo], dev: &str, v4: bool) -> Vec<IpNe
         .collect()
 }
 
-/// lbctl's ARP table, listed by `nft` on a thread of its own while the netlink dumps run: the
-/// listing is most of an observation's time at 10,000 VIPs (nft fetches and prints every
-/// element). The thread is in this process's network namespace (it is created after the
-/// `--netns` switch), and so is the `nft` it runs.
-struct ArpListing(std::thread::JoinHandle<Result<nft::ArpObserved>>);
-
-impl ArpListing {
-    fn start() -> ArpListing {
-        ArpListing(std::thread::spawn(nft::observe_arp))
-    }
-
-    fn finish(self) -> Result<nft::ArpObserved> {
-        self.0.join().unwrap_or_else(|_| {
-            Err(Error::Runtime(anyhow::anyhow!(
-                "listing table arp: panicked"
-            )))
-        })
-    }
-}
-
 /// Observe the state relevant to `sysctl_keys` and lbctl's objects.
 /// `routes` is a fresh route dump (the caller needed it already, for connected prefixes).
 pub fn observe(
     sys: &Sys,
     routes: Vec<RouteInfo>,
     sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
-) -> Result<Snapshot> {
-    observe_with(sys, routes, sysctl_keys, ArpListing::start())
-}
-
-fn observe_with(
-    sys: &Sys,
-    routes: Vec<RouteInfo>,
-    sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
-    arp: ArpListing,
 ) -> Result<Snapshot> {
     let mut o = Observed::default();
     for a in sys.addresses()? {
@@ -121,7 +92,7 @@ fn observe_with(
         let v = sysctl::read(&key)?;
         o.sysctls.insert(key, v);
     }
-    let arp = arp.finish()?;
+    let arp = nft::observe_arp()?;
     o.arp = arp.map;
     o.arp_intact = arp.intact;
     Ok(Snapshot {
@@ -178,7 +149,6 @@ pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
 /// prefixes, so expansion needs them), addresses, rules, the ARP table, and the sysctls that
 /// are desired or whose prior value lbctl still holds.
 pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
-    let arp = ArpListing::start();
     // The local table holds one route per local address — 10,000 for 10,000 VIPs — and
     // nothing lbctl owns or reads: left out while the dump is read.
     let routes = sys.routes_where(&|table| table != LOCAL_TABLE)?;
@@ -188,7 +158,7 @@ pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
         .into_keys()
         .chain(state.owned.sysctl_prior.keys().cloned())
         .collect();
-    observe_with(sys, routes, keys, arp)
+    observe(sys, routes, keys)
 }
 
 /// Plan for `state` against `snap`, reading first the sysctls `state` needs that `snap` lacks
