@@ -115,9 +115,11 @@ impl AddrOp {
     }
 }
 
-/// Requests [`Sys::addr_batch`] keeps in flight at once. Each answer is an ACK of about 36
-/// bytes, so 64 of them fit the socket's receive buffer many times over; beyond about 32 the
-/// kernel, not the round trips, is what takes the time.
+/// Requests [`Sys::addr_batch`] keeps in flight at once. Each answer is an ACK of 36 bytes (an
+/// error echoes the request: about 100), so 64 of them fit the socket's receive buffer many
+/// times over. The kernel handles each request inside the `sendmsg` that carries it, so what
+/// pipelining saves is lbctl's per-request round trip (wake-ups, polls, one `recvmsg` each),
+/// not kernel time.
 pub const PIPELINE: usize = 64;
 
 /// Turn an rtnetlink error into a tool error with the operation and object, and a hint.
