@@ -59,6 +59,21 @@ pub struct State {
     pub history: Vec<HistoryEntry>,
 }
 
+/// [`State`] as written, borrowing its parts (the same fields, in the same order).
+#[derive(Serialize)]
+struct StateView<'a> {
+    netns_inode: Option<u64>,
+    intents: &'a BTreeMap<String, Intent>,
+    owned: &'a Owned,
+    #[serde(skip_serializing_if = "no_lb")]
+    lb: &'a BTreeMap<String, LbOwned>,
+    history: &'a Vec<HistoryEntry>,
+}
+
+fn no_lb(lb: &&BTreeMap<String, LbOwned>) -> bool {
+    lb.is_empty()
+}
+
 /// Balancer objects one owner created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LbOwned {
@@ -77,17 +92,20 @@ impl LbOwned {
 }
 
 impl State {
-    pub fn record(&mut self, command: &str, changes: Vec<String>) {
+    /// Record an applied run. `changes` is read once: its first lines are kept and the rest
+    /// only counted.
+    pub fn record(&mut self, command: &str, changes: impl IntoIterator<Item = String>) {
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         // A run's own record is capped too: a 10,000-VIP apply keeps its first lines and a
         // count, not 20,000 commands.
-        let n = changes.len();
-        let mut changes: Vec<String> = changes.into_iter().take(HISTORY_RUN_LINES).collect();
-        if n > HISTORY_RUN_LINES {
-            changes.push(format!("… {} more change(s)", n - HISTORY_RUN_LINES));
+        let mut lines = changes.into_iter();
+        let mut changes: Vec<String> = lines.by_ref().take(HISTORY_RUN_LINES).collect();
+        let more = lines.count();
+        if more > 0 {
+            changes.push(format!("… {more} more change(s)"));
         }
         self.history.push(HistoryEntry {
             time,
@@ -297,15 +315,31 @@ impl Journal {
 
     /// Persist atomically.
     pub fn save(&self, state: &State) -> Result<()> {
+        self.save_parts(state, &state.owned, &state.lb)
+    }
+
+    /// Persist `state` with `owned` and `lb` in place of its own (the write-ahead record),
+    /// atomically, without copying the state.
+    pub fn save_parts(
+        &self,
+        state: &State,
+        owned: &Owned,
+        lb: &BTreeMap<String, LbOwned>,
+    ) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        let mut state = state.clone();
-        state.netns_inode = self.inode;
+        let view = StateView {
+            netns_inode: self.inode,
+            intents: &state.intents,
+            owned,
+            lb,
+            history: &state.history,
+        };
         let tmp = self.dir.join("state.json.tmp");
         let f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         // Buffered and compact: one write(2) per 64 KiB, not one per JSON token.
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
-        serde_json::to_writer(&mut w, &state).context("serializing state")?;
+        serde_json::to_writer(&mut w, &view).context("serializing state")?;
         w.write_all(b"\n").context("writing state")?;
         let f = w
             .into_inner()
@@ -316,11 +350,11 @@ impl Journal {
         // The sysctl values lbctl replaced, also kept on their own: if the journal is lost,
         // `lbctl adopt` can still put them back.
         let backup = self.dir.join(SYSCTL_BACKUP);
-        if state.owned.sysctl_prior.is_empty() {
+        if owned.sysctl_prior.is_empty() {
             let _ = fs::remove_file(&backup);
         } else {
             let tmp = self.dir.join(format!("{SYSCTL_BACKUP}.tmp"));
-            let body = serde_json::to_vec(&state.owned.sysctl_prior).context("serializing")?;
+            let body = serde_json::to_vec(&owned.sysctl_prior).context("serializing")?;
             fs::write(&tmp, body).context("writing the sysctl backup")?;
             fs::rename(&tmp, &backup).context("replacing the sysctl backup")?;
         }
@@ -367,7 +401,7 @@ mod tests {
                 &format!("apply {i}"),
                 (0..1000)
                     .map(|k| format!("ip addr add 198.18.{}.{}/32 dev lo", k / 250, k % 250))
-                    .collect(),
+                    .collect::<Vec<_>>(),
             );
         }
         let bytes: usize = s

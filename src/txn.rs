@@ -29,6 +29,51 @@ pub trait Step: fmt::Display + Sized {
 pub trait Executor<S: Step> {
     type Error: fmt::Display;
     fn exec(&mut self, step: &S) -> Result<(), Self::Error>;
+
+    /// How many steps from the start of `steps` this executor performs as one batch, with many
+    /// in flight at once ([`Executor::exec_batch`]); 1 means one step at a time. Only steps
+    /// that do not depend on each other may share a batch (e.g. distinct addresses).
+    fn batch_len(&self, steps: &[S]) -> usize {
+        let _ = steps;
+        1
+    }
+
+    /// Perform `steps` (a run [`Executor::batch_len`] accepted), possibly many at once.
+    /// `issue(k)` is asked right before step k starts: when it says false (a stop request), no
+    /// further step starts. With `stop_on_error`, no step starts after one has failed. Steps
+    /// already started always finish and report. Returns one entry per step: `None` where the
+    /// step never started.
+    fn exec_batch(
+        &mut self,
+        steps: &[S],
+        issue: &mut dyn FnMut(usize) -> bool,
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<(), Self::Error>>> {
+        exec_each(self, steps, issue, stop_on_error)
+    }
+}
+
+/// [`Executor::exec_batch`] one step at a time: what an executor without pipelining does.
+pub fn exec_each<S: Step, X: Executor<S> + ?Sized>(
+    x: &mut X,
+    steps: &[S],
+    issue: &mut dyn FnMut(usize) -> bool,
+    stop_on_error: bool,
+) -> Vec<Option<Result<(), X::Error>>> {
+    let mut out: Vec<Option<Result<(), X::Error>>> = Vec::with_capacity(steps.len());
+    for (k, s) in steps.iter().enumerate() {
+        if !issue(k) {
+            break;
+        }
+        let r = x.exec(s);
+        let failed = r.is_err();
+        out.push(Some(r));
+        if failed && stop_on_error {
+            break;
+        }
+    }
+    out.resize_with(steps.len(), || None);
+    out
 }
 
 /// Why a step failed.
@@ -52,12 +97,14 @@ impl<E: fmt::Display> fmt::Display for Cause<E> {
 /// A failed transaction; the rollback has been attempted in every case.
 #[derive(Debug)]
 pub enum TxnError<E> {
-    /// Step `index` (0-based) of `total` failed; the ones before it were undone.
+    /// Step `index` (0-based) of `total` failed; the `applied` steps that had succeeded (those
+    /// before it, and in a batch also others that were in flight) were undone.
     Apply {
         /// What was changed, for the report ("IPVS", "the system").
         subject: &'static str,
         index: usize,
         total: usize,
+        applied: usize,
         /// The failed step's command line.
         change: String,
         cause: Box<Cause<E>>,
@@ -120,6 +167,7 @@ impl<E: fmt::Display> fmt::Display for TxnError<E> {
                 subject,
                 index,
                 total,
+                applied,
                 change,
                 cause,
                 rollback_failures,
@@ -128,7 +176,7 @@ impl<E: fmt::Display> fmt::Display for TxnError<E> {
                 "change {} of {total} failed: {change}\n  {}\n{}",
                 index + 1,
                 cause.to_string().replace('\n', "\n  "),
-                rollback_summary(subject, &index.to_string(), rollback_failures)
+                rollback_summary(subject, &applied.to_string(), rollback_failures)
             ),
             TxnError::Interrupted {
                 subject,
@@ -176,16 +224,63 @@ pub fn rollback<S: Step, X: Executor<S>>(
     applied: &[S],
     detail: &dyn Fn(&str),
 ) -> Vec<String> {
+    undo_all(x, applied.iter(), detail, &|| 0).0
+}
+
+/// Undo `applied` (in the order they were applied) in reverse order, continuing past errors,
+/// but stop as soon as `stops()` reaches 2 (a second SIGINT/SIGTERM). Undo steps that can go
+/// together (the executor's [`Executor::batch_len`]) are performed as one batch. Returns
+/// (failures, undo steps not done).
+fn undo_all<'a, S: Step + 'a, X: Executor<S>>(
+    x: &mut X,
+    applied: impl DoubleEndedIterator<Item = &'a S>,
+    detail: &dyn Fn(&str),
+    stops: &dyn Fn() -> u32,
+) -> (Vec<String>, Vec<String>) {
     let mut failures = Vec::new();
-    for s in applied.iter().rev() {
-        for u in s.undo() {
-            detail(&format!("rolling back: {u}"));
-            if let Err(e) = x.exec(&u) {
-                failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
+    let undo: Vec<S> = applied.rev().flat_map(|s| s.undo()).collect();
+    let failed = |u: &S, e: &X::Error| format!("{u}: {}", e.to_string().replace('\n', " "));
+    let mut i = 0;
+    while i < undo.len() {
+        if stops() >= 2 {
+            return (failures, undo[i..].iter().map(|u| u.to_string()).collect());
+        }
+        let n = x.batch_len(&undo[i..]).clamp(1, undo.len() - i);
+        let batch = &undo[i..i + n];
+        if n == 1 {
+            detail(&format!("rolling back: {}", batch[0]));
+            if let Err(e) = x.exec(&batch[0]) {
+                failures.push(failed(&batch[0], &e));
+            }
+            i += 1;
+            continue;
+        }
+        let results = x.exec_batch(
+            batch,
+            &mut |k| {
+                if stops() >= 2 {
+                    return false;
+                }
+                detail(&format!("rolling back: {}", batch[k]));
+                true
+            },
+            false,
+        );
+        let mut not_done = Vec::new();
+        for (u, r) in batch.iter().zip(results) {
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(e)) => failures.push(failed(u, &e)),
+                None => not_done.push(u.to_string()),
             }
         }
+        i += n;
+        if !not_done.is_empty() {
+            not_done.extend(undo[i..].iter().map(|u| u.to_string()));
+            return (failures, not_done);
+        }
     }
-    failures
+    (failures, Vec::new())
 }
 
 /// Apply `steps` in order; on failure undo the applied prefix in reverse order. Then call
@@ -202,31 +297,15 @@ pub fn run<S: Step, X: Executor<S>>(
     run_interruptible(subject, x, steps, detail, progress, &|| 0, verify)
 }
 
-/// Undo `applied` in reverse order like [`rollback`], but stop as soon as `stops()` reaches 2
-/// (a second SIGINT/SIGTERM): returns (failures, undo steps not done).
-fn rollback_until<S: Step, X: Executor<S>>(
-    x: &mut X,
-    applied: &[S],
-    detail: &dyn Fn(&str),
-    stops: &dyn Fn() -> u32,
-) -> (Vec<String>, Vec<String>) {
-    let mut failures = Vec::new();
-    let undo: Vec<S> = applied.iter().rev().flat_map(|s| s.undo()).collect();
-    for (k, u) in undo.iter().enumerate() {
-        if stops() >= 2 {
-            return (failures, undo[k..].iter().map(|u| u.to_string()).collect());
-        }
-        detail(&format!("rolling back: {u}"));
-        if let Err(e) = x.exec(u) {
-            failures.push(format!("{u}: {}", e.to_string().replace('\n', " ")));
-        }
-    }
-    (failures, Vec::new())
-}
-
 /// [`run`], asking `stops()` — how many stop requests (SIGINT/SIGTERM) arrived since the
 /// transaction began — before each step: at 1 the applied steps are undone and
 /// [`TxnError::Interrupted`] returned; at 2, during that rollback, the rollback stops too.
+///
+/// Runs of steps the executor can pipeline ([`Executor::batch_len`]) go as one batch, with the
+/// same guarantees: a stop request starts no further step, the steps already in flight finish,
+/// and everything that succeeded is undone; when a step of the batch fails, no further step
+/// starts, the first failed step (in plan order) is reported, and every step that succeeded —
+/// before it or, in flight at the time, after it — is undone.
 pub fn run_interruptible<S: Step, X: Executor<S>>(
     subject: &'static str,
     x: &mut X,
@@ -237,10 +316,15 @@ pub fn run_interruptible<S: Step, X: Executor<S>>(
     verify: impl FnOnce(&mut X) -> Vec<String>,
 ) -> Result<(), TxnError<X::Error>> {
     let fail_on = std::env::var(FAIL_ON_ENV).unwrap_or_default();
-    for (i, s) in steps.iter().enumerate() {
+    let injected = |s: &S| !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on));
+    // Indices of the steps applied so far, in the order applied.
+    let mut applied: Vec<usize> = Vec::new();
+    let done = |applied: &[usize]| applied.iter().map(|&k| &steps[k]).collect::<Vec<&S>>();
+    let mut i = 0;
+    while i < steps.len() {
         if stops() > 0 {
             let (rollback_failures, rollback_aborted) =
-                rollback_until(x, &steps[..i], detail, stops);
+                undo_all(x, done(&applied).into_iter(), detail, stops);
             return Err(TxnError::Interrupted {
                 subject,
                 index: i,
@@ -249,30 +333,83 @@ pub fn run_interruptible<S: Step, X: Executor<S>>(
                 rollback_aborted,
             });
         }
-        progress();
-        detail(&format!("applying: {s}"));
-        let r = if !fail_on.is_empty() && s.lines().iter().any(|l| l.contains(&fail_on)) {
-            Err(Cause::Injected(fail_on.clone()))
-        } else {
-            x.exec(s).map_err(Cause::Exec)
-        };
-        if let Err(cause) = r {
-            let rollback_failures = rollback(x, &steps[..i], detail);
+        let mut n = x.batch_len(&steps[i..]).clamp(1, steps.len() - i);
+        // An injected failure keeps its exact place: the batch ends before that step.
+        if let Some(k) = steps[i..i + n].iter().position(&injected) {
+            n = k.max(1);
+        }
+        if n == 1 {
+            let s = &steps[i];
+            progress();
+            detail(&format!("applying: {s}"));
+            let r = if injected(s) {
+                Err(Cause::Injected(fail_on.clone()))
+            } else {
+                x.exec(s).map_err(Cause::Exec)
+            };
+            if let Err(cause) = r {
+                let rollback_failures = undo_all(x, done(&applied).into_iter(), detail, &|| 0).0;
+                return Err(TxnError::Apply {
+                    subject,
+                    index: i,
+                    total: steps.len(),
+                    applied: applied.len(),
+                    change: s.to_string(),
+                    cause: Box::new(cause),
+                    rollback_failures,
+                });
+            }
+            applied.push(i);
+            i += 1;
+            continue;
+        }
+        let batch = &steps[i..i + n];
+        let results = x.exec_batch(
+            batch,
+            &mut |k| {
+                if stops() > 0 {
+                    return false;
+                }
+                progress();
+                detail(&format!("applying: {}", batch[k]));
+                true
+            },
+            true,
+        );
+        let mut first_error = None;
+        let mut not_started = None;
+        for (k, r) in results.into_iter().enumerate() {
+            match r {
+                Some(Ok(())) => applied.push(i + k),
+                Some(Err(e)) if first_error.is_none() => first_error = Some((i + k, e)),
+                Some(Err(_)) => {}
+                None if not_started.is_none() => not_started = Some(i + k),
+                None => {}
+            }
+        }
+        if let Some((index, e)) = first_error {
+            let rollback_failures = undo_all(x, done(&applied).into_iter(), detail, &|| 0).0;
             return Err(TxnError::Apply {
                 subject,
-                index: i,
+                index,
                 total: steps.len(),
-                change: s.to_string(),
-                cause: Box::new(cause),
+                applied: applied.len(),
+                change: steps[index].to_string(),
+                cause: Box::new(Cause::Exec(e)),
                 rollback_failures,
             });
+        }
+        match not_started {
+            // Stopped part-way: the loop's stop check undoes what was applied.
+            Some(k) => i = k,
+            None => i += n,
         }
     }
     let problems = verify(x);
     if problems.is_empty() {
         return Ok(());
     }
-    let rollback_failures = rollback(x, steps, detail);
+    let rollback_failures = undo_all(x, steps.iter(), detail, &|| 0).0;
     Err(TxnError::Verify {
         subject,
         problems,
@@ -325,6 +462,15 @@ mod tests {
         /// Also fail every undo (a rollback that cannot complete).
         fail_undo: bool,
         undoing: bool,
+    }
+
+    impl Store {
+        fn clone_store(&self) -> Store {
+            Store {
+                map: self.map.clone(),
+                ..Store::default()
+            }
+        }
     }
 
     impl Executor<Op> for Store {
@@ -550,5 +696,234 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("delete a=4: EBUSY"), "{msg}");
+    }
+
+    /// An executor that pipelines runs of creates and deletes like the netlink one: up to
+    /// `window` steps are started before the first answer is read, so after a failure the
+    /// steps already in flight still complete.
+    struct Piped<'a> {
+        store: &'a mut Store,
+        window: usize,
+        /// Batches performed, with their sizes.
+        batches: Vec<usize>,
+    }
+
+    fn pipelinable(op: &Op) -> Option<bool> {
+        match op {
+            Op::Create(..) => Some(true),
+            Op::Delete(..) => Some(false),
+            Op::Replace(..) => None,
+        }
+    }
+
+    impl Executor<Op> for Piped<'_> {
+        type Error = String;
+        fn exec(&mut self, op: &Op) -> Result<(), String> {
+            self.store.exec(op)
+        }
+        fn batch_len(&self, steps: &[Op]) -> usize {
+            let Some(kind) = steps.first().and_then(pipelinable) else {
+                return 1;
+            };
+            steps
+                .iter()
+                .take_while(|s| pipelinable(s) == Some(kind))
+                .count()
+        }
+        fn exec_batch(
+            &mut self,
+            steps: &[Op],
+            issue: &mut dyn FnMut(usize) -> bool,
+            stop_on_error: bool,
+        ) -> Vec<Option<Result<(), String>>> {
+            self.batches.push(steps.len());
+            let mut out: Vec<Option<Result<(), String>>> = steps.iter().map(|_| None).collect();
+            let mut sent = 0;
+            let mut read = 0;
+            let mut stopped = false;
+            loop {
+                // Send while the window allows; the kernel acts on each as it arrives.
+                while !stopped && sent < steps.len() && sent - read < self.window {
+                    if !issue(sent) {
+                        stopped = true;
+                        break;
+                    }
+                    out[sent] = Some(self.store.exec(&steps[sent]));
+                    sent += 1;
+                }
+                if read == sent {
+                    break;
+                }
+                // Read one answer.
+                stopped |= stop_on_error && matches!(out[read], Some(Err(_)));
+                read += 1;
+            }
+            out
+        }
+    }
+
+    /// 2 replaces (one at a time) around runs of 6 creates and 4 deletes (batches).
+    fn batch_steps() -> (Vec<Op>, Store) {
+        const KEYS: [&str; 10] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+        let mut s = Store::default();
+        s.map.insert("kept", 2);
+        let mut steps = vec![Op::Replace("kept", 2, 3)];
+        for k in &KEYS[6..] {
+            s.map.insert(k, 7);
+            steps.push(Op::Delete(k, 7));
+        }
+        steps.push(Op::Replace("kept", 3, 4));
+        steps.extend(KEYS[..6].iter().map(|k| Op::Create(k, 1)));
+        (steps, s)
+    }
+
+    #[test]
+    fn batches_apply_and_a_failure_anywhere_in_one_rolls_back_everything_applied() {
+        let (steps, start) = batch_steps();
+        let mut s = start.clone_store();
+        let mut x = Piped {
+            store: &mut s,
+            window: 3,
+            batches: vec![],
+        };
+        run("the store", &mut x, &steps, &quiet, &|| {}, |_| vec![]).unwrap();
+        assert_eq!(x.batches, vec![4, 6], "one batch per run");
+        assert_eq!(s.map.len(), 7);
+        for (i, failing) in steps.iter().enumerate() {
+            let mut s = start.clone_store();
+            s.fail_on = Some(failing.to_string());
+            let mut x = Piped {
+                store: &mut s,
+                window: 3,
+                batches: vec![],
+            };
+            let e = run("the store", &mut x, &steps, &quiet, &|| {}, |_| vec![]).unwrap_err();
+            assert_eq!(s.map, start.map, "failure at step {i}: store restored");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "change {} of {} failed: {failing}\n  EPERM",
+                    i + 1,
+                    steps.len()
+                )),
+                "{msg}"
+            );
+            // Everything before the failed step was applied, and in a batch up to two more
+            // (in flight): all of it is undone and counted.
+            let TxnError::Apply { applied, .. } = e else {
+                panic!("{e}")
+            };
+            let batch_end = if i < 5 { 5 } else { steps.len() };
+            let in_flight = if pipelinable(failing).is_some() {
+                (batch_end - i - 1).min(2)
+            } else {
+                0
+            };
+            assert_eq!(applied, i + in_flight, "failure at step {i}: {msg}");
+            assert!(
+                msg.ends_with(&format!(
+                    "rolled back {applied} applied change(s); the store is as before"
+                )),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stop_request_during_a_batch_lets_the_steps_in_flight_finish_and_undoes_all() {
+        use std::cell::Cell;
+        let (steps, start) = batch_steps();
+        // The stop arrives as step 9 (the 3rd create) is about to start: stops() is asked before
+        // each of the 8 one-at-a-time and batched steps so far, and before the creates'
+        // batch.
+        for window in [1, 3, 64] {
+            let mut s = start.clone_store();
+            let calls = Cell::new(0u32);
+            let stops = || {
+                calls.set(calls.get() + 1);
+                u32::from(calls.get() > 10)
+            };
+            let mut x = Piped {
+                store: &mut s,
+                window,
+                batches: vec![],
+            };
+            let e = run_interruptible(
+                "the store",
+                &mut x,
+                &steps,
+                &quiet,
+                &|| {},
+                &stops,
+                |_| vec![],
+            )
+            .unwrap_err();
+            assert!(e.is_interrupted(), "{e}");
+            assert_eq!(s.map, start.map, "window {window}");
+            assert_eq!(
+                e.to_string(),
+                "interrupted before change 9 of 12; rolled back 8 applied change(s); the store \
+                 is as before"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rollback_of_batches_stops_at_a_second_signal() {
+        use std::cell::Cell;
+        let (steps, start) = batch_steps();
+        let mut s = start.clone_store();
+        // Stop before step 12 (all creates but the last applied; stops() was asked 13 times
+        // by then); a second request arrives after 3 undo steps of the first undo batch.
+        let calls = Cell::new(0u32);
+        let stops = || {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                0..=13 => 0,
+                14..=19 => 1,
+                _ => 2,
+            }
+        };
+        let mut x = Piped {
+            store: &mut s,
+            window: 2,
+            batches: vec![],
+        };
+        let e = run_interruptible(
+            "the store",
+            &mut x,
+            &steps,
+            &quiet,
+            &|| {},
+            &stops,
+            |_| vec![],
+        )
+        .unwrap_err();
+        let TxnError::Interrupted {
+            index,
+            rollback_aborted,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(*index, 11, "{e}");
+        // Undone: the creates of k4, k3, k2. Left, in undo order: everything else applied.
+        assert_eq!(
+            rollback_aborted,
+            &[
+                "delete k1=1",
+                "delete k0=1",
+                "replace kept=4 with 3",
+                "create k9=7",
+                "create k8=7",
+                "create k7=7",
+                "create k6=7",
+                "replace kept=3 with 2"
+            ]
+        );
+        let keys: Vec<&str> = s.map.keys().copied().collect();
+        assert_eq!(keys, ["k0", "k1", "kept"]);
+        assert!(e.to_string().contains("aborted by a second signal"), "{e}");
     }
 }

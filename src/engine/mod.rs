@@ -140,19 +140,94 @@ pub fn touches(c: &Change, d: &Desired) -> bool {
 
 /// Plan for `state` against the live system.
 pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
-    // Routes first: policy tables copy connected prefixes, so expansion needs them. The sysctls
-    // to read are the desired ones plus those whose prior value lbctl still holds.
-    let routes = sys.routes()?;
-    let desired = desired_of(state, &routes)?;
-    let keys: BTreeSet<_> = desired
+    let mut snap = observe_for(sys, state)?;
+    let (plan, desired) = plan_from(state, &mut snap)?;
+    Ok((plan, desired, snap))
+}
+
+/// One observation of everything `state` needs: routes (policy tables copy connected
+/// prefixes, so expansion needs them), addresses, rules, the ARP table, and the sysctls that
+/// are desired or whose prior value lbctl still holds.
+pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
+    // The local table holds one route per local address — 10,000 for 10,000 VIPs — and
+    // nothing lbctl owns or reads: left out while the dump is read.
+    let routes = sys.routes_where(&|table| table != LOCAL_TABLE)?;
+    // Only the sysctl keys are needed here: the expansion is gone before the dumps begin.
+    let keys: BTreeSet<_> = desired_of(state, &routes)?
+        .sysctls
+        .into_keys()
+        .chain(state.owned.sysctl_prior.keys().cloned())
+        .collect();
+    observe(sys, routes, keys)
+}
+
+/// Plan for `state` against `snap`, reading first the sysctls `state` needs that `snap` lacks
+/// (when the intents changed since `snap` was taken).
+pub fn plan_from(state: &State, snap: &mut Snapshot) -> Result<(Plan, Desired)> {
+    let desired = desired_of(state, &snap.routes)?;
+    for key in desired
         .sysctls
         .keys()
         .chain(state.owned.sysctl_prior.keys())
-        .cloned()
-        .collect();
-    let snap = observe(sys, routes, keys)?;
+    {
+        if !snap.observed.sysctls.contains_key(key) {
+            let v = sysctl::read(key)?;
+            snap.observed.sysctls.insert(key.clone(), v);
+        }
+    }
     let plan = diff(&desired, &snap.observed, &state.owned);
-    Ok((plan, desired, snap))
+    Ok((plan, desired))
+}
+
+/// The backend state after the `applied` changes were made to `observed`, each acknowledged by
+/// the kernel, or `None` when only observing again can tell.
+///
+/// Why this is as good as a second dump for these objects: an address is added with
+/// RTM_NEWADDR and NLM_F_CREATE | NLM_F_EXCL, so an ACK (error 0) means the kernel created
+/// exactly that address, with lbctl's mark, where there was none; IPv6 VIPs are added `nodad`,
+/// so no duplicate address detection removes one later. An ACKed RTM_DELADDR removed it;
+/// rules and routes are created and deleted the same way (EXCL; deletes match lbctl's
+/// protocol). The ARP table is rebuilt in one nft transaction, which either committed the whole
+/// table as lbctl builds it or failed. None of these changes alters another observed object:
+/// VIPs are host addresses (/32, /128: no connected prefix appears or goes), and nothing lbctl
+/// creates is a primary address or a route others hang on. What a dump would see beyond that
+/// is a change by someone else after the ACK — which a dump cannot exclude either, since the
+/// next one could come a microsecond after it. A sysctl write is different: /proc may store
+/// another spelling of the value, and some keys change other objects (disable_ipv6 removes
+/// addresses), so a plan with a sysctl change is observed again.
+pub fn after_acks<'a>(
+    mut observed: Observed,
+    applied: impl IntoIterator<Item = &'a Change>,
+) -> Option<Observed> {
+    for c in applied {
+        match c {
+            Change::AddrAdd(a) => {
+                observed.addrs.insert(a.clone(), true);
+            }
+            Change::AddrDel(a) => {
+                observed.addrs.remove(a);
+            }
+            Change::RuleAdd(r) => {
+                observed.rules.insert(r.clone(), true);
+                observed.rule_tables.insert(r.table);
+            }
+            Change::RuleDel(r) => {
+                observed.rules.remove(r);
+            }
+            Change::RouteAdd(r) => {
+                observed.routes.insert(r.clone(), true);
+            }
+            Change::RouteDel(r) => {
+                observed.routes.remove(r);
+            }
+            Change::ArpTable { to, .. } => {
+                observed.arp = to.clone();
+                observed.arp_intact = true;
+            }
+            Change::Sysctl { .. } => return None,
+        }
+    }
+    Some(observed)
 }
 
 /// Turn a failed transaction into lbctl's error (a missing privilege keeps exit code 77, an
@@ -223,11 +298,16 @@ pub struct Report {
 impl Report {
     /// Every command line, in the order applied.
     pub fn commands(&self) -> Vec<String> {
+        self.command_lines().collect()
+    }
+
+    /// [`Report::commands`], each line built when it is read (a 10,000-VIP plan need not hold
+    /// 10,000 strings to print or record them).
+    pub fn command_lines(&self) -> impl Iterator<Item = String> + '_ {
         self.lb
             .iter()
             .flat_map(|s| s.lines())
-            .chain(self.plan.commands())
-            .collect()
+            .chain(self.plan.changes.iter().flat_map(|c| c.commands()))
     }
 
     /// Number of changes.
@@ -245,6 +325,10 @@ impl Report {
 /// `mutate` receives the current state and the live snapshot, and may refuse (usage error)
 /// before anything is touched. It may also drop balancer objects from `state.lb` (as `down`
 /// does): those that still exist are removed in the same transaction.
+///
+/// The system is observed once: `mutate` changes only the journal's intents, never the
+/// kernel, and the lock keeps other lbctl processes out, so the plan is computed against the
+/// same snapshot `mutate` saw (sysctls the new intents add are read then).
 pub fn converge(
     ctx: &Ctx,
     sys: &Sys,
@@ -261,11 +345,12 @@ pub fn converge(
     };
     let before = journal.load()?;
     let mut state = before.clone();
-    let (_, _, snap) = plan_for(sys, &state)?;
+    let mut snap = observe_for(sys, &state)?;
     mutate(&mut state, &snap)?;
     state.intents.retain(|_, i: &mut Intent| !i.is_empty());
     state.lb.retain(|_, o| !o.is_empty());
-    let (plan, _, _) = plan_for(sys, &state)?;
+    let (plan, desired) = plan_from(&state, &mut snap)?;
+    drop(desired);
     for n in &plan.notes {
         ctx.warn(n);
     }
@@ -282,38 +367,41 @@ pub fn converge(
                 || report.plan.owned_after != before.owned
                 || state.lb != before.lb)
         {
-            let mut s = state.clone();
-            s.owned = report.plan.owned_after.clone();
-            journal.save(&s)?;
+            state.owned = report.plan.owned_after.clone();
+            journal.save(&state)?;
         }
         return Ok(report);
     }
 
     // Write ahead: a crash part-way leaves every object we may have created recorded as ours.
-    let mut ahead = state.clone();
-    ahead.owned = union(&before.owned, &report.plan.owned_after);
-    ahead.lb = lb::union(&before.lb, &state.lb);
-    journal.save(&ahead)?;
+    let ahead_owned = union(&before.owned, &report.plan.owned_after);
+    let ahead_lb = lb::union(&before.lb, &state.lb);
+    journal.save_parts(&state, &ahead_owned, &ahead_lb)?;
+    drop(ahead_owned);
+    drop(ahead_lb);
 
+    // The steps take the plan's changes for the run and give them back for the report.
+    let changes = std::mem::take(&mut report.plan.changes);
     let steps: Vec<Step> = report
         .lb
         .iter()
         .cloned()
-        .chain(report.plan.changes.iter().cloned().map(Step::Host))
+        .chain(changes.into_iter().map(Step::Host))
         .collect();
+    let lb_steps = report.lb.len();
     let verified = run_steps(ctx, &mut x, &steps, |x| {
-        let mut problems = lb::still_present(x, &report.lb);
-        match plan_for(sys, &state) {
-            Ok((check, _, _)) => problems.extend(
-                check
-                    .commands()
-                    .into_iter()
-                    .map(|c| format!("still pending: {c}")),
-            ),
-            Err(e) => problems.push(format!("observing again: {e}")),
-        }
+        let mut problems = lb::still_present(x, &steps[..lb_steps]);
+        problems.extend(verify_host(sys, &state, snap, &steps[lb_steps..]));
         problems
     });
+    report.plan.changes = steps
+        .into_iter()
+        .skip(lb_steps)
+        .filter_map(|s| match s {
+            Step::Host(c) => Some(c),
+            _ => None,
+        })
+        .collect();
     if let Err(e) = verified {
         // A rollback cut short by a second signal leaves objects: keep them recorded as ours
         // (the write-ahead state) so that `status`/`down` still see them.
@@ -323,11 +411,44 @@ pub fn converge(
         }
         return Err(txn_error(e));
     }
-    state.owned = report.plan.owned_after.clone();
-    state.record(command, report.commands());
-    journal.save(&state)?;
+    drop(before);
+    state.owned = std::mem::take(&mut report.plan.owned_after);
+    state.record(command, report.command_lines());
+    let saved = journal.save(&state);
+    report.plan.owned_after = state.owned;
+    saved?;
     report.applied = true;
     Ok(report)
+}
+
+/// Verification of the backend steps (all applied, each acknowledged): the plan for `state`
+/// must now be empty. Computed against the snapshot with the acknowledged changes applied
+/// ([`after_acks`] says why that is equivalent to observing again), or against a fresh
+/// observation when the plan changed a sysctl.
+fn verify_host(sys: &Sys, state: &State, mut snap: Snapshot, steps: &[Step]) -> Vec<String> {
+    let applied = steps.iter().filter_map(|s| match s {
+        Step::Host(c) => Some(c),
+        _ => None,
+    });
+    let check = match after_acks(std::mem::take(&mut snap.observed), applied) {
+        Some(observed) => {
+            snap.observed = observed;
+            plan_from(state, &mut snap).map(|(p, _)| p)
+        }
+        None => {
+            drop(snap);
+            plan_for(sys, state).map(|(p, _, _)| p)
+        }
+    };
+    match check {
+        Ok(check) => check
+            .changes
+            .iter()
+            .flat_map(|c| c.commands())
+            .map(|c| format!("still pending: {c}"))
+            .collect(),
+        Err(e) => vec![format!("observing again: {e}")],
+    }
 }
 
 fn union(a: &Owned, b: &Owned) -> Owned {
@@ -343,29 +464,30 @@ fn union(a: &Owned, b: &Owned) -> Owned {
 
 /// Print a converge report (human or JSON) and map it to an outcome.
 pub fn print_report(ctx: &Ctx, report: &Report) -> Outcome {
-    let cmds = report.commands();
     if ctx.global.json {
         ctx.emit_json(&json!({
-            "changes": cmds,
+            "changes": report.commands(),
             "applied": report.applied,
             "dry_run": ctx.global.dry_run,
             "notes": report.plan.notes,
         }));
     } else if ctx.global.dry_run {
-        if cmds.is_empty() {
+        if report.is_empty() {
             ctx.say("# unchanged: nothing to do");
         }
-        for c in &cmds {
-            // Plain lines, so `lbctl … --dry-run | sh` is possible.
-            if !ctx.global.quiet {
+        // Plain lines, so `lbctl … --dry-run | sh` is possible.
+        if !ctx.global.quiet {
+            for c in report.command_lines() {
                 println!("{c}");
             }
         }
-    } else if cmds.is_empty() {
+    } else if report.is_empty() {
         ctx.say("unchanged");
     } else {
-        for c in &cmds {
-            ctx.say(c);
+        if !ctx.global.quiet {
+            for c in report.command_lines() {
+                ctx.say(c);
+            }
         }
         ctx.say(format!("applied {} change(s)", report.len()));
     }

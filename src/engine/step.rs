@@ -10,6 +10,7 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::ipvs::{self, Client};
 use crate::plan;
+use crate::sys::netlink::AddrOp;
 use crate::sys::{nft, sysctl, Sys};
 use crate::txn::{Executor, Step as TxnStep};
 
@@ -167,8 +168,52 @@ pub fn apply_host(sys: &Sys, c: &plan::Change) -> Result<()> {
     }
 }
 
+/// The address change a step is, if it is one: those go in pipelined batches.
+fn addr_op(s: &Step) -> Option<(AddrOp, &crate::model::AddrObj)> {
+    match s {
+        Step::Host(plan::Change::AddrAdd(a)) => Some((AddrOp::Add, a)),
+        Step::Host(plan::Change::AddrDel(a)) => Some((AddrOp::Del, a)),
+        _ => None,
+    }
+}
+
 impl Executor<Step> for SysExec<'_> {
     type Error = Error;
+
+    /// A run of address additions (or of deletions) is one batch: distinct addresses (a plan
+    /// holds each once) do not depend on each other — a VIP is a host address (/32, /128), so
+    /// none is another's primary, and no route lbctl makes depends on a VIP. Additions and
+    /// deletions are never mixed, and a plan puts everything else (sysctls, the ARP table,
+    /// routes, rules) between its deletions and its additions, so the order that matters is
+    /// kept.
+    fn batch_len(&self, steps: &[Step]) -> usize {
+        let Some((first, _)) = steps.first().and_then(addr_op) else {
+            return 1;
+        };
+        steps
+            .iter()
+            .take_while(|s| addr_op(s).is_some_and(|(op, _)| op == first))
+            .count()
+    }
+
+    fn exec_batch(
+        &mut self,
+        steps: &[Step],
+        issue: &mut dyn FnMut(usize) -> bool,
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<()>>> {
+        let Some(ops) = steps.iter().map(addr_op).collect::<Option<Vec<_>>>() else {
+            return crate::txn::exec_each(self, steps, issue, stop_on_error);
+        };
+        self.sys.addr_batch(
+            &ops,
+            &mut |k| {
+                step_delay();
+                issue(k)
+            },
+            stop_on_error,
+        )
+    }
 
     fn exec(&mut self, step: &Step) -> Result<()> {
         step_delay();

@@ -98,6 +98,30 @@ pub struct Rules {
     pub tables: BTreeSet<u32>,
 }
 
+/// An address change for [`Sys::addr_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrOp {
+    Add,
+    Del,
+}
+
+impl AddrOp {
+    /// The netlink message, as errors name it.
+    fn name(self) -> &'static str {
+        match self {
+            AddrOp::Add => "RTM_NEWADDR",
+            AddrOp::Del => "RTM_DELADDR",
+        }
+    }
+}
+
+/// Requests [`Sys::addr_batch`] keeps in flight at once. Each answer is an ACK of 36 bytes (an
+/// error echoes the request: about 100), so 64 of them fit the socket's receive buffer many
+/// times over. The kernel handles each request inside the `sendmsg` that carries it, so what
+/// pipelining saves is lbctl's per-request round trip (wake-ups, polls, one `recvmsg` each),
+/// not kernel time.
+pub const PIPELINE: usize = 64;
+
 /// Turn an rtnetlink error into a tool error with the operation and object, and a hint.
 fn nl_err(op: &str, obj: &dyn std::fmt::Display, e: rtnetlink::Error) -> Error {
     if let rtnetlink::Error::NetlinkError(ref m) = e {
@@ -234,39 +258,16 @@ impl Sys {
             .collect())
     }
 
-    /// Every IPv4 and IPv6 address.
+    /// Every IPv4 and IPv6 address. Each message of the dump is reduced to an [`AddrInfo`] as
+    /// it arrives, so 10,000 addresses never exist as 10,000 parsed messages at once.
     pub fn addresses(&self) -> Result<Vec<AddrInfo>> {
         let names = self.link_names()?;
-        let msgs: Vec<AddressMessage> = self
-            .block_on(self.handle.address().get().execute().try_collect())
-            .map_err(|e| nl_err("RTM_GETADDR", &"dump", e))?;
         let mut out = Vec::new();
-        for m in msgs {
-            let mut local = None;
-            let mut address = None;
-            let mut marked = false;
-            for a in &m.attributes {
-                match a {
-                    AddressAttribute::Local(ip) => local = Some(*ip),
-                    AddressAttribute::Address(ip) => address = Some(*ip),
-                    AddressAttribute::Protocol(AddressProtocol::Other(p)) => {
-                        marked = *p == LBCTL_PROTO
-                    }
-                    _ => {}
-                }
-            }
-            let (Some(addr), Some(dev)) = (local.or(address), names.get(&m.header.index)) else {
-                continue;
-            };
-            out.push(AddrInfo {
-                obj: AddrObj {
-                    dev: dev.clone(),
-                    addr,
-                    prefix: m.header.prefix_len,
-                },
-                marked,
-            });
-        }
+        self.block_on(self.handle.address().get().execute().try_for_each(|m| {
+            out.extend(addr_info(&m, &names));
+            futures::future::ready(Ok(()))
+        }))
+        .map_err(|e| nl_err("RTM_GETADDR", &"dump", e))?;
         Ok(out)
     }
 
@@ -284,13 +285,13 @@ impl Sys {
         found.ok_or_else(|| Error::Runtime(anyhow::anyhow!("no such interface '{dev}'")))
     }
 
-    /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad [preferred_lft 0]]`.
+    /// The RTM_NEWADDR request for `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad
+    /// [preferred_lft 0]]` (NLM_F_CREATE | NLM_F_EXCL: an existing address is an error).
     ///
     /// An IPv6 VIP on a real interface (a balancer's) is added deprecated: Linux would otherwise
     /// pick it as the source address towards hosts on the same link, and a DSR backend (which
     /// has the VIP on its lo) would send the replies to itself.
-    pub fn addr_add(&self, a: &AddrObj) -> Result<()> {
-        let index = self.index_of(&a.dev)?;
+    fn addr_add_request(&self, a: &AddrObj, index: u32) -> rtnetlink::AddressAddRequest {
         let mut req = self.handle.address().add(index, a.addr, a.prefix);
         let msg = req.message_mut();
         msg.attributes
@@ -308,13 +309,11 @@ impl Sys {
                 msg.attributes.push(AddressAttribute::CacheInfo(ci));
             }
         }
-        self.block_on(req.execute())
-            .map_err(|e| nl_err("RTM_NEWADDR", a, e))
+        req
     }
 
-    /// `ip addr del ADDR/PREFIX dev DEV`.
-    pub fn addr_del(&self, a: &AddrObj) -> Result<()> {
-        let index = self.index_of(&a.dev)?;
+    /// The RTM_DELADDR request for `ip addr del ADDR/PREFIX dev DEV`.
+    fn addr_del_request(&self, a: &AddrObj, index: u32) -> rtnetlink::AddressDelRequest {
         let mut msg = AddressMessage::default();
         msg.header.family = family(a.addr);
         msg.header.prefix_len = a.prefix;
@@ -323,8 +322,91 @@ impl Sys {
             msg.attributes.push(AddressAttribute::Local(a.addr));
         }
         msg.attributes.push(AddressAttribute::Address(a.addr));
-        self.block_on(self.handle.address().del(msg).execute())
-            .map_err(|e| nl_err("RTM_DELADDR", a, e))
+        self.handle.address().del(msg)
+    }
+
+    /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad [preferred_lft 0]]`.
+    pub fn addr_add(&self, a: &AddrObj) -> Result<()> {
+        let req = self.addr_add_request(a, self.index_of(&a.dev)?);
+        self.block_on(req.execute())
+            .map_err(|e| nl_err(AddrOp::Add.name(), a, e))
+    }
+
+    /// `ip addr del ADDR/PREFIX dev DEV`.
+    pub fn addr_del(&self, a: &AddrObj) -> Result<()> {
+        let req = self.addr_del_request(a, self.index_of(&a.dev)?);
+        self.block_on(req.execute())
+            .map_err(|e| nl_err(AddrOp::Del.name(), a, e))
+    }
+
+    /// Add or delete many addresses with up to [`PIPELINE`] requests in flight on the one
+    /// socket, as `ip -batch` would but without waiting for each answer before sending the
+    /// next: the kernel answers every request with its own ACK or error, and rtnetlink matches
+    /// answers to requests by sequence number, so each object gets its own result.
+    ///
+    /// `issue(k)` is asked right before request k is sent; when it says false, no further
+    /// request is sent. With `stop_on_error`, none is sent after one has failed. Requests in
+    /// flight always finish. Returns one entry per object, in the order given: `None` for
+    /// those never sent, else the kernel's answer (with the operation and object in the error,
+    /// as [`Sys::addr_add`] and [`Sys::addr_del`] report it).
+    pub fn addr_batch(
+        &self,
+        ops: &[(AddrOp, &AddrObj)],
+        issue: &mut dyn FnMut(usize) -> bool,
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<()>>> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        use futures::FutureExt;
+        let mut out: Vec<Option<Result<()>>> = Vec::with_capacity(ops.len());
+        out.resize_with(ops.len(), || None);
+        // Interface indexes first: a miss dumps the links, which cannot run inside the batch's
+        // own block_on. One lookup per distinct device.
+        let mut index: BTreeMap<&str, std::result::Result<u32, String>> = BTreeMap::new();
+        for (_, a) in ops {
+            if !index.contains_key(a.dev.as_str()) {
+                let i = self.index_of(&a.dev).map_err(|e| e.to_string());
+                index.insert(&a.dev, i);
+            }
+        }
+        self.block_on(async {
+            let mut inflight = FuturesUnordered::new();
+            let mut next = 0;
+            let mut stopped = false;
+            loop {
+                while !stopped && inflight.len() < PIPELINE && next < ops.len() {
+                    let k = next;
+                    next += 1;
+                    if !issue(k) {
+                        stopped = true;
+                        break;
+                    }
+                    let (op, a) = ops[k];
+                    let i = match &index[a.dev.as_str()] {
+                        Ok(i) => *i,
+                        Err(e) => {
+                            out[k] = Some(Err(Error::Runtime(anyhow::anyhow!(
+                                "{} {a}: {e}",
+                                op.name()
+                            ))));
+                            stopped |= stop_on_error;
+                            continue;
+                        }
+                    };
+                    let fut = match op {
+                        AddrOp::Add => self.addr_add_request(a, i).execute().boxed_local(),
+                        AddrOp::Del => self.addr_del_request(a, i).execute().boxed_local(),
+                    };
+                    inflight.push(fut.map(move |r| (k, r)));
+                }
+                let Some((k, r)) = inflight.next().await else {
+                    break;
+                };
+                let (op, a) = ops[k];
+                stopped |= stop_on_error && r.is_err();
+                out[k] = Some(r.map_err(|e| nl_err(op.name(), a, e)));
+            }
+        });
+        out
     }
 
     /// All rules, both families.
@@ -414,18 +496,31 @@ impl Sys {
 
     /// Every route of every table, both families (cached/cloned routes excluded).
     pub fn routes(&self) -> Result<Vec<RouteInfo>> {
+        self.routes_where(&|_| true)
+    }
+
+    /// The routes of the tables `keep` accepts, both families (cached/cloned routes excluded).
+    /// Each message is reduced as it arrives: the others are never kept.
+    pub fn routes_where(&self, keep: &dyn Fn(u32) -> bool) -> Result<Vec<RouteInfo>> {
         let names = self.link_names()?;
         let mut out = Vec::new();
         for builder in [
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
             RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
         ] {
-            let msgs: Vec<RouteMessage> = self
-                .block_on(self.handle.route().get(builder).execute().try_collect())
-                .map_err(|e| nl_err("RTM_GETROUTE", &"dump", e))?;
-            for m in msgs {
-                out.extend(route_info(&m, &names));
-            }
+            self.block_on(
+                self.handle
+                    .route()
+                    .get(builder)
+                    .execute()
+                    .try_for_each(|m| {
+                        if keep(route_table(&m)) {
+                            out.extend(route_info(&m, &names));
+                        }
+                        futures::future::ready(Ok(()))
+                    }),
+            )
+            .map_err(|e| nl_err("RTM_GETROUTE", &"dump", e))?;
         }
         Ok(out)
     }
@@ -557,5 +652,27 @@ fn route_info(m: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<RouteIn
         protocol,
         scope_link: h.scope == RouteScope::Link,
         unicast: h.kind == RouteType::Unicast,
+    })
+}
+
+fn addr_info(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<AddrInfo> {
+    let mut local = None;
+    let mut address = None;
+    let mut marked = false;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Protocol(AddressProtocol::Other(p)) => marked = *p == LBCTL_PROTO,
+            _ => {}
+        }
+    }
+    Some(AddrInfo {
+        obj: AddrObj {
+            dev: names.get(&m.header.index)?.clone(),
+            addr: local.or(address)?,
+            prefix: m.header.prefix_len,
+        },
+        marked,
     })
 }
