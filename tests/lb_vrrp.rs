@@ -173,6 +173,45 @@ impl Balancer {
     }
 }
 
+impl Balancer {
+    /// `tcpdump -l -n -i eth0 FILTER` in this balancer's namespace, its lines in the file
+    /// `name` of its config directory (returned), stopped when the `Bg` is dropped; given a
+    /// second to start listening.
+    fn tcpdump(&self, name: &str, filter: &str) -> (std::path::PathBuf, Bg) {
+        let cap = self.cfg.path().join(name);
+        let bg = Bg(Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.ns.name(),
+                "tcpdump",
+                "-l",
+                "-n",
+                "-i",
+                "eth0",
+            ])
+            .arg(filter)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&cap).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump"));
+        std::thread::sleep(Duration::from_secs(1));
+        (cap, bg)
+    }
+
+    /// SIGKILL both keepalived processes (parent and VRRP child) this balancer's `lb run`
+    /// started, by the PIDs in their pid files.
+    fn kill_keepalived(&self) {
+        let pids = self.keepalived_pids();
+        assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
+        for p in &pids {
+            // SAFETY: kill(2) on the keepalived this test's lb run started.
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+    }
+}
+
 impl Lab {
     /// MACs answering ARP for the VIP, asked from the client.
     fn responders(&self) -> Vec<String> {
@@ -296,12 +335,7 @@ fn one_arp_responder_after_keepalived_kill_lb_run_kill_and_link_loss() {
 
     // 1. SIGKILL of the master's keepalived (parent and VRRP child): keepalived cannot remove
     //    the VIP; lb run must, and restart it.
-    let pids = lab.lbs[0].keepalived_pids();
-    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
-    for p in &pids {
-        // SAFETY: kill(2) on the keepalived this test's lb run started.
-        unsafe { libc::kill(*p, libc::SIGKILL) };
-    }
+    lab.lbs[0].kill_keepalived();
     lab.wait_single_owner(1, "after SIGKILL of lb1's keepalived");
     let t = Instant::now();
     while lab.lbs[0].role() != "BACKUP" {
@@ -653,31 +687,8 @@ fn multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // VRRP packets with priority 0 (byte 2 of the VRRP header) arriving at lb2.
-    let cap = lab.lbs[1].cfg.path().join("vrrp.pcap.txt");
-    let tcpdump = Bg(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.lbs[1].ns.name(),
-            "tcpdump",
-            "-l",
-            "-n",
-            "-i",
-            "eth0",
-        ])
-        .args(["ip proto 112 and ip[22] = 0"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&cap).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tcpdump"));
-    std::thread::sleep(Duration::from_secs(1));
-    let pids = lab.lbs[0].keepalived_pids();
-    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
-    for p in &pids {
-        // SAFETY: kill(2) on the keepalived this test's lb run started.
-        unsafe { libc::kill(*p, libc::SIGKILL) };
-    }
+    let (cap, tcpdump) = lab.lbs[1].tcpdump("vrrp.pcap.txt", "ip proto 112 and ip[22] = 0");
+    lab.lbs[0].kill_keepalived();
     lab.wait_single_owner(1, "after SIGKILL of lb1's keepalived (multicast)");
     let t = Instant::now();
     let want = format!(
@@ -757,31 +768,8 @@ fn ipv6_multicast_pair_gets_the_priority_zero_advert_after_keepalived_kill() {
         lab.lbs[1].role() == "BACKUP"
     });
     assert!(!has(&lab.lbs[1]));
-    let cap = lab.lbs[1].cfg.path().join("vrrp6.txt");
-    let tcpdump = Bg(Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.lbs[1].ns.name(),
-            "tcpdump",
-            "-l",
-            "-n",
-            "-i",
-            "eth0",
-        ])
-        .args(["ip6 and ip6[6] = 112 and ip6[42] = 0"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&cap).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tcpdump"));
-    std::thread::sleep(Duration::from_secs(1));
-    let pids = lab.lbs[0].keepalived_pids();
-    assert_eq!(pids.len(), 2, "keepalived pid files: {pids:?}");
-    for p in &pids {
-        // SAFETY: kill(2) on the keepalived this test's lb run started.
-        unsafe { libc::kill(*p, libc::SIGKILL) };
-    }
+    let (cap, tcpdump) = lab.lbs[1].tcpdump("vrrp6.txt", "ip6 and ip6[6] = 112 and ip6[42] = 0");
+    lab.lbs[0].kill_keepalived();
     wait(
         &lab,
         "lb2 MASTER with the VIP, lb1 without",
