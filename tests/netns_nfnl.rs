@@ -229,3 +229,55 @@ fn generation_moves_with_commits_only() {
     let g3 = in_ns(&ns, || Nfnl::open().unwrap().generation().unwrap());
     assert_eq!(g3, g2.wrapping_add(1));
 }
+
+/// Per-element counters of a `counter` set (the balancer's per-backend sets `b_…`/`n_…`) read
+/// over netlink equal what nft lists; a set without counters gives `None` per element, a
+/// missing set `None`.
+#[test]
+fn set_counters_match_nft() {
+    require_root!();
+    let ns = Netns::new("nfcnt");
+    ns.nft(
+        "table netdev t {\n\
+         set b { typeof ether daddr; size 65536; flags dynamic; counter; }\n\
+         set plain { typeof ether daddr; }\n\
+         }\n\
+         add element netdev t b { 02:00:00:00:00:11 counter packets 3 bytes 180, \
+         02:00:00:00:00:12 counter packets 7 bytes 4242 }\n\
+         add element netdev t plain { 02:00:00:00:00:13 }\n",
+    );
+    let (b, plain, missing) = in_ns(&ns, || {
+        let mut nl = Nfnl::open().unwrap();
+        (
+            nl.set_counters(NFPROTO_NETDEV, "t", "b").unwrap(),
+            nl.set_counters(NFPROTO_NETDEV, "t", "plain").unwrap(),
+            nl.set_counters(NFPROTO_NETDEV, "t", "nope").unwrap(),
+        )
+    });
+    let mut b = b.expect("set b exists");
+    b.sort();
+    assert_eq!(
+        b,
+        vec![(mac(0x11), Some((3, 180))), (mac(0x12), Some((7, 4242)))]
+    );
+    // The same figures as nft's own listing.
+    let doc = ns.nft_json(&["list", "set", "netdev", "t", "b"]);
+    let listed: Vec<(u64, u64)> = doc["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("set")?.get("elem")?.as_array())
+        .flatten()
+        .map(|e| {
+            let c = &e["elem"]["counter"];
+            (c["packets"].as_u64().unwrap(), c["bytes"].as_u64().unwrap())
+        })
+        .collect();
+    let mut ours: Vec<(u64, u64)> = b.iter().map(|(_, c)| c.unwrap()).collect();
+    let mut listed = listed;
+    ours.sort();
+    listed.sort();
+    assert_eq!(ours, listed);
+    assert_eq!(plain, Some(vec![(mac(0x13), None)]));
+    assert_eq!(missing, None);
+}

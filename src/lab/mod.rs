@@ -506,6 +506,16 @@ impl Lab {
                  --balancers K --routing bgp|vrrp`: nodes lb1…lbK)"
             ));
         }
+        let (dir, mut st) = self.record_fault(node, fault.name())?;
+        let hops = routing::inject(&dir, &mut st, &n, fault)?;
+        dir.save(&st)?;
+        Ok(hops)
+    }
+
+    /// Load the lab's record, refuse a lab that is not up or a node already broken, and record
+    /// `fault` on `node` before anything is done: whatever happens next, `status` and `down`
+    /// know about it.
+    fn record_fault(&self, node: &str, fault: &str) -> Result<(StateDir, LabState)> {
         let dir = StateDir::open(&self.run_dir, &self.state.name)?
             .ok_or_else(|| no_such_lab(&self.state.name, &self.run_dir))?;
         let mut st = dir.load()?;
@@ -520,11 +530,10 @@ impl Lab {
         }
         st.faults.push(state::FaultRecord {
             node: node.to_string(),
-            fault: fault.name().to_string(),
+            fault: fault.to_string(),
         });
-        let hops = routing::inject(&dir, &mut st, &n, fault)?;
         dir.save(&st)?;
-        Ok(hops)
+        Ok((dir, st))
     }
 
     /// Inject `fault` into server `node` of a crossover lab and wait until every address it
@@ -545,24 +554,7 @@ impl Lab {
                 x.servers
             ));
         }
-        let dir = StateDir::open(&self.run_dir, &self.state.name)?
-            .ok_or_else(|| no_such_lab(&self.state.name, &self.run_dir))?;
-        let mut st = dir.load()?;
-        if st.phase != Phase::Up {
-            return Err(usage!(
-                "lab '{}' is not up (its creation did not finish): run `lbctl lab down` first",
-                st.name
-            ));
-        }
-        if st.faults.iter().any(|f| f.node == node) {
-            return Err(usage!("{node} is already broken"));
-        }
-        // Recorded first: whatever happens next, `status` and `down` know about it.
-        st.faults.push(state::FaultRecord {
-            node: node.to_string(),
-            fault: fault.name().to_string(),
-        });
-        dir.save(&st)?;
+        let (dir, mut st) = self.record_fault(node, fault.name())?;
         crossover::inject(&dir, &mut st, &n, fault)?;
         dir.save(&st)
     }

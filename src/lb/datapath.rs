@@ -464,11 +464,21 @@ impl NftPath {
     /// Per service id, per backend MAC: (packets, bytes, new flows) from the per-backend counter
     /// sets. A service whose sets cannot be listed is left out.
     pub fn backend_counters(&self) -> BTreeMap<String, BTreeMap<Mac, (u64, u64, u64)>> {
-        let list = |set: String| {
-            sys::nft::list_json(&["set", "netdev", &self.layout.table, &set])
+        // Over netlink: `nft list set` of one small set makes nft 1.0.6 fetch every element of
+        // the table (the slot maps and every pinned flow) — seconds of CPU each second.
+        let list = |set: String| -> Option<BTreeMap<Mac, (u64, u64)>> {
+            let elems = self
+                .nl
+                .borrow_mut()
+                .set_counters(NFPROTO_NETDEV, &self.layout.table, &set)
                 .ok()
-                .flatten()
-                .map(|d| nft::parse_backend_counters(&d))
+                .flatten()?;
+            Some(
+                elems
+                    .into_iter()
+                    .filter_map(|(k, c)| Some((<Mac>::try_from(k.as_slice()).ok()?, c?)))
+                    .collect(),
+            )
         };
         let mut out = BTreeMap::new();
         for svc in &self.layout.services {
@@ -489,13 +499,18 @@ impl NftPath {
     pub fn pinned_flows(&self) -> BTreeMap<String, BTreeMap<Mac, u64>> {
         let mut out = BTreeMap::new();
         for svc in &self.layout.services {
-            let Ok(Some(doc)) =
-                sys::nft::list_json(&["map", "netdev", &self.layout.table, &svc.flow_map()])
-            else {
+            let Ok(Some(elems)) = self.nl.borrow_mut().set_elements(
+                NFPROTO_NETDEV,
+                &self.layout.table,
+                &svc.flow_map(),
+            ) else {
                 continue;
             };
             let mut per: BTreeMap<Mac, u64> = BTreeMap::new();
-            for mac in nft::parse_flows(&doc).into_values() {
+            for mac in elems
+                .iter()
+                .filter_map(|e| <Mac>::try_from(e.data.as_deref()?).ok())
+            {
                 *per.entry(mac).or_insert(0) += 1;
             }
             out.insert(svc.id(), per);

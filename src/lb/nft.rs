@@ -267,26 +267,6 @@ impl Layout {
 /// The per-backend counter sets: backend MAC → packets and bytes (`counter` on every element).
 const BACKEND_SET: &str = "{ typeof ether daddr; size 65536; flags dynamic; counter; }";
 
-/// Per backend MAC: (packets, bytes) from `nft -j list set netdev T b_…` (or `n_…`).
-pub fn parse_backend_counters(doc: &Value) -> BTreeMap<Mac, (u64, u64)> {
-    doc.get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o.get("set")?.get("elem")?.as_array())
-        .flatten()
-        .filter_map(|e| {
-            let e = e.get("elem")?;
-            let mac = parse_mac(e.get("val")?.as_str()?)?;
-            let c = e.get("counter")?;
-            Some((
-                mac,
-                (c.get("packets")?.as_u64()?, c.get("bytes")?.as_u64()?),
-            ))
-        })
-        .collect()
-}
-
 /// Delete the whole table (`lb run --cleanup`); safe when it does not exist.
 pub fn render_delete(table: &str) -> String {
     format!("add table netdev {table}\ndelete table netdev {table}\n")
@@ -608,19 +588,6 @@ mod tests {
             (&[1, 2][..], Some(&a[..])), // malformed key: ignored
         ];
         assert_eq!(slots_from_raw(raw, 3), vec![None, Some(b), None]);
-    }
-
-    #[test]
-    fn backend_counters_parse() {
-        let doc: Value = serde_json::from_str(
-            r#"{"nftables":[{"metainfo":{}},{"set":{"name":"b","type":"ether_addr","elem":[
-              {"elem":{"val":"02:00:00:00:00:11","counter":{"packets":3,"bytes":180}}},
-              {"elem":{"val":"02:00:00:00:00:12","counter":{"packets":1,"bytes":76}}}]}}]}"#,
-        )
-        .unwrap();
-        let c = parse_backend_counters(&doc);
-        assert_eq!(c[&[2, 0, 0, 0, 0, 0x11]], (3, 180));
-        assert_eq!(c.len(), 2);
     }
 
     #[test]

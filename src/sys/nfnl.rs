@@ -71,8 +71,13 @@ const NFTA_LIST_ELEM: u16 = 1;
 // enum nft_set_elem_attributes
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_EXPR: u16 = 7;
+const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
 // enum nft_data_attributes
 const NFTA_DATA_VALUE: u16 = 1;
+// enum nft_expr_attributes
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
 // enum nft_gen_attributes
 const NFTA_GEN_ID: u16 = 1;
 // enum nft_object_attributes
@@ -428,6 +433,43 @@ pub fn parse_elems(payload: &[u8]) -> Vec<Elem> {
         .collect()
 }
 
+/// The elements of one `NFT_MSG_NEWSETELEM` message with their counter expression, if any:
+/// one expression comes as `NFTA_SET_ELEM_EXPR`, several as a list in
+/// `NFTA_SET_ELEM_EXPRESSIONS` (the kernel's `nft_set_elem_expr_dump`).
+pub fn parse_elem_counters(payload: &[u8]) -> Vec<(Vec<u8>, Option<(u64, u64)>)> {
+    let Some(list) = payload
+        .get(NFGENMSG_LEN..)
+        .and_then(|b| attr_of(b, NFTA_SET_ELEM_LIST_ELEMENTS))
+    else {
+        return Vec::new();
+    };
+    let counter = |expr: &[u8]| -> Option<(u64, u64)> {
+        if cstr(attr_of(expr, NFTA_EXPR_NAME)?) != "counter" {
+            return None;
+        }
+        let data = attr_of(expr, NFTA_EXPR_DATA)?;
+        Some((
+            be64(attr_of(data, NFTA_COUNTER_PACKETS)?)?,
+            be64(attr_of(data, NFTA_COUNTER_BYTES)?)?,
+        ))
+    };
+    attrs(list)
+        .into_iter()
+        .filter(|(t, _)| *t == NFTA_LIST_ELEM)
+        .filter_map(|(_, el)| {
+            let key = attr_of(el, NFTA_SET_ELEM_KEY).and_then(|n| attr_of(n, NFTA_DATA_VALUE))?;
+            let single = attr_of(el, NFTA_SET_ELEM_EXPR).and_then(counter);
+            let listed = || {
+                attrs(attr_of(el, NFTA_SET_ELEM_EXPRESSIONS)?)
+                    .into_iter()
+                    .filter(|(t, _)| *t == NFTA_LIST_ELEM)
+                    .find_map(|(_, e)| counter(e))
+            };
+            Some((key.to_vec(), single.or_else(listed)))
+        })
+        .collect()
+}
+
 /// The errno (positive; 0 = ACK) of an `NLMSG_ERROR` payload, and the sequence number of the
 /// message it answers.
 fn parse_error(payload: &[u8]) -> Option<(i32, u32)> {
@@ -748,6 +790,27 @@ impl Nfnl {
         table: &str,
         set: &str,
     ) -> Result<Option<Vec<Elem>>> {
+        self.dump_set(family, table, set, parse_elems)
+    }
+
+    /// Every element of `FAMILY TABLE SET` with its counter (packets, bytes) — a set declared
+    /// with `counter` or updated with one; `None` for an element without a counter.
+    pub fn set_counters(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<Vec<(Vec<u8>, Option<(u64, u64)>)>>> {
+        self.dump_set(family, table, set, parse_elem_counters)
+    }
+
+    fn dump_set<T>(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+        parse: fn(&[u8]) -> Vec<T>,
+    ) -> Result<Option<Vec<T>>> {
         let mut a = Vec::new();
         attr_str(&mut a, NFTA_SET_ELEM_LIST_TABLE, table);
         attr_str(&mut a, NFTA_SET_ELEM_LIST_SET, set);
@@ -762,7 +825,7 @@ impl Nfnl {
             },
             &mut |m| {
                 if m.ty == nft_type(NFT_MSG_NEWSETELEM) {
-                    out.borrow_mut().extend(parse_elems(m.payload));
+                    out.borrow_mut().extend(parse(m.payload));
                 }
             },
             &mut || out.borrow_mut().clear(),
