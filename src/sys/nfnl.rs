@@ -109,6 +109,9 @@ pub struct Elem {
     pub data: Option<Vec<u8>>,
 }
 
+/// A set element's key bytes and its counter (packets, bytes), if it has one.
+pub type CountedElem = (Vec<u8>, Option<(u64, u64)>);
+
 /// What one step of a [`Batch`] does to a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElemOp {
@@ -436,7 +439,7 @@ pub fn parse_elems(payload: &[u8]) -> Vec<Elem> {
 /// The elements of one `NFT_MSG_NEWSETELEM` message with their counter expression, if any:
 /// one expression comes as `NFTA_SET_ELEM_EXPR`, several as a list in
 /// `NFTA_SET_ELEM_EXPRESSIONS` (the kernel's `nft_set_elem_expr_dump`).
-pub fn parse_elem_counters(payload: &[u8]) -> Vec<(Vec<u8>, Option<(u64, u64)>)> {
+pub fn parse_elem_counters(payload: &[u8]) -> Vec<CountedElem> {
     let Some(list) = payload
         .get(NFGENMSG_LEN..)
         .and_then(|b| attr_of(b, NFTA_SET_ELEM_LIST_ELEMENTS))
@@ -800,7 +803,7 @@ impl Nfnl {
         family: u8,
         table: &str,
         set: &str,
-    ) -> Result<Option<Vec<(Vec<u8>, Option<(u64, u64)>)>>> {
+    ) -> Result<Option<Vec<CountedElem>>> {
         self.dump_set(family, table, set, parse_elem_counters)
     }
 
