@@ -17,8 +17,6 @@
 #[macro_use]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::bgp::{big, lab, Lab, VIP};
@@ -52,29 +50,9 @@ impl Lab {
     }
 }
 
-/// GET `path` from the VIP, from local port `port` (0: any).
+/// GET `path` from the VIP, from local port `port` (0: any), in this thread's namespace.
 fn fetch(path: &str, port: u16) -> Result<Vec<u8>, String> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .map_err(|e| e.to_string())?;
-    if port != 0 {
-        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
-        let local: std::net::SocketAddr = format!("198.18.1.10:{port}").parse().unwrap();
-        sock.bind(&local.into()).map_err(|e| e.to_string())?;
-    }
-    let vip: std::net::SocketAddr = format!("{VIP}:80").parse().unwrap();
-    sock.connect_timeout(&vip.into(), Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let at = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no header end")?;
-    Ok(resp[at + 4..].to_vec())
+    common::bgp::fetch_vip(path, port, Duration::from_secs(3))
 }
 
 fn bird_children(lb: &Netns) -> usize {

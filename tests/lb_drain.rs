@@ -14,8 +14,6 @@
 #[macro_use]
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::bgp::{big, lab, Lab, VIP};
@@ -38,28 +36,8 @@ fn config(i: usize, backends: usize, quorum: u32, flow_timeout: &str) -> String 
 /// GET `path` from the VIP, in the client namespace.
 fn fetch(client: &str, path: &str, port: u16) -> Result<Vec<u8>, String> {
     let path = path.to_string();
-    lbctl::sys::netns::run_in(client, move || -> Result<Vec<u8>, String> {
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .map_err(|e| e.to_string())?;
-        if port != 0 {
-            sock.set_reuse_address(true).map_err(|e| e.to_string())?;
-            let local: std::net::SocketAddr = format!("198.18.1.10:{port}").parse().unwrap();
-            sock.bind(&local.into()).map_err(|e| e.to_string())?;
-        }
-        let vip: std::net::SocketAddr = format!("{VIP}:80").parse().unwrap();
-        sock.connect_timeout(&vip.into(), Duration::from_secs(2))
-            .map_err(|e| e.to_string())?;
-        let mut s: TcpStream = sock.into();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-        let at = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("no header end")?;
-        Ok(resp[at + 4..].to_vec())
+    lbctl::sys::netns::run_in(client, move || {
+        common::bgp::fetch_vip(&path, port, Duration::from_secs(5))
     })
     .map_err(|e| e.to_string())?
 }

@@ -435,24 +435,7 @@ pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) 
     let mut argv = argv;
     argv[0] = netns::ip_tool()?.to_string_lossy().into_owned();
     spawn_recorded(dir, st, "router", "bird", argv)?;
-    for n in balancers(st) {
-        signals::check()?;
-        progress(&format!("starting {} (lbctl lb run with [bgp])", n.node));
-        let k: u8 = n.node.trim_start_matches("lb").parse().unwrap_or(0);
-        let path = dir.path().join(format!("{}.toml", n.node));
-        std::fs::write(&path, lb_file(&st.name, st.engine, &st.nodes, k))
-            .with_context(|| format!("writing {}", path.display()))?;
-        let argv = vec![
-            st.lbctl_bin.to_string_lossy().into_owned(),
-            "--netns".into(),
-            n.ns.clone(),
-            "lb".into(),
-            "run".into(),
-            "-c".into(),
-            path.to_string_lossy().into_owned(),
-        ];
-        spawn_recorded(dir, st, &n.node, "balancer", argv)?;
-    }
+    start_balancers(dir, st, progress, "[bgp]", lb_file)?;
     progress("waiting for the balancers' health checks and BGP announcements");
     let want: Vec<String> = balancers(st).iter().map(|n| n.node.clone()).collect();
     let deadline = Instant::now() + ANNOUNCE_WAIT;
@@ -836,6 +819,39 @@ pub(super) fn all_alive(st: &LabState) -> Result<()> {
                 log_tail(&p.log)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Write each balancer's LB file (`lb_file(lab, engine, nodes, k)` for lbK) and start its
+/// `lbctl lb run` as a recorded process; `section` names what the file adds (`[bgp]`, `[ha]`).
+pub(super) fn start_balancers(
+    dir: &StateDir,
+    st: &mut LabState,
+    progress: &dyn Fn(&str),
+    section: &str,
+    lb_file: fn(&str, Engine, &[Node], u8) -> String,
+) -> Result<()> {
+    for n in balancers(st) {
+        signals::check()?;
+        progress(&format!(
+            "starting {} (lbctl lb run with {section})",
+            n.node
+        ));
+        let k: u8 = n.node.trim_start_matches("lb").parse().unwrap_or(0);
+        let path = dir.path().join(format!("{}.toml", n.node));
+        std::fs::write(&path, lb_file(&st.name, st.engine, &st.nodes, k))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let argv = vec![
+            st.lbctl_bin.to_string_lossy().into_owned(),
+            "--netns".into(),
+            n.ns.clone(),
+            "lb".into(),
+            "run".into(),
+            "-c".into(),
+            path.to_string_lossy().into_owned(),
+        ];
+        spawn_recorded(dir, st, &n.node, "balancer", argv)?;
     }
     Ok(())
 }

@@ -21,8 +21,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::build::{lbctl_cmd, log_tail, ns_of, spawn_recorded};
-use super::routing::{all_alive, balancers, balancers_ready, BalancerFault};
+use super::build::{lbctl_cmd, log_tail, ns_of};
+use super::routing::{all_alive, balancers, balancers_ready, start_balancers, BalancerFault};
 use super::state::{LabState, StateDir};
 use super::topology::{self, Engine, Node, Role, HOST_IF};
 use super::{process, signals, STOP_GRACE};
@@ -191,24 +191,7 @@ pub fn arp_owner(st: &LabState) -> Result<Option<String>> {
 /// Start every balancer, then wait until each has every backend up and exactly one is MASTER.
 pub(super) fn start(dir: &StateDir, st: &mut LabState, progress: &dyn Fn(&str)) -> Result<()> {
     preflight()?;
-    for n in balancers(st) {
-        signals::check()?;
-        progress(&format!("starting {} (lbctl lb run with [ha])", n.node));
-        let k: u8 = n.node.trim_start_matches("lb").parse().unwrap_or(0);
-        let path = dir.path().join(format!("{}.toml", n.node));
-        std::fs::write(&path, lb_file(&st.name, st.engine, &st.nodes, k))
-            .with_context(|| format!("writing {}", path.display()))?;
-        let argv = vec![
-            st.lbctl_bin.to_string_lossy().into_owned(),
-            "--netns".into(),
-            n.ns.clone(),
-            "lb".into(),
-            "run".into(),
-            "-c".into(),
-            path.to_string_lossy().into_owned(),
-        ];
-        spawn_recorded(dir, st, &n.node, "balancer", argv)?;
-    }
+    start_balancers(dir, st, progress, "[ha]", lb_file)?;
     progress("waiting for the balancers' health checks and the VRRP election");
     let deadline = Instant::now() + ELECT_WAIT;
     loop {

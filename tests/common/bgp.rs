@@ -235,3 +235,31 @@ impl Lab {
         );
     }
 }
+
+/// GET `path` from the VIP from the client's address 198.18.1.10, local port `port` (0: any),
+/// in the calling thread's namespace: the body, or why not (connect within 2 s, the response
+/// within `read_timeout`).
+pub fn fetch_vip(path: &str, port: u16, read_timeout: Duration) -> Result<Vec<u8>, String> {
+    use std::io::{Read as _, Write as _};
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| e.to_string())?;
+    if port != 0 {
+        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+        let local: std::net::SocketAddr = format!("198.18.1.10:{port}").parse().unwrap();
+        sock.bind(&local.into()).map_err(|e| e.to_string())?;
+    }
+    let vip: std::net::SocketAddr = format!("{VIP}:80").parse().unwrap();
+    sock.connect_timeout(&vip.into(), Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let at = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    Ok(resp[at + 4..].to_vec())
+}
