@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{httpd, plug, run_cmd, Bg, Lbctl, Netns, TempDir};
+use common::{httpd, pinned_flows, plug, run_cmd, Bg, Lbctl, Netns, TempDir};
 use serde_json::Value;
 
 const VIP: &str = "198.18.0.100";
@@ -227,28 +227,6 @@ fn tally(lab: &Lab, n: usize) -> std::collections::BTreeMap<String, usize> {
         *m.entry(r.unwrap_or_else(|_| "FAILED".into())).or_insert(0) += 1;
     }
     m
-}
-
-/// Pinned flows as (client port, backend MAC).
-fn pinned_flows(lb: &Netns) -> Vec<(u64, String)> {
-    let flows = lb.nft_json(&[
-        "list",
-        "map",
-        "netdev",
-        "lbctl_lb_web",
-        "f_198_18_0_100_tcp_80",
-    ]);
-    let mut out = Vec::new();
-    for o in flows["nftables"].as_array().into_iter().flatten() {
-        for e in o["map"]["elem"].as_array().into_iter().flatten() {
-            let k = &e[0];
-            let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
-            if let (Some(p), Some(m)) = (key["concat"][0].as_u64(), e[1].as_str()) {
-                out.push((p, m.to_string()));
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -1113,3 +1113,26 @@ pub fn httpd(ns: &Netns, dir: &TempDir) -> Bg {
         .expect("spawn busybox httpd");
     Bg(child)
 }
+
+/// Pinned flows of the `lb run` named "web" for 198.18.0.100:80 (nft listing, independent of
+/// lbctl's own reading), as (client port, backend MAC).
+pub fn pinned_flows(lb: &Netns) -> Vec<(u64, String)> {
+    let flows = lb.nft_json(&[
+        "list",
+        "map",
+        "netdev",
+        "lbctl_lb_web",
+        "f_198_18_0_100_tcp_80",
+    ]);
+    let mut out = Vec::new();
+    for o in flows["nftables"].as_array().into_iter().flatten() {
+        for e in o["map"]["elem"].as_array().into_iter().flatten() {
+            let k = &e[0];
+            let key = k.get("elem").and_then(|x| x.get("val")).unwrap_or(k);
+            if let (Some(p), Some(m)) = (key["concat"][0].as_u64(), e[1].as_str()) {
+                out.push((p, m.to_string()));
+            }
+        }
+    }
+    out
+}
