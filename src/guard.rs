@@ -36,7 +36,7 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_ERROR_LINE: usize = 200;
 
 /// Most VIPs one profile may list: 16,384. lbctl is measured at 10,000 VIPs (one apply, one
-/// nft transaction); every VIP is an address the kernel keeps in a linear per-device list
+/// nf_tables transaction); every VIP is an address the kernel keeps in a linear per-device list
 /// (each add scans it) and an entry the journal rewrites on every apply, so far beyond the
 /// measured scale apply time grows quadratically. Sixteen thousand keeps 60 % headroom over
 /// what is measured; more VIPs belong in several profiles or on a balancer's nft engine.

@@ -30,7 +30,7 @@ pub enum Change {
         from: String,
         to: String,
     },
-    /// Replace lbctl's `arp` table atomically (one nft transaction).
+    /// Change lbctl's `arp` table atomically (one nf_tables transaction: [`ArpOps`]).
     ArpTable {
         from: Option<ArpMap>,
         to: Option<ArpMap>,
@@ -106,7 +106,7 @@ impl Change {
             Change::RouteDel(r) => vec![format!("ip {}route del {r}", v6(&r.dst.addr()))],
             Change::Sysctl { key, to, .. } => vec![format!("sysctl -w {key}={to}")],
             Change::ArpTable { from, to, rebuild } => {
-                arp_commands(from.as_ref(), to.as_ref(), *rebuild)
+                ArpOps::new(from.as_ref(), to.as_ref(), *rebuild).commands()
             }
         }
     }
@@ -139,19 +139,68 @@ impl fmt::Display for Change {
 }
 
 /// nft commands that turn table contents `from` into `to`.
-fn arp_commands(from: Option<&ArpMap>, to: Option<&ArpMap>, rebuild: bool) -> Vec<String> {
-    let t = format!("arp {ARP_TABLE}");
-    let mut out = Vec::new();
-    let empty = ArpMap::new();
-    // Same contents but the table was tampered with: it is rebuilt from scratch.
-    let rebuild = rebuild && from.is_some() && to.is_some();
-    if rebuild {
-        out.push(format!("nft delete table {t}"));
+/// A change of lbctl's arp table as steps: printed as the nft commands a sysadmin would type
+/// ([`ArpOps::commands`]) and committed as one nf_tables transaction by `sys::arptable`, so
+/// what is shown is what is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArpOps {
+    /// `nft delete table arp lbctl` first: the table goes, or is rebuilt because it was
+    /// changed behind lbctl's back.
+    pub delete_table: bool,
+    /// `nft add table arp lbctl` with its two sets, two chains and two rules.
+    pub create_table: bool,
+    /// `nft delete element … vips { … }`: VIPs no longer suppressed.
+    pub del_vips: Vec<Ipv4Addr>,
+    /// `nft delete element … vip_rip { … }`: VIPs whose sender address goes or changes.
+    pub del_pairs: Vec<Ipv4Addr>,
+    /// `nft add element … vips { … }`.
+    pub add_vips: Vec<Ipv4Addr>,
+    /// `nft add element … vip_rip { VIP : RIP, … }`.
+    pub add_pairs: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+impl ArpOps {
+    /// The steps that turn the table holding `from` (None: absent) into one holding `to` (None:
+    /// removed); `rebuild`: the existing table was modified outside lbctl and is made anew.
+    pub fn new(from: Option<&ArpMap>, to: Option<&ArpMap>, rebuild: bool) -> ArpOps {
+        let mut ops = ArpOps::default();
+        // Same contents but the table was tampered with: it is rebuilt from scratch.
+        let rebuild = rebuild && from.is_some() && to.is_some();
+        let from = if rebuild { None } else { from };
+        ops.delete_table = rebuild || (from.is_some() && to.is_none());
+        let Some(to) = to else {
+            return ops;
+        };
+        ops.create_table = from.is_none();
+        let empty = ArpMap::new();
+        let from = from.unwrap_or(&empty);
+        for (v, r) in from {
+            if to.get(v) != Some(r) {
+                if !to.contains_key(v) {
+                    ops.del_vips.push(*v);
+                }
+                ops.del_pairs.push(*v);
+            }
+        }
+        for (v, r) in to {
+            if from.get(v) != Some(r) {
+                if !from.contains_key(v) {
+                    ops.add_vips.push(*v);
+                }
+                ops.add_pairs.push((*v, *r));
+            }
+        }
+        ops
     }
-    let from = if rebuild { None } else { from };
-    match (from, to) {
-        (_, None) => out.push(format!("nft delete table {t}")),
-        (None, Some(_)) => {
+
+    /// The nft commands, one per line.
+    pub fn commands(&self) -> Vec<String> {
+        let t = format!("arp {ARP_TABLE}");
+        let mut out = Vec::new();
+        if self.delete_table {
+            out.push(format!("nft delete table {t}"));
+        }
+        if self.create_table {
             out.push(format!("nft add table {t}"));
             out.push(format!("nft add set {t} vips '{{ type ipv4_addr; }}'"));
             out.push(format!(
@@ -170,50 +219,39 @@ fn arp_commands(from: Option<&ArpMap>, to: Option<&ArpMap>, rebuild: bool) -> Ve
                 "nft add rule {t} output arp saddr ip @vips counter arp saddr ip set arp saddr ip map @vip_rip"
             ));
         }
-        _ => {}
-    }
-    if let Some(to) = to {
-        let from = from.unwrap_or(&empty);
-        let removed: Vec<_> = from.iter().filter(|(v, r)| to.get(v) != Some(r)).collect();
-        let added: Vec<_> = to.iter().filter(|(v, r)| from.get(v) != Some(r)).collect();
-        if !removed.is_empty() {
-            let vips: Vec<String> = removed
-                .iter()
-                .filter(|(v, _)| !to.contains_key(v))
-                .map(|(v, _)| v.to_string())
-                .collect();
-            if !vips.is_empty() {
-                out.push(format!(
-                    "nft delete element {t} vips {{ {} }}",
-                    vips.join(", ")
-                ));
-            }
-            let pairs: Vec<String> = removed.iter().map(|(v, _)| v.to_string()).collect();
+        let list = |v: &[String]| v.join(", ");
+        let ips = |v: &[Ipv4Addr]| list(&v.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        if !self.del_vips.is_empty() {
+            out.push(format!(
+                "nft delete element {t} vips {{ {} }}",
+                ips(&self.del_vips)
+            ));
+        }
+        if !self.del_pairs.is_empty() {
             out.push(format!(
                 "nft delete element {t} vip_rip {{ {} }}",
-                pairs.join(", ")
+                ips(&self.del_pairs)
             ));
         }
-        if !added.is_empty() {
-            let vips: Vec<String> = added
+        if !self.add_vips.is_empty() {
+            out.push(format!(
+                "nft add element {t} vips {{ {} }}",
+                ips(&self.add_vips)
+            ));
+        }
+        if !self.add_pairs.is_empty() {
+            let pairs: Vec<String> = self
+                .add_pairs
                 .iter()
-                .filter(|(v, _)| !from.contains_key(v))
-                .map(|(v, _)| v.to_string())
+                .map(|(v, r)| format!("{v} : {r}"))
                 .collect();
-            if !vips.is_empty() {
-                out.push(format!(
-                    "nft add element {t} vips {{ {} }}",
-                    vips.join(", ")
-                ));
-            }
-            let pairs: Vec<String> = added.iter().map(|(v, r)| format!("{v} : {r}")).collect();
             out.push(format!(
                 "nft add element {t} vip_rip {{ {} }}",
-                pairs.join(", ")
+                list(&pairs)
             ));
         }
+        out
     }
-    out
 }
 
 /// What lbctl has created and must clean up (persisted in the journal).

@@ -15,7 +15,7 @@ use crate::engine::{converge, print_report};
 use crate::error::Result;
 use crate::guard::HostAddrs;
 use crate::model::{parse_ip, parse_vip, SysctlKey, ARP_SYSCTLS};
-use crate::sys::{nft, sysctl};
+use crate::sys::{arptable, sysctl};
 use crate::{usage, Ctx, Outcome};
 
 pub fn run(ctx: &Ctx, env: &Env, cmd: ArpCmd) -> Result<Outcome> {
@@ -175,7 +175,7 @@ fn status(ctx: &Ctx, env: &Env, a: ArpStatusArgs) -> Result<Outcome> {
         env.require_link(i)?;
     }
     let state = env.journal.load()?;
-    let table = nft::observe_arp()?;
+    let table = arptable::observe()?;
     let mut findings = Vec::new();
 
     // What lbctl manages.

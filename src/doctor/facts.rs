@@ -14,7 +14,7 @@ use crate::sys::mac::Mac;
 use crate::sys::netlink::{AddrInfo, Link, Lookup, Neigh, RouteInfo, Rules};
 use crate::sys::procnet::Listener;
 use crate::sys::whohas::{who_has, Answer, Query};
-use crate::sys::{nft, procnet, sysctl};
+use crate::sys::{arptable, nft, procnet, sysctl};
 
 /// ipv4 conf keys doctor reads for `all` and every interface.
 pub const CONF_KEYS: [&str; 4] = ["arp_ignore", "arp_announce", "rp_filter", "proxy_arp"];
@@ -192,13 +192,7 @@ pub fn gather(
     // happens while it lists.
     let listing = nft::start_ruleset_listing();
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ruleset = s.spawn(move || {
-            let read = listing.finish();
-            // The drift plan may wait for it (below); nobody waiting is fine too.
-            let _ = tx.send(read.clone());
-            read
-        });
+        let ruleset = s.spawn(move || listing.finish());
         // Reading every process's name (is systemd-networkd running?) is the slowest /proc
         // read: beside nft too, not in this thread's way.
         let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
@@ -294,19 +288,15 @@ pub fn gather(
         }
         f.listeners = procnet::listeners();
         f.legacy_iptables = crate::sys::iptables::legacy_tables();
-        {
-            // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
-            // waits for that listing instead of spawning nft again.
-            let _shared = nft::share_ruleset(rx);
-            match crate::engine::plan_for(sys, &f.state) {
-                Ok((plan, _, _)) => f.drift = plan.commands(),
-                Err(e) => f.drift_error = Some(e.to_string()),
-            }
+        // The drift plan (netlink dumps, lbctl's arp table over netlink) runs while nft lists.
+        match crate::engine::plan_for(sys, &f.state) {
+            Ok((plan, _, _)) => f.drift = plan.commands(),
+            Err(e) => f.drift_error = Some(e.to_string()),
         }
         let read = ruleset.join().expect("the nft thread does not panic");
         f.networkd_warning = networkd.join().expect("the /proc scan does not panic");
         // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
-        match read.arp() {
+        match arptable::observe() {
             Ok(o) => {
                 f.arp_table = o.map;
                 f.arp_intact = o.intact;

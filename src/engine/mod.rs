@@ -19,7 +19,7 @@ use crate::journal::{Journal, State};
 use crate::model::{expand, Desired, Intent};
 use crate::plan::{diff, Change, Observed, Owned, Plan};
 use crate::sys::netlink::RouteInfo;
-use crate::sys::{nft, sysctl, Sys};
+use crate::sys::{arptable, sysctl, Sys};
 
 pub mod adopt;
 pub mod lb;
@@ -92,7 +92,7 @@ pub fn observe(
         let v = sysctl::read(&key)?;
         o.sysctls.insert(key, v);
     }
-    let arp = nft::observe_arp()?;
+    let arp = arptable::observe()?;
     o.arp = arp.map;
     o.arp_intact = arp.intact;
     Ok(Snapshot {
@@ -187,8 +187,9 @@ pub fn plan_from(state: &State, snap: &mut Snapshot) -> Result<(Plan, Desired)> 
 /// exactly that address, with lbctl's mark, where there was none; IPv6 VIPs are added `nodad`,
 /// so no duplicate address detection removes one later. An ACKed RTM_DELADDR removed it;
 /// rules and routes are created and deleted the same way (EXCL; deletes match lbctl's
-/// protocol). The ARP table is rebuilt in one nft transaction, which either committed the whole
-/// table as lbctl builds it or failed. None of these changes alters another observed object:
+/// protocol). The ARP table's change is one nf_tables transaction of exactly the planned steps
+/// (made from a table observed intact, or the whole table anew), every message acknowledged:
+/// either all of it committed or nothing did. None of these changes alters another observed object:
 /// VIPs are host addresses (/32, /128: no connected prefix appears or goes), and nothing lbctl
 /// creates is a primary address or a route others hang on. What a dump would see beyond that
 /// is a change by someone else after the ACK — which a dump cannot exclude either, since the

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::ipvs::{self, Client};
 use crate::plan;
 use crate::sys::netlink::AddrOp;
-use crate::sys::{nft, sysctl, Sys};
+use crate::sys::{arptable, nft, sysctl, Sys};
 use crate::txn::{Executor, Step as TxnStep};
 
 /// One change to any object lbctl owns.
@@ -164,7 +164,9 @@ pub fn apply_host(sys: &Sys, c: &plan::Change) -> Result<()> {
         Change::RouteAdd(r) => sys.route_add(r),
         Change::RouteDel(r) => sys.route_del(r),
         Change::Sysctl { key, to, .. } => sysctl::write(key, to),
-        Change::ArpTable { to, .. } => nft::apply_arp(to.as_ref()),
+        Change::ArpTable { from, to, rebuild } => {
+            arptable::apply(&plan::ArpOps::new(from.as_ref(), to.as_ref(), *rebuild))
+        }
     }
 }
 

@@ -23,8 +23,10 @@
 //! }
 //! ```
 //!
-//! Why nft text and not the `nftables` crate's JSON (used for the arp table): maps keyed by a
-//! hash need `typeof`, which nft's JSON (1.0.6) cannot express (PLATFORM.md §4). Every value
+//! Why nft text and not JSON or netlink messages built here (as for the arp table,
+//! `sys::arptable`): maps keyed by a hash need `typeof`, which nft's JSON (1.0.6) cannot
+//! express (PLATFORM.md §4), and the chains are many and change with the configuration — nft's
+//! compiler is the right tool for them. Every value
 //! here is typed (addresses, ports, MACs, validated names), so the text cannot be injected into.
 //! The jhash seed is fixed: a reload must not re-map live flows. netdev ingress has no conntrack,
 //! hence the flow map: without it a drained backend's established connections would move.

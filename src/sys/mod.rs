@@ -4,6 +4,7 @@
 //! `model`.
 
 pub mod abi;
+pub mod arptable;
 pub mod bird;
 pub mod capture;
 pub mod hook;

@@ -30,6 +30,8 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::{Error, Result};
 
+/// `NFPROTO_ARP`: the family of a `table arp …`.
+pub const NFPROTO_ARP: u8 = 3;
 /// `NFPROTO_NETDEV`: the family of a `table netdev …`.
 pub const NFPROTO_NETDEV: u8 = 5;
 
@@ -37,7 +39,15 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 
+const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_GETSET: u16 = 10;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -50,6 +60,7 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 
 const NLMSG_NOOP: u16 = 1;
@@ -124,12 +135,50 @@ pub enum ElemOp {
 }
 
 #[derive(Debug, Clone)]
-struct Step {
-    op: ElemOp,
-    family: u8,
-    table: String,
-    set: String,
-    elems: Vec<Elem>,
+enum Step {
+    Elems {
+        op: ElemOp,
+        family: u8,
+        table: String,
+        set: String,
+        elems: Vec<Elem>,
+    },
+    Object {
+        op: ObjOp,
+        family: u8,
+        attrs: Vec<u8>,
+        what: String,
+    },
+}
+
+/// A table, chain, set or rule message of a [`Batch`] (the attributes are the caller's,
+/// built with [`Attrs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjOp {
+    /// `nft add table` (an existing table is no error).
+    AddTable,
+    /// `nft delete table` (the table and everything in it).
+    DeleteTable,
+    /// `nft add chain` (an existing chain is no error).
+    AddChain,
+    /// `nft add set`/`add map` (an existing set of the same type is no error).
+    AddSet,
+    /// `nft add rule` (appended to its chain).
+    AddRule,
+}
+
+impl ObjOp {
+    fn message(self) -> (u16, u16) {
+        let create = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
+        match self {
+            ObjOp::AddTable => (NFT_MSG_NEWTABLE, create),
+            ObjOp::DeleteTable => (NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK),
+            ObjOp::AddChain => (NFT_MSG_NEWCHAIN, create),
+            ObjOp::AddSet => (NFT_MSG_NEWSET, create),
+            // NLM_F_APPEND: after the chain's last rule, as `nft add rule` does.
+            ObjOp::AddRule => (NFT_MSG_NEWRULE, create | NLM_F_APPEND),
+        }
+    }
 }
 
 /// Set element changes committed as one nf_tables transaction, in order.
@@ -151,12 +200,22 @@ impl Batch {
         if op != ElemOp::Flush && elems.is_empty() {
             return;
         }
-        self.steps.push(Step {
+        self.steps.push(Step::Elems {
             op,
             family,
             table: table.to_string(),
             set: set.to_string(),
             elems,
+        });
+    }
+
+    /// A table, chain, set or rule message; `what` names it in errors ("add chain arp t input").
+    pub fn object(&mut self, op: ObjOp, family: u8, attrs: Attrs, what: String) {
+        self.steps.push(Step::Object {
+            op,
+            family,
+            attrs: attrs.0,
+            what,
         });
     }
 
@@ -250,6 +309,53 @@ fn nest_end(buf: &mut [u8], start: usize) {
     buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
+/// The attributes of one nf_tables message, in the order they are added (nested ones with
+/// [`Attrs::nest`]); the names are those of linux/netfilter/nf_tables.h.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs(Vec<u8>);
+
+impl Attrs {
+    pub fn new() -> Attrs {
+        Attrs::default()
+    }
+
+    /// A NUL-terminated string (`NLA_STRING` as nft sends it).
+    pub fn str(mut self, ty: u16, s: &str) -> Attrs {
+        attr_str(&mut self.0, ty, s);
+        self
+    }
+
+    /// A 32-bit value in network byte order (`NLA_BE32`).
+    pub fn be32(mut self, ty: u16, v: u32) -> Attrs {
+        attr(&mut self.0, ty, &v.to_be_bytes());
+        self
+    }
+
+    /// Raw bytes (`NLA_BINARY`).
+    pub fn bytes(mut self, ty: u16, data: &[u8]) -> Attrs {
+        attr(&mut self.0, ty, data);
+        self
+    }
+
+    /// A nested attribute holding `inner`.
+    pub fn nest(mut self, ty: u16, inner: Attrs) -> Attrs {
+        let n = nest_begin(&mut self.0, ty);
+        self.0.extend_from_slice(&inner.0);
+        nest_end(&mut self.0, n);
+        self
+    }
+
+    /// Append already-encoded attributes (e.g. one element of a list).
+    pub fn extend(mut self, more: Attrs) -> Attrs {
+        self.0.extend_from_slice(&more.0);
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// One element as `NFTA_LIST_ELEM { KEY { VALUE }, DATA { VALUE } }`.
 fn encode_elem(e: &Elem, with_data: bool) -> Vec<u8> {
     let mut b = Vec::with_capacity(40);
@@ -282,7 +388,33 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
     );
     finish(&mut buf, h);
     for s in &batch.steps {
-        let (ty, flags, verb) = match s.op {
+        let (op, family, table, set, elems) = match s {
+            Step::Object {
+                op,
+                family,
+                attrs,
+                what,
+            } => {
+                let (ty, flags) = op.message();
+                seq = seq.wrapping_add(1);
+                let m = begin(&mut buf, nft_type(ty), flags, seq, *family, 0);
+                buf.extend_from_slice(attrs);
+                finish(&mut buf, m);
+                infos.push(MsgInfo {
+                    seq,
+                    what: what.clone(),
+                });
+                continue;
+            }
+            Step::Elems {
+                op,
+                family,
+                table,
+                set,
+                elems,
+            } => (*op, *family, table, set, elems),
+        };
+        let (ty, flags, verb) = match op {
             ElemOp::Add => (
                 NFT_MSG_NEWSETELEM,
                 NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
@@ -291,11 +423,11 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
             ElemOp::Delete => (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, "delete"),
             ElemOp::Flush => (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, "flush"),
         };
-        let obj = format!("{} {} {}", family_name(s.family), s.table, s.set);
+        let obj = format!("{} {} {}", family_name(family), table, set);
         // (encoded elements, how many) per message
         let mut chunks: Vec<(Vec<u8>, usize)> = Vec::new();
-        for e in &s.elems {
-            let enc = encode_elem(e, s.op == ElemOp::Add);
+        for e in elems {
+            let enc = encode_elem(e, op == ElemOp::Add);
             match chunks.last_mut() {
                 Some((c, n)) if c.len() + enc.len() <= MAX_ELEMS_ATTR => {
                     c.extend_from_slice(&enc);
@@ -304,15 +436,15 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
                 _ => chunks.push((enc, 1)),
             }
         }
-        if s.op == ElemOp::Flush {
+        if op == ElemOp::Flush {
             chunks.push((Vec::new(), 0));
         }
         for (c, n) in &chunks {
             seq = seq.wrapping_add(1);
-            let m = begin(&mut buf, nft_type(ty), flags, seq, s.family, 0);
-            attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, &s.table);
-            attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, &s.set);
-            if s.op != ElemOp::Flush {
+            let m = begin(&mut buf, nft_type(ty), flags, seq, family, 0);
+            attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, &table);
+            attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, &set);
+            if op != ElemOp::Flush {
                 let l = nest_begin(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS);
                 buf.extend_from_slice(c);
                 nest_end(&mut buf, l);
@@ -320,7 +452,7 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
             finish(&mut buf, m);
             infos.push(MsgInfo {
                 seq,
-                what: match s.op {
+                what: match op {
                     ElemOp::Flush => format!("flush map {obj}"),
                     _ => format!("{verb} {n} element(s) of {obj}"),
                 },
@@ -352,6 +484,15 @@ fn request(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Decoding (pure)
 // ---------------------------------------------------------------------------------------------
+
+/// What [`Nfnl::dump`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpOf {
+    Tables,
+    Chains,
+    Sets,
+    Rules,
+}
 
 /// One received netlink message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,14 +540,16 @@ pub fn attrs(data: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
-fn attr_of(data: &[u8], ty: u16) -> Option<&[u8]> {
+/// The value of the first attribute of type `ty` in `data`.
+pub fn attr_of(data: &[u8], ty: u16) -> Option<&[u8]> {
     attrs(data)
         .into_iter()
         .find(|(t, _)| *t == ty)
         .map(|(_, v)| v)
 }
 
-fn cstr(v: &[u8]) -> String {
+/// A string attribute's value without its NUL.
+pub fn cstr(v: &[u8]) -> String {
     let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
     String::from_utf8_lossy(&v[..end]).into_owned()
 }
@@ -784,6 +927,38 @@ impl Nfnl {
             &mut |_| {},
             &mut || {},
         )
+    }
+
+    /// Every object of one kind in `family` (a dump), as the attributes after each message's
+    /// nfgenmsg header. `filter` is sent with the request (the kernel narrows a rule dump to
+    /// `NFTA_RULE_TABLE`, a set dump to `NFTA_SET_TABLE`; chain and table dumps are not
+    /// narrowed: the caller filters).
+    pub fn dump(&mut self, of: DumpOf, family: u8, filter: &Attrs) -> Result<Vec<Vec<u8>>> {
+        let (ty, answer, noun) = match of {
+            DumpOf::Tables => (NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE, "tables"),
+            DumpOf::Chains => (NFT_MSG_GETCHAIN, NFT_MSG_NEWCHAIN, "chains"),
+            DumpOf::Sets => (NFT_MSG_GETSET, NFT_MSG_NEWSET, "sets"),
+            DumpOf::Rules => (NFT_MSG_GETRULE, NFT_MSG_NEWRULE, "rules"),
+        };
+        let out = std::cell::RefCell::new(Vec::new());
+        self.exchange(
+            Query {
+                what: &format!("listing the {} {noun}", family_name(family)),
+                ty,
+                flags: NLM_F_REQUEST | NLM_F_DUMP,
+                family,
+                attrs: filter.as_bytes(),
+            },
+            &mut |m| {
+                if m.ty == nft_type(answer) {
+                    if let Some(body) = m.payload.get(NFGENMSG_LEN..) {
+                        out.borrow_mut().push(body.to_vec());
+                    }
+                }
+            },
+            &mut || out.borrow_mut().clear(),
+        )?;
+        Ok(out.into_inner())
     }
 
     /// Every element of `FAMILY TABLE SET` (`None`: no such table or set).
