@@ -449,6 +449,9 @@ impl ArpObserved {
     }
 }
 
+/// A chain as compared: name, hook, priority, policy, type.
+type ChainShape = (String, Option<u32>, Option<u32>, Option<u32>, String);
+
 fn ipv4(b: &[u8]) -> Option<Ipv4Addr> {
     <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
 }
@@ -484,7 +487,7 @@ pub fn observe() -> Result<ArpObserved> {
     };
     intact &= set_ok(SET, false) && set_ok(MAP, true);
 
-    let mut chains: Vec<(String, Option<u32>, Option<u32>, Option<u32>, String)> = n
+    let mut chains: Vec<ChainShape> = n
         .dump(DumpOf::Chains, NFPROTO_ARP, &Attrs::new())?
         .iter()
         .filter(|c| ours(c, NFTA_CHAIN_TABLE))

@@ -442,8 +442,8 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
         for (c, n) in &chunks {
             seq = seq.wrapping_add(1);
             let m = begin(&mut buf, nft_type(ty), flags, seq, family, 0);
-            attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, &table);
-            attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, &set);
+            attr_str(&mut buf, NFTA_SET_ELEM_LIST_TABLE, table);
+            attr_str(&mut buf, NFTA_SET_ELEM_LIST_SET, set);
             if op != ElemOp::Flush {
                 let l = nest_begin(&mut buf, NFTA_SET_ELEM_LIST_ELEMENTS);
                 buf.extend_from_slice(c);
