@@ -36,6 +36,7 @@ pub use error::{Error, Result};
 
 /// Parse arguments, run, and turn the result into an exit code.
 pub fn main_entry() -> ExitCode {
+    sys::one_malloc_arena();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -171,22 +171,49 @@ fn parse_in_pieces(text: &str) -> Option<File> {
         return None;
     }
     drop(rest);
-    for (n, piece) in starts.chunks(VIP_BLOCKS_PER_PIECE).enumerate() {
-        let from = offset(piece[0]);
-        let to = starts
-            .get((n + 1) * VIP_BLOCKS_PER_PIECE)
-            .map_or(run_end, |&k| offset(k));
-        let p: File = toml::from_str(&text[from..to]).ok()?;
-        if p.name.is_some()
-            || p.arp.is_some()
-            || p.policy_routing.is_some()
-            || p.rp_filter.is_some()
-            || !p.sysctl.is_empty()
-            || p.vips.len() != piece.len()
-        {
-            return None;
+    // Each piece: its text and how many blocks it must hold.
+    let pieces: Vec<(&str, usize)> = starts
+        .chunks(VIP_BLOCKS_PER_PIECE)
+        .enumerate()
+        .map(|(n, piece)| {
+            let to = starts
+                .get((n + 1) * VIP_BLOCKS_PER_PIECE)
+                .map_or(run_end, |&k| offset(k));
+            (&text[offset(piece[0])..to], piece.len())
+        })
+        .collect();
+    let parse = |group: &[(&str, usize)]| -> Option<Vec<VipEntry>> {
+        let mut vips = Vec::new();
+        for (piece, blocks) in group {
+            let p: File = toml::from_str(piece).ok()?;
+            if p.name.is_some()
+                || p.arp.is_some()
+                || p.policy_routing.is_some()
+                || p.rp_filter.is_some()
+                || !p.sysctl.is_empty()
+                || p.vips.len() != *blocks
+            {
+                return None;
+            }
+            vips.extend(p.vips);
         }
-        f.vips.extend(p.vips);
+        Some(vips)
+    };
+    // The pieces are independent: consecutive groups of them on each core, joined in order.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let per = pieces.len().div_ceil(cores);
+    let groups: Vec<Option<Vec<VipEntry>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pieces
+            .chunks(per)
+            .map(|g| s.spawn(move || parse(g)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
+    });
+    for g in groups {
+        f.vips.extend(g?);
     }
     Some(f)
 }
