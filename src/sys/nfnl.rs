@@ -246,6 +246,11 @@ pub struct MsgInfo {
 // Encoding (pure)
 // ---------------------------------------------------------------------------------------------
 
+/// The `NFPROTO_*` number of an nft family name (`inet`, `ip`, `arp`, `netdev`, `bridge`, `ip6`).
+pub fn family_number(name: &str) -> Option<u8> {
+    (0..=10).find(|&f| family_name(f) == name && name != "?")
+}
+
 fn family_name(f: u8) -> &'static str {
     match f {
         1 => "inet",
@@ -1151,6 +1156,15 @@ mod tests {
         // Sequence numbers are consecutive, the end last.
         let seqs: Vec<u32> = msgs.iter().map(|m| m.seq).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+
+    #[test]
+    fn family_names_and_numbers() {
+        assert_eq!(family_number("arp"), Some(NFPROTO_ARP));
+        assert_eq!(family_number("netdev"), Some(NFPROTO_NETDEV));
+        assert_eq!(family_number("ip6"), Some(10));
+        assert_eq!(family_number("?"), None);
+        assert_eq!(family_number("bogus"), None);
     }
 
     #[test]

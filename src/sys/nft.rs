@@ -149,22 +149,15 @@ pub fn list_json_terse(args: &[&str]) -> Result<Option<Value>> {
     list_json_with(&["-t"], args)
 }
 
-/// Whether a table exists (cheap: lists table names only).
+/// Whether a table exists: one `NFT_MSG_GETTABLE` over netlink (`nft list tables` would first
+/// fetch every element of every set — seconds next to a balancer's slot maps).
 pub fn table_exists(family: &str, name: &str) -> Result<bool> {
-    let Some(doc) = list_json(&["tables", family])? else {
-        return Ok(false);
+    let Some(f) = super::nfnl::family_number(family) else {
+        return Err(Error::Runtime(anyhow::anyhow!(
+            "unknown nftables family {family:?}"
+        )));
     };
-    Ok(doc
-        .get("nftables")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|o| {
-            o.get("table")
-                .and_then(|t| t.get("name"))
-                .and_then(Value::as_str)
-                == Some(name)
-        }))
+    super::nfnl::Nfnl::open()?.table_exists(f, name)
 }
 
 /// One `nft -j list ruleset`, from which every nft view of a read-only diagnosis (`doctor`) is
