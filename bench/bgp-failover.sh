@@ -190,8 +190,9 @@ long_wait base; base_ok=$intact
 echo "baseline (no fault): $base_ok/$LONG long downloads intact (curl exit codes: $(sort "$work/rc-base" | uniq -c | tr -s ' \n' ' '))"
 
 sock() { LBCTL_RUN_DIR="$work/run-lb$1" "$lbctl" --netns "$P-lb$1" --json lb status | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemons"][0]["bgp"]["socket"])'; }
-# ---- baseline: a withdrawal BIRD sends itself
-t0=$(now_ms); S=$(sock "$NLB"); birdc -s "$S" disable lbctl_vips4 >/dev/null
+# ---- baseline: a withdrawal BIRD sends itself (the socket is looked up before the clock starts)
+S=$(sock "$NLB")
+t0=$(now_ms); birdc -s "$S" disable lbctl_vips4 >/dev/null
 while has_hop "198.18.0.$((NLB + 1))"; do sleep 0.005; done; t1=$(now_ms)
 birdc_ms=$((t1 - t0))
 birdc -s "$S" enable lbctl_vips4 >/dev/null
