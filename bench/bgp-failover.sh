@@ -222,8 +222,12 @@ fault_drill() {  # tag fault-command...
   echo "$tag drill starts $(date +%T.%N)" >> "$work/router-routes.log"
   long_start "$tag"
   sleep 2
-  [ "$(hops)" = "$NLB" ] || echo "warning: a balancer flapped while the downloads started: $(hops) next hops"
   on1=$(flows_on 1)
+  pre=$(hops); invalid=""
+  if [ "$pre" != "$NLB" ]; then
+    invalid=" INVALID: $pre next hops at the fault (a session flapped)"
+    echo "warning: a balancer flapped while the downloads started: $pre next hops"
+  fi
   t0=$(now_ms); "$@"
   while has_hop 198.18.0.2 && [ $(( $(now_ms) - t0 )) -lt 60000 ]; do sleep 0.005; done; t1=$(now_ms)
   det_ms=$((t1 - t0))
@@ -252,7 +256,7 @@ summary=()
 if want stop; then
   fault_drill stop kill -STOP "${lbpid[1]}"
   report "hang (SIGSTOP)" stop
-  summary+=("stop: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n")
+  summary+=("stop: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n$invalid")
   restore_lb1 kill -CONT "${lbpid[1]}"
   echo "hang (SIGSTOP): SIGCONT → the router lists lb1 again after ${back_ms} ms"
   summary[-1]+=", back after SIGCONT ${back_ms} ms"
@@ -263,7 +267,7 @@ fi
 if want link; then
   fault_drill link ip -n "$P-sw" link set p-lb1 down
   report "link loss" link
-  summary+=("link: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n")
+  summary+=("link: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n$invalid")
   birdc -s "$work/router.ctl" show protocols all lb1 | grep -E "^lb1|Last error|BGP state" | sed 's/^ */link loss: router: /' || true
   restore_lb1 ip -n "$P-sw" link set p-lb1 up
   echo "link loss: link up again → the router lists lb1 again after ${back_ms} ms"
@@ -277,7 +281,7 @@ if want kill; then
   fault_drill kill kill_lb1
   report "crash (SIGKILL)" kill
   echo "crash (SIGKILL): route changes so far: $(grep -c "^\[" "$work/router-routes.log" || true) (see router-routes.log with LBG_KEEP=1)"
-  summary+=("kill: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n")
+  summary+=("kill: lost ${det_ms} ms, intact $intact/$LONG (on lb1: $on1), new conns failed $short_fail/$short_n$invalid")
 fi
 
 # ---- drill: graceful SIGTERM of lb2 (needs a third balancer to survive)
@@ -302,3 +306,11 @@ fi
 echo "== summary ($NLB balancers, $LONG long downloads, BFD ${BFD_MS} ms x ${BFD_MULT}, $PROFILE build; $(date -u +%FT%TZ); load $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "baseline: $base_ok/$LONG intact without a fault; birdc withdrawal ${birdc_ms} ms"
 for l in "${summary[@]}"; do echo "$l"; done
+# Flaps: BFD sessions the router saw go down (the link drill accounts for one of lb1's), and
+# times a watchdog took a balancer's gates down (the stop drill accounts for one of lb1's).
+flaps="" wd=""
+for i in $(seq 1 "$NLB"); do
+  flaps="$flaps lb$i $(grep -c "lb$i: BFD session down" "$work/router.log" || true)"
+  wd="$wd lb$i $(grep -c "behind lbctl's back" "$work/lb$i.log" || true)"
+done
+echo "router: BFD sessions down:$flaps; watchdog fired:$wd"
