@@ -66,7 +66,9 @@ cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns del "$ns"; done
   if [ -n "${LBG_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT   # the EXIT trap cleans up; a bare INT/TERM trap would carry on afterwards
+trap 'exit 143' TERM
 nsx() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 
 # ---- topology
