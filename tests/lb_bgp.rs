@@ -4,7 +4,9 @@
 //! and back, SIGTERM, SIGKILL (the gate device vanishes) and SIGSTOP (the watchdog) of `lb run`
 //! all withdraw; `lb status` shows the sessions; bad `[bgp]` input is a usage error before
 //! anything starts; two balancers with the same file build the same Maglev slots and forward a
-//! mid-flow packet of a connection they never saw to the backend Maglev picks.
+//! mid-flow packet of a connection they never saw to the backend Maglev picks; a dual-stack
+//! balancer announces its IPv6 VIP over an IPv6 session, and SIGTERM and link loss (BFD)
+//! withdraw it.
 //!
 //! ```text
 //! client 198.18.1.10 ── router 198.18.1.1 | 198.18.0.1 (AS 65000, BIRD, ECMP) ── br0 ──┬─ lb1 198.18.0.2 (AS 65001)
