@@ -4,7 +4,9 @@
 //! and back, SIGTERM, SIGKILL (the gate device vanishes) and SIGSTOP (the watchdog) of `lb run`
 //! all withdraw; `lb status` shows the sessions; bad `[bgp]` input is a usage error before
 //! anything starts; two balancers with the same file build the same Maglev slots and forward a
-//! mid-flow packet of a connection they never saw to the backend Maglev picks.
+//! mid-flow packet of a connection they never saw to the backend Maglev picks; a dual-stack
+//! balancer announces its IPv6 VIP over an IPv6 session, and SIGTERM and link loss (BFD)
+//! withdraw it.
 //!
 //! ```text
 //! client 198.18.1.10 ── router 198.18.1.1 | 198.18.0.1 (AS 65000, BIRD, ECMP) ── br0 ──┬─ lb1 198.18.0.2 (AS 65001)
@@ -19,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::bgp::{big, lab, Lab, VIP};
+use common::bgp::{big, lab, lab_dual, Lab, VIP, VIP6};
 use common::{httpd, Netns};
 
 fn config(i: usize, backends: usize, quorum: u32, extra_bgp: &str) -> String {
@@ -362,4 +364,187 @@ fn two_balancers_agree_and_a_moved_flow_survives() {
         "{on_lb1} flow(s) were on lb1 when it was killed; failures: {errors:?}\nlb2 log:\n{}",
         lab.log(2)
     );
+}
+
+/// The router's next hops for the IPv6 VIP (empty: no route).
+fn next_hops6(lab: &Lab) -> Vec<String> {
+    let v = lab.router.ip_json(&["-6", "route", "show", VIP6]);
+    let mut hops = Vec::new();
+    for r in v.as_array().into_iter().flatten() {
+        if let Some(g) = r["gateway"].as_str() {
+            hops.push(g.to_string());
+        }
+        for n in r["nexthops"].as_array().into_iter().flatten() {
+            if let Some(g) = n["gateway"].as_str() {
+                hops.push(g.to_string());
+            }
+        }
+    }
+    hops
+}
+
+#[track_caller]
+fn wait_hops6(lab: &Lab, want: usize, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if next_hops6(lab).len() == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let router_log = std::fs::read_to_string(lab.dir.path().join("router.log")).unwrap_or_default();
+    let tail: Vec<&str> = router_log.lines().rev().take(30).collect();
+    panic!(
+        "timed out waiting for {what}: IPv6 next hops {:?}, want {want}\nlb1 status: {:#}\nlb1 log:\n{}\nrouter log (last lines, newest first):\n{}",
+        next_hops6(lab),
+        lab.status(1).unwrap_or(serde_json::Value::Null),
+        lab.log(1),
+        tail.join("\n")
+    );
+}
+
+/// What the router's BIRD has for the IPv6 VIP's host route (birdc exits 1 with "Network not
+/// found" when there is none).
+fn router_bird_route6(lab: &Lab) -> String {
+    let sock = lab.dir.path().join("router.ctl");
+    let out = common::run_cmd(
+        &[
+            "birdc",
+            "-s",
+            &sock.to_string_lossy(),
+            "show",
+            "route",
+            &format!("{VIP6}/128"),
+        ],
+        &[],
+        None,
+    );
+    format!("{}{}", out.stdout, out.stderr)
+}
+
+/// A dual-stack balancer: IPv4 and IPv6 VIPs, one BGP session per address family. The IPv6 VIP
+/// is announced over the IPv6 session (lb run's BIRD, static route via the gate), lands in the
+/// router's BIRD and kernel table with lb1 as next hop, carries a request end to end (DSR reply
+/// from the backend straight to the client), and is withdrawn on SIGTERM. Then link loss of the
+/// balancer (its switch port down: no FIN, only BFD can tell) withdraws both VIPs.
+#[test]
+fn ipv6_vip_is_announced_withdrawn_on_sigterm_and_on_link_loss() {
+    let t = "ipv6_vip_is_announced_withdrawn_on_sigterm_and_on_link_loss";
+    if !common::can_run_netns_tests(t) || !common::have_tool_or_skip(t, "bird") {
+        return;
+    }
+    let mut lab = lab_dual(1, 2);
+    let check = "[service.check]\ntype = \"http\"\npath = \"/index.html\"\ninterval = \"300ms\"\n\
+                 timeout = \"250ms\"\nrise = 1\nfall = 2\n";
+    let cfg = format!(
+        "name = \"web\"\n[balancer]\nengine = \"nft\"\ninterface = \"eth0\"\nmaglev_size = 1021\n\
+         [bgp]\nasn = 65001\n\
+         [[bgp.neighbor]]\naddress = \"198.18.0.1\"\nasn = 65000\n\
+         [[bgp.neighbor]]\naddress = \"2001:db8::1\"\nasn = 65000\n\
+         [[service]]\nvip = \"{VIP}:80\"\n{check}\
+         [[service.backend]]\nrip = \"198.18.0.11\"\n[[service.backend]]\nrip = \"198.18.0.12\"\n\
+         [[service]]\nvip = \"[{VIP6}]:80\"\n{check}\
+         [[service.backend]]\nrip = \"2001:db8::11\"\n[[service.backend]]\nrip = \"2001:db8::12\"\n"
+    );
+    // The generated configuration has an IPv6 static protocol and an ipv6 channel on the IPv6
+    // session (and BIRD parses it: the dry run validates with `bird -p`).
+    std::fs::write(lab.cfg_path(1), &cfg).unwrap();
+    let p = lab.cfg_path(1).to_string_lossy().into_owned();
+    let dry = lab.lb_run[0].ok(&["--dry-run", "lb", "run", "-c", &p]);
+    assert!(
+        dry.stdout.contains(&format!("route {VIP6}/128 via \"lbv")),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout.contains("neighbor 2001:db8::1 as 65000;"),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout
+            .contains("ipv6 { import none; export filter lbctl_export; };"),
+        "{dry}"
+    );
+
+    lab.start(1, &cfg);
+    lab.wait_hops(&["198.18.0.2"], "the IPv4 VIP announced by lb1");
+    wait_hops6(&lab, 1, "the IPv6 VIP announced by lb1");
+    // The next hop is lb1: its global address or its link-local one on the router's eth0.
+    let lb1_addrs: Vec<String> = lab.lb[0]
+        .addrs("eth0")
+        .iter()
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .collect();
+    let hops = next_hops6(&lab);
+    assert!(
+        lb1_addrs.contains(&hops[0]),
+        "IPv6 next hop {hops:?} is not lb1 ({lb1_addrs:?})"
+    );
+    let r6 = lab.router.ip(&["-6", "route", "show", VIP6]);
+    assert!(r6.contains("proto bird") && r6.contains("dev eth0"), "{r6}");
+    let bird = router_bird_route6(&lab);
+    assert!(
+        bird.contains(&format!("{VIP6}/128"))
+            && bird.contains("[lb1v6 ")
+            && bird.contains("AS65001"),
+        "{bird}"
+    );
+    let s = lab.status(1).expect("status");
+    let vips: Vec<&serde_json::Value> = s["bgp"]["vips"].as_array().unwrap().iter().collect();
+    assert!(
+        vips.iter()
+            .any(|v| v["vip"] == VIP6 && v["announced"] == true),
+        "{s:#}"
+    );
+
+    // A request to the IPv6 VIP from the client: router → lb1 (Maglev) → a backend, whose reply
+    // goes straight back through the router.
+    let target: std::net::SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    let body = lbctl::sys::netns::run_in(lab.client.name(), move || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).map_err(|e| e.to_string())?;
+        Ok::<String, String>(r)
+    })
+    .expect("run in the client namespace");
+    let body = body.unwrap_or_else(|e| panic!("GET via [{VIP6}]:80: {e}\n{}", lab.log(1)));
+    assert!(body.ends_with("be1\n") || body.ends_with("be2\n"), "{body}");
+
+    // SIGTERM: both withdrawn, in the router's BIRD too.
+    lab.signal(1, libc::SIGTERM);
+    wait_hops6(&lab, 0, "the IPv6 VIP withdrawn on SIGTERM");
+    lab.wait_hops(&[], "the IPv4 VIP withdrawn on SIGTERM");
+    let _ = lab.daemons[0].as_mut().unwrap().0.wait();
+    let bird = router_bird_route6(&lab);
+    assert!(
+        bird.contains("Network not found") && !bird.contains(&format!("{VIP6}/128")),
+        "{bird}"
+    );
+
+    // Link loss: a new lb run announces both again; lb1's switch port goes down (no FIN, no
+    // carrier change on the router's side): BFD withdraws both.
+    lab.start(1, &cfg);
+    lab.wait_hops(&["198.18.0.2"], "the IPv4 VIP announced by a new lb run");
+    wait_hops6(&lab, 1, "the IPv6 VIP announced by a new lb run");
+    lab.sw.ip(&["link", "set", "sw-lb1", "down"]);
+    lab.wait_hops(&[], "the IPv4 VIP withdrawn after link loss");
+    wait_hops6(&lab, 0, "the IPv6 VIP withdrawn after link loss");
+    // BFD caught it (the hold time is BIRD's default 240 s), on both sessions.
+    let sock = lab.dir.path().join("router.ctl");
+    for proto in ["lb1", "lb1v6"] {
+        let out = common::run_ok(&[
+            "birdc",
+            "-s",
+            &sock.to_string_lossy(),
+            "show",
+            "protocols",
+            "all",
+            proto,
+        ]);
+        assert!(out.stdout.contains("BFD session down"), "{out}");
+    }
 }

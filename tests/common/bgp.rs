@@ -2,6 +2,10 @@
 //! BIRD 2 (AS 65000) on a bridge with `balancers` balancer namespaces (lb1 198.18.0.2, …) and
 //! `backends` backend namespaces (be1 198.18.0.11, …) serving the VIP over busybox httpd, and a
 //! client namespace behind the router. `lb run` is started per balancer with [`Lab::start`].
+//! [`lab_dual`] adds IPv6 everywhere (balancer network 2001:db8::/64 with the router at ::1,
+//! lb1 ::2, …, be1 ::11, …; client network 2001:db8:1::/64) and an IPv6 session from the router
+//! to each balancer that accepts host routes from 2001:db8:2::/48 ([`VIP6`] is served by the
+//! backends).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +15,8 @@ use serde_json::Value;
 use super::{httpd, plug, Bg, Lbctl, Netns, TempDir, LBCTL};
 
 pub const VIP: &str = "198.18.2.100";
+/// The IPv6 VIP of [`lab_dual`] (outside the router–balancer network, like [`VIP`]).
+pub const VIP6: &str = "2001:db8:2::100";
 
 /// BIRD in the router namespace, stopped (SIGTERM, then reaped) on drop.
 pub struct RouterBird {
@@ -41,11 +47,12 @@ pub struct Lab {
     pub sw: Netns,
 }
 
-fn router_conf(dir: &std::path::Path, balancers: usize) -> String {
+fn router_conf(dir: &std::path::Path, balancers: usize, ipv6: bool) -> String {
     let mut s = format!(
         "router id 198.18.0.1;\nlog \"{}/router.log\" all;\nprotocol device {{ }}\nprotocol bfd {{ }}\n\
          protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}\n\
          template bgp balancer {{ local 198.18.0.1 as 65000; bfd {{ interval 100 ms; multiplier 3; }};\n\
+           debug {{ states, events }};\n\
            ipv4 {{ import where net ~ [ 198.18.2.0/24{{32,32}} ]; export none; }}; }}\n",
         dir.display()
     );
@@ -56,10 +63,35 @@ fn router_conf(dir: &std::path::Path, balancers: usize) -> String {
             65000 + i
         ));
     }
+    if ipv6 {
+        s.push_str(
+            "protocol kernel { ipv6 { import none; export where source = RTS_BGP; }; merge paths on; }\n\
+             template bgp balancer6 { local 2001:db8::1 as 65000; bfd { interval 100 ms; multiplier 3; };\n\
+               debug { states, events };\n\
+               ipv6 { import where net ~ [ 2001:db8:2::/48{128,128} ]; export none; }; }\n",
+        );
+        for i in 1..=balancers {
+            s.push_str(&format!(
+                "protocol bgp lb{i}v6 from balancer6 {{ neighbor 2001:db8::{} as {}; }}\n",
+                i + 1,
+                65000 + i
+            ));
+        }
+    }
     s
 }
 
 pub fn lab(balancers: usize, backends: usize) -> Lab {
+    build(balancers, backends, false)
+}
+
+/// [`lab`] with IPv6 as well (see the module's documentation).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn lab_dual(balancers: usize, backends: usize) -> Lab {
+    build(balancers, backends, true)
+}
+
+fn build(balancers: usize, backends: usize, ipv6: bool) -> Lab {
     let sw = Netns::new("sw");
     sw.ip(&["link", "add", "br0", "type", "bridge"]);
     sw.up("br0");
@@ -83,6 +115,17 @@ pub fn lab(balancers: usize, backends: usize) -> Lab {
         ("net/ipv4/fib_multipath_hash_policy".into(), "3".into()),
         ("net/ipv4/fib_multipath_hash_fields".into(), "0x0037".into()),
     ]);
+    if ipv6 {
+        router.write_sysctls(&[
+            ("net/ipv6/conf/all/forwarding".into(), "1".into()),
+            ("net/ipv6/fib_multipath_hash_policy".into(), "3".into()),
+            ("net/ipv6/fib_multipath_hash_fields".into(), "0x0037".into()),
+        ]);
+        router.add_addr("eth0", "2001:db8::1/64");
+        router.add_addr("cl", "2001:db8:1::1/64");
+        client.add_addr("eth1", "2001:db8:1::10/64");
+        client.ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+    }
     let mut lb = Vec::new();
     let mut lb_run = Vec::new();
     for i in 1..=balancers {
@@ -95,6 +138,10 @@ pub fn lab(balancers: usize, backends: usize) -> Lab {
             &format!("198.18.0.{}/24", i + 1),
         );
         ns.ip(&["route", "add", "default", "via", "198.18.0.1"]);
+        if ipv6 {
+            ns.add_addr("eth0", &format!("2001:db8::{}/64", i + 1));
+            ns.ip(&["-6", "route", "add", "default", "via", "2001:db8::1"]);
+        }
         lb_run.push(Lbctl::new(&ns));
         lb.push(ns);
     }
@@ -116,6 +163,11 @@ pub fn lab(balancers: usize, backends: usize) -> Lab {
         let run = Lbctl::new(&ns);
         run.ok(&["arp", "suppress", VIP, "--real-ip", &rip]);
         run.ok(&["vip", "add", VIP]);
+        if ipv6 {
+            ns.add_addr("eth0", &format!("2001:db8::1{i}/64"));
+            ns.ip(&["-6", "route", "add", "default", "via", "2001:db8::1"]);
+            run.ok(&["vip", "add", VIP6]);
+        }
         let dir = TempDir::new(&format!("www{i}"));
         std::fs::write(dir.path().join("index.html"), format!("be{i}\n")).unwrap();
         std::fs::write(dir.path().join("big"), big()).unwrap();
@@ -126,7 +178,7 @@ pub fn lab(balancers: usize, backends: usize) -> Lab {
     }
     let dir = TempDir::new("bgp");
     let conf = dir.path().join("router.conf");
-    std::fs::write(&conf, router_conf(dir.path(), balancers)).unwrap();
+    std::fs::write(&conf, router_conf(dir.path(), balancers, ipv6)).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", router.name(), "bird", "-f", "-c"])
         .arg(&conf)

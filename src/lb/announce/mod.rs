@@ -309,7 +309,9 @@ pub fn resolve(
                 && peers.iter().any(|p| p.dev == a.dev)
         }) {
             return Err(format!(
-                "VIP {} is inside {}/{} on {}, the network the router is on: the router would                  reach it by ARP/ND instead of the BGP route (and keep doing so after a                  withdrawal); take VIPs from another prefix",
+                "VIP {} is inside {}/{} on {}, the network the router is on: the router would \
+                 reach it by ARP/ND instead of the BGP route (and keep doing so after a \
+                 withdrawal); take VIPs from another prefix",
                 v.vip, a.addr, a.prefix, a.dev
             ));
         }
