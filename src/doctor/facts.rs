@@ -202,11 +202,14 @@ pub fn gather(
         // Reading every process's name (is systemd-networkd running?) is the slowest /proc
         // read: beside nft too, not in this thread's way.
         let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
+        let links = sys.links()?;
+        // One link dump names the interfaces of every dump and lookup below.
+        let _pinned = sys.pin_links(&links);
         let mut f = Facts {
             targets,
             balancer,
             netns,
-            links: sys.links()?,
+            links,
             addrs: sys.addresses()?,
             rules: sys.rules()?,
             routes: sys.routes()?,
@@ -295,11 +298,17 @@ pub fn gather(
         f.listeners = procnet::listeners();
         f.legacy_iptables = crate::sys::iptables::legacy_tables();
         {
-            // The drift plan's netlink dumps run while nft lists; its read of lbctl's arp table
-            // waits for that listing instead of spawning nft again.
+            // The drift plan is made from the dumps above; its read of lbctl's arp table waits
+            // for nft's listing instead of spawning nft again.
             let _shared = nft::share_ruleset(rx);
-            match crate::engine::plan_for(sys, &f.state) {
-                Ok((plan, _, _)) => f.drift = plan.commands(),
+            let plan = crate::engine::plan_observed(
+                &f.state,
+                f.addrs.clone(),
+                f.rules.clone(),
+                f.routes.clone(),
+            );
+            match plan {
+                Ok(plan) => f.drift = plan.commands(),
                 Err(e) => f.drift_error = Some(e.to_string()),
             }
         }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
 use crate::model::{expand, Desired, Intent};
 use crate::plan::{diff, Change, Observed, Owned, Plan};
-use crate::sys::netlink::RouteInfo;
+use crate::sys::netlink::{AddrInfo, RouteInfo, Rules};
 use crate::sys::{nft, sysctl, Sys};
 
 pub mod adopt;
@@ -72,11 +72,22 @@ pub fn observe(
     routes: Vec<RouteInfo>,
     sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
 ) -> Result<Snapshot> {
+    let addrs = sys.addresses()?;
+    let rules = sys.rules()?;
+    snapshot_of(addrs, rules, routes, sysctl_keys)
+}
+
+/// The snapshot made of these dumps, the sysctls `sysctl_keys` and lbctl's ARP table.
+fn snapshot_of(
+    addrs: Vec<AddrInfo>,
+    rules: Rules,
+    routes: Vec<RouteInfo>,
+    sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
+) -> Result<Snapshot> {
     let mut o = Observed::default();
-    for a in sys.addresses()? {
+    for a in addrs {
         o.addrs.insert(a.obj, a.marked);
     }
-    let rules = sys.rules()?;
     o.rules = rules.plain;
     o.rule_tables = rules.tables;
     for r in &routes {
@@ -143,6 +154,21 @@ pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
     let mut snap = observe_for(sys, state)?;
     let (plan, desired) = plan_from(state, &mut snap)?;
     Ok((plan, desired, snap))
+}
+
+/// Plan for `state` against dumps the caller made already — every address, every rule and
+/// the routes of (at least) every table but local, as [`Sys::addresses`], [`Sys::rules`] and
+/// [`Sys::routes`] return them — reading only the sysctls `state` needs and lbctl's ARP table:
+/// `doctor` plans its drift from the same view of the kernel it checks, without dumping
+/// everything a second time.
+pub fn plan_observed(
+    state: &State,
+    addrs: Vec<AddrInfo>,
+    rules: Rules,
+    routes: Vec<RouteInfo>,
+) -> Result<Plan> {
+    let mut snap = snapshot_of(addrs, rules, routes, [])?;
+    plan_from(state, &mut snap).map(|(plan, _)| plan)
 }
 
 /// One observation of everything `state` needs: routes (policy tables copy connected

@@ -108,6 +108,8 @@ pub struct Sys {
     /// Interface name → index, refreshed on a miss (a 10,000-VIP apply must not dump links
     /// 10,000 times).
     link_cache: std::cell::RefCell<std::collections::BTreeMap<String, u32>>,
+    /// Index → name from one link dump, while [`Sys::pin_links`] says so.
+    pinned_links: std::cell::RefCell<Option<std::rc::Rc<std::collections::BTreeMap<u32, String>>>>,
 }
 
 impl Sys {
@@ -126,6 +128,7 @@ impl Sys {
             rt,
             handle,
             link_cache: Default::default(),
+            pinned_links: Default::default(),
         })
     }
 
@@ -138,10 +141,7 @@ impl Sys {
 /// `ManageForeignRoutingPolicyRules=no` (networkd.conf(5); the default is yes). Returns a warning
 /// when networkd is running with that setting.
 pub fn networkd_foreign_rules_warning() -> Option<String> {
-    let running = std::fs::read_dir("/proc").ok()?.flatten().any(|e| {
-        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "systemd-network")
-    });
-    if !running {
+    if !networkd_running() {
         return None;
     }
     let mut files = vec![std::path::PathBuf::from("/etc/systemd/networkd.conf")];
@@ -173,5 +173,35 @@ pub fn networkd_foreign_rules_warning() -> Option<String> {
          ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
          [RoutingPolicyRule] in a .network file"
             .to_string()
+    })
+}
+
+/// Whether a process named systemd-networkd runs: the name of every process in /proc (the
+/// kernel truncates it to 15 bytes, `systemd-network`). Only the numeric entries are
+/// processes; each name is one `open`, one `read` into a stack buffer and one `close`.
+fn networkd_running() -> bool {
+    use std::fmt::Write as _;
+    use std::io::Read as _;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let mut path = String::with_capacity(32);
+    let mut buf = [0u8; 64];
+    dir.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        path.clear();
+        let _ = write!(path, "/proc/{pid}/comm");
+        let Ok(mut f) = File::open(&path) else {
+            return false;
+        };
+        // comm is at most 16 bytes with its newline: one read returns all of it.
+        f.read(&mut buf)
+            .is_ok_and(|n| buf[..n].trim_ascii() == b"systemd-network")
     })
 }
