@@ -139,11 +139,23 @@ impl Sys {
 
 /// systemd-networkd deletes routing policy rules it did not create unless
 /// `ManageForeignRoutingPolicyRules=no` (networkd.conf(5); the default is yes). Returns a warning
-/// when networkd is running with that setting.
+/// when networkd is running with that setting. The configuration is read first (a few small
+/// files): when it says no, whether networkd runs does not matter and /proc is not scanned.
 pub fn networkd_foreign_rules_warning() -> Option<String> {
-    if !networkd_running() {
+    if !networkd_manages_foreign_rules() || !networkd_running() {
         return None;
     }
+    Some(
+        "systemd-networkd is running with ManageForeignRoutingPolicyRules=yes (the default): it \
+         deletes `ip rule`s it did not create, including lbctl's, whenever it reconfigures. Set \
+         ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
+         [RoutingPolicyRule] in a .network file"
+            .to_string(),
+    )
+}
+
+/// `ManageForeignRoutingPolicyRules=` as networkd.conf and its drop-ins set it (last wins).
+fn networkd_manages_foreign_rules() -> bool {
     let mut files = vec![std::path::PathBuf::from("/etc/systemd/networkd.conf")];
     for dir in [
         "/usr/lib/systemd/networkd.conf.d",
@@ -167,41 +179,10 @@ pub fn networkd_foreign_rules_warning() -> Option<String> {
             }
         }
     }
-    manage.then(|| {
-        "systemd-networkd is running with ManageForeignRoutingPolicyRules=yes (the default): it \
-         deletes `ip rule`s it did not create, including lbctl's, whenever it reconfigures. Set \
-         ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
-         [RoutingPolicyRule] in a .network file"
-            .to_string()
-    })
+    manage
 }
 
-/// Whether a process named systemd-networkd runs: the name of every process in /proc (the
-/// kernel truncates it to 15 bytes, `systemd-network`). Only the numeric entries are
-/// processes; each name is one `open`, one `read` into a stack buffer and one `close`.
+/// Whether a process named systemd-networkd runs (the kernel truncates its name to 15 bytes).
 fn networkd_running() -> bool {
-    use std::fmt::Write as _;
-    use std::io::Read as _;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    let mut path = String::with_capacity(32);
-    let mut buf = [0u8; 64];
-    dir.flatten().any(|e| {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            return false;
-        };
-        path.clear();
-        let _ = write!(path, "/proc/{pid}/comm");
-        let Ok(mut f) = File::open(&path) else {
-            return false;
-        };
-        // comm is at most 16 bytes with its newline: one read returns all of it.
-        f.read(&mut buf)
-            .is_ok_and(|n| buf[..n].trim_ascii() == b"systemd-network")
-    })
+    proc::running_named("systemd-network")
 }
