@@ -167,8 +167,20 @@ pub fn plan_observed(
     rules: Rules,
     routes: Vec<RouteInfo>,
 ) -> Result<Plan> {
-    let mut snap = snapshot_of(addrs, rules, routes, [])?;
+    // The sysctls before the ARP table, as `observe_for` reads them: a caller whose ARP table
+    // is still being listed (doctor) reads them meanwhile.
+    let keys = sysctl_keys(state, &routes)?;
+    let mut snap = snapshot_of(addrs, rules, routes, keys)?;
     plan_from(state, &mut snap).map(|(plan, _)| plan)
+}
+
+/// The sysctls `state` needs: those desired, and those whose prior value lbctl still holds.
+fn sysctl_keys(state: &State, routes: &[RouteInfo]) -> Result<BTreeSet<crate::model::SysctlKey>> {
+    Ok(desired_of(state, routes)?
+        .sysctls
+        .into_keys()
+        .chain(state.owned.sysctl_prior.keys().cloned())
+        .collect())
 }
 
 /// One observation of everything `state` needs: routes (policy tables copy connected
@@ -179,11 +191,7 @@ pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
     // nothing lbctl owns or reads: left out while the dump is read.
     let routes = sys.routes_where(&|table| table != LOCAL_TABLE)?;
     // Only the sysctl keys are needed here: the expansion is gone before the dumps begin.
-    let keys: BTreeSet<_> = desired_of(state, &routes)?
-        .sysctls
-        .into_keys()
-        .chain(state.owned.sysctl_prior.keys().cloned())
-        .collect();
+    let keys = sysctl_keys(state, &routes)?;
     observe(sys, routes, keys)
 }
 
