@@ -199,8 +199,8 @@ pub fn gather(
             let _ = tx.send(read.clone());
             read
         });
-        // Reading every process's name (is systemd-networkd running?) is the slowest /proc
-        // read: beside nft too, not in this thread's way.
+        // Reading the name of every process but the kernel threads (is systemd-networkd
+        // running?) is the slowest /proc read: beside nft too, not in this thread's way.
         let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
         let links = sys.links()?;
         // One link dump names the interfaces of every dump and lookup below.
