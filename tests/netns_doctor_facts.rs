@@ -1,6 +1,7 @@
 //! How `lbctl doctor` gathers its facts (issue 15, P3): one `nft -j list ruleset` for every
 //! nft view (the firewall's ruleset, lbctl's arp table, the drift plan's nft read), listening
-//! sockets from sock_diag agreeing with /proc/net, and — when that one listing cannot be read —
+//! sockets from sock_diag agreeing with /proc/net, the drift plan made from doctor's own
+//! netlink dumps (one link dump names them all), and — when that one listing cannot be read —
 //! every check derived from it saying "could not check", never ✓ or ✗.
 //!
 //! backend `eth0` 198.18.0.11/24 ⟷ client `eth0` 198.18.0.10/24; lbctl puts the VIP
@@ -76,28 +77,37 @@ fn check<'a>(v: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {id} check\n{v:#}"))
 }
 
-/// `lbctl --json doctor …` under `strace -f -e trace=execve`: the report and the programs it
-/// ran (successful execve calls after lbctl's own).
-fn traced_doctor(lab: &Lab) -> (Value, Vec<String>) {
-    let trace = TempDir::new("strace");
-    let log = trace.path().join("execve.log");
+/// `lbctl --json doctor …` under `strace -f -e trace=TRACE`: the report and strace's log.
+fn traced(lab: &Lab, trace: &str) -> (Value, String) {
+    let dir = TempDir::new("strace");
+    let log = dir.path().join("strace.log");
     let log_s = log.to_string_lossy().into_owned();
     let run_dir = lab.lbctl.run_dir().to_string_lossy().into_owned();
-    let mut argv = vec!["strace", "-f", "-qq", "-e", "trace=execve", "-o", &log_s];
+    let trace = format!("trace={trace}");
+    let mut argv = vec!["strace", "-f", "-qq", "-e", &trace, "-o", &log_s];
     argv.extend(lab.lbctl.argv(&DOCTOR));
     let out = run_cmd(&argv, &[("LBCTL_RUN_DIR", &run_dir)], None);
     assert!(
         out.code == 0 || out.code == 1,
         "doctor could not run\n{out}"
     );
-    let text = std::fs::read_to_string(&log).expect("strace log");
+    (
+        out.json(),
+        std::fs::read_to_string(&log).expect("strace log"),
+    )
+}
+
+/// [`traced`] for execve: the report and the programs doctor ran (successful execve calls
+/// after lbctl's own).
+fn traced_doctor(lab: &Lab) -> (Value, Vec<String>) {
+    let (v, text) = traced(lab, "execve");
     let ran: Vec<String> = text
         .lines()
         .filter(|l| l.contains("execve(") && l.trim_end().ends_with("= 0"))
         .filter_map(|l| l.split('"').nth(1).map(str::to_string))
         .skip(1)
         .collect();
-    (out.json(), ran)
+    (v, ran)
 }
 
 #[test]
@@ -144,6 +154,75 @@ fn doctor_lists_the_ruleset_once_and_derives_every_nft_view_from_it() {
     );
     let (v, _) = traced_doctor(&lab);
     assert_eq!(check(&v, "firewall.request")["status"], "fail", "{v:#}");
+}
+
+/// The drift plan is made from doctor's own dumps, and one link dump names the interfaces of
+/// all of them: with an address, a policy rule and a copied route gone, doctor's pending
+/// changes are exactly the engine's own plan (`--dry-run`, which observes for itself), and
+/// doctor sent one RTM_GETLINK request in all.
+#[test]
+fn doctor_plans_drift_from_its_own_dumps_with_one_link_dump() {
+    require_root!();
+    require_tool!("strace");
+    let lab = lab();
+    lab.lbctl.ok_line(&format!(
+        "route add {VIP} --table 200 --via 198.18.0.10 --dev eth0"
+    ));
+    let link_dumps = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("sendto("))
+            .filter(|l| {
+                // strace names the type when it knows the socket's family, else its number.
+                ["RTM_GETLINK", "nlmsg_type=0x12,", "nlmsg_type=0x12 "]
+                    .iter()
+                    .any(|t| l.contains(t))
+            })
+            .count()
+    };
+    let (v, log) = traced(&lab, "sendto");
+    assert_eq!(check(&v, "lbctl.drift")["status"], "pass", "{v:#}");
+    assert_eq!(link_dumps(&log), 1, "{log}");
+
+    lab.be
+        .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"]);
+    lab.be.ip(&["rule", "del", "from", VIP, "lookup", "200"]);
+    lab.be.ip(&[
+        "route",
+        "del",
+        "198.18.0.0/24",
+        "dev",
+        "eth0",
+        "table",
+        "200",
+    ]);
+    let (v, log) = traced(&lab, "sendto");
+    assert_eq!(link_dumps(&log), 1, "{log}");
+    let drift = check(&v, "lbctl.drift");
+    assert_eq!(drift["status"], "fail", "{v:#}");
+    let pending: Vec<String> = drift["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.as_str()
+                .unwrap()
+                .trim_start_matches("pending: ")
+                .to_string()
+        })
+        .collect();
+    let planned = lab.lbctl.ok(&["--dry-run", "vip", "add", VIP]);
+    let planned: Vec<String> = planned.stdout.lines().map(str::to_string).collect();
+    assert_eq!(pending, planned, "{drift:#}");
+    for want in ["ip addr add", "ip rule add", "ip route add 198.18.0.0/24"] {
+        assert!(
+            pending.iter().any(|p| p.starts_with(want)),
+            "{want}: {pending:?}"
+        );
+    }
+    // Converged again, doctor agrees.
+    lab.lbctl.ok(&["vip", "add", VIP]);
+    let (v, _) = traced(&lab, "sendto");
+    assert_eq!(check(&v, "lbctl.drift")["status"], "pass", "{v:#}");
 }
 
 /// Without CAP_NET_ADMIN the one listing fails: every check derived from it is `unknown` with

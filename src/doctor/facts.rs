@@ -193,14 +193,17 @@ pub fn gather(
     let listing = nft::start_ruleset_listing();
     std::thread::scope(|s| {
         let ruleset = s.spawn(move || listing.finish());
-        // Reading every process's name (is systemd-networkd running?) is the slowest /proc
-        // read: beside nft too, not in this thread's way.
+        // Reading the name of every process but the kernel threads (is systemd-networkd
+        // running?) is the slowest /proc read: beside nft too, not in this thread's way.
         let networkd = s.spawn(crate::sys::networkd_foreign_rules_warning);
+        let links = sys.links()?;
+        // One link dump names the interfaces of every dump and lookup below.
+        let _pinned = sys.pin_links(&links);
         let mut f = Facts {
             targets,
             balancer,
             netns,
-            links: sys.links()?,
+            links,
             addrs: sys.addresses()?,
             rules: sys.rules()?,
             routes: sys.routes()?,
@@ -288,17 +291,13 @@ pub fn gather(
         }
         f.listeners = procnet::listeners();
         f.legacy_iptables = crate::sys::iptables::legacy_tables();
-        // The drift plan (netlink dumps, lbctl's arp table over netlink) runs while nft lists.
-        match crate::engine::plan_for(sys, &f.state) {
-            Ok((plan, _, _)) => f.drift = plan.commands(),
-            Err(e) => f.drift_error = Some(e.to_string()),
-        }
-        let read = ruleset.join().expect("the nft thread does not panic");
-        f.networkd_warning = networkd.join().expect("the /proc scan does not panic");
-        // lbctl's arp table needs CAP_NET_ADMIN to list; without it doctor says so per check.
-        match arptable::observe() {
+        // lbctl's arp table (nf_tables netlink, while nft lists the ruleset): read once, for
+        // the checks and for the drift plan. It needs CAP_NET_ADMIN; without it doctor says
+        // so per check.
+        let arp = arptable::observe();
+        match &arp {
             Ok(o) => {
-                f.arp_table = o.map;
+                f.arp_table = o.map.clone();
                 f.arp_intact = o.intact;
             }
             Err(e) => {
@@ -306,6 +305,22 @@ pub fn gather(
                 f.arp_table_error = Some(e.to_string());
             }
         }
+        // The drift plan is made from the dumps above and that reading of the arp table.
+        let plan = arp.and_then(|arp| {
+            crate::engine::plan_observed(
+                &f.state,
+                f.addrs.clone(),
+                f.rules.clone(),
+                f.routes.clone(),
+                arp,
+            )
+        });
+        match plan {
+            Ok(plan) => f.drift = plan.commands(),
+            Err(e) => f.drift_error = Some(e.to_string()),
+        }
+        let read = ruleset.join().expect("the nft thread does not panic");
+        f.networkd_warning = networkd.join().expect("the /proc scan does not panic");
         f.ruleset_error = read.unreadable();
         if lb_role {
             gather_lb(env, &mut f, &read);

@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
 use crate::model::{expand, Desired, Intent};
 use crate::plan::{diff, Change, Observed, Owned, Plan};
-use crate::sys::netlink::RouteInfo;
-use crate::sys::{arptable, sysctl, Sys};
+use crate::sys::arptable::{self, ArpObserved};
+use crate::sys::netlink::{AddrInfo, RouteInfo, Rules};
+use crate::sys::{sysctl, Sys};
 
 pub mod adopt;
 pub mod lb;
@@ -72,17 +73,30 @@ pub fn observe(
     routes: Vec<RouteInfo>,
     sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
 ) -> Result<Snapshot> {
-    let mut o = Observed::default();
     // lbctl's arp table (nf_tables netlink: its own socket, mostly the kernel's time for
     // 20,000 elements at 10,000 VIPs) is read beside the rtnetlink dumps.
-    let arp = std::thread::scope(|s| -> Result<_> {
+    let (addrs, rules, arp) = std::thread::scope(|s| {
         let arp = s.spawn(arptable::observe);
-        for a in sys.addresses()? {
-            o.addrs.insert(a.obj, a.marked);
-        }
-        arp.join().expect("the arp table reader does not panic")
-    })?;
-    let rules = sys.rules()?;
+        let addrs = sys.addresses();
+        let rules = sys.rules();
+        let arp = arp.join().expect("the arp table reader does not panic");
+        (addrs, rules, arp)
+    });
+    snapshot_of(addrs?, rules?, routes, sysctl_keys, arp?)
+}
+
+/// The snapshot made of these dumps, the sysctls `sysctl_keys` and lbctl's ARP table.
+fn snapshot_of(
+    addrs: Vec<AddrInfo>,
+    rules: Rules,
+    routes: Vec<RouteInfo>,
+    sysctl_keys: impl IntoIterator<Item = crate::model::SysctlKey>,
+    arp: ArpObserved,
+) -> Result<Snapshot> {
+    let mut o = Observed::default();
+    for a in addrs {
+        o.addrs.insert(a.obj, a.marked);
+    }
     o.rules = rules.plain;
     o.rule_tables = rules.tables;
     for r in &routes {
@@ -150,17 +164,39 @@ pub fn plan_for(sys: &Sys, state: &State) -> Result<(Plan, Desired, Snapshot)> {
     Ok((plan, desired, snap))
 }
 
+/// Plan for `state` against dumps the caller made already — every address, every rule and
+/// the routes of (at least) every table but local, as [`Sys::addresses`], [`Sys::rules`] and
+/// [`Sys::routes`] return them, and lbctl's ARP table as [`arptable::observe`] reads it —
+/// reading only the sysctls `state` needs: `doctor` plans its drift from the same view of the
+/// kernel it checks, without dumping everything a second time.
+pub fn plan_observed(
+    state: &State,
+    addrs: Vec<AddrInfo>,
+    rules: Rules,
+    routes: Vec<RouteInfo>,
+    arp: ArpObserved,
+) -> Result<Plan> {
+    let keys = sysctl_keys(state, &routes)?;
+    let mut snap = snapshot_of(addrs, rules, routes, keys, arp)?;
+    plan_from(state, &mut snap).map(|(plan, _)| plan)
+}
+
+/// The sysctls `state` needs: those desired, and those whose prior value lbctl still holds.
+fn sysctl_keys(state: &State, routes: &[RouteInfo]) -> Result<BTreeSet<crate::model::SysctlKey>> {
+    Ok(desired_of(state, routes)?
+        .sysctls
+        .into_keys()
+        .chain(state.owned.sysctl_prior.keys().cloned())
+        .collect())
+}
+
 /// One observation of everything `state` needs: routes (policy tables copy connected
 /// prefixes, so expansion needs them), addresses, rules, the ARP table, and the sysctls that
 /// are desired or whose prior value lbctl still holds.
 pub fn observe_for(sys: &Sys, state: &State) -> Result<Snapshot> {
     let routes = routes(sys)?;
     // Only the sysctl keys are needed here: the expansion is gone before the dumps begin.
-    let keys: BTreeSet<_> = desired_of(state, &routes)?
-        .sysctls
-        .into_keys()
-        .chain(state.owned.sysctl_prior.keys().cloned())
-        .collect();
+    let keys = sysctl_keys(state, &routes)?;
     observe(sys, routes, keys)
 }
 

@@ -121,6 +121,8 @@ pub struct Sys {
     /// Interface name → index, refreshed on a miss (a 10,000-VIP apply must not dump links
     /// 10,000 times).
     link_cache: std::cell::RefCell<std::collections::BTreeMap<String, u32>>,
+    /// Index → name from one link dump, while [`Sys::pin_links`] says so.
+    pinned_links: std::cell::RefCell<Option<std::rc::Rc<std::collections::BTreeMap<u32, String>>>>,
 }
 
 impl Sys {
@@ -139,6 +141,7 @@ impl Sys {
             rt,
             handle,
             link_cache: Default::default(),
+            pinned_links: Default::default(),
         })
     }
 
@@ -149,14 +152,23 @@ impl Sys {
 
 /// systemd-networkd deletes routing policy rules it did not create unless
 /// `ManageForeignRoutingPolicyRules=no` (networkd.conf(5); the default is yes). Returns a warning
-/// when networkd is running with that setting.
+/// when networkd is running with that setting. The configuration is read first (a few small
+/// files): when it says no, whether networkd runs does not matter and /proc is not scanned.
 pub fn networkd_foreign_rules_warning() -> Option<String> {
-    let running = std::fs::read_dir("/proc").ok()?.flatten().any(|e| {
-        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "systemd-network")
-    });
-    if !running {
+    if !networkd_manages_foreign_rules() || !networkd_running() {
         return None;
     }
+    Some(
+        "systemd-networkd is running with ManageForeignRoutingPolicyRules=yes (the default): it \
+         deletes `ip rule`s it did not create, including lbctl's, whenever it reconfigures. Set \
+         ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
+         [RoutingPolicyRule] in a .network file"
+            .to_string(),
+    )
+}
+
+/// `ManageForeignRoutingPolicyRules=` as networkd.conf and its drop-ins set it (last wins).
+fn networkd_manages_foreign_rules() -> bool {
     let mut files = vec![std::path::PathBuf::from("/etc/systemd/networkd.conf")];
     for dir in [
         "/usr/lib/systemd/networkd.conf.d",
@@ -180,11 +192,10 @@ pub fn networkd_foreign_rules_warning() -> Option<String> {
             }
         }
     }
-    manage.then(|| {
-        "systemd-networkd is running with ManageForeignRoutingPolicyRules=yes (the default): it \
-         deletes `ip rule`s it did not create, including lbctl's, whenever it reconfigures. Set \
-         ManageForeignRoutingPolicyRules=no in /etc/systemd/networkd.conf, or declare the rule as \
-         [RoutingPolicyRule] in a .network file"
-            .to_string()
-    })
+    manage
+}
+
+/// Whether a process named systemd-networkd runs (the kernel truncates its name to 15 bytes).
+fn networkd_running() -> bool {
+    proc::running_named("systemd-network")
 }

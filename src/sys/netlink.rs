@@ -98,6 +98,18 @@ pub struct Rules {
     pub tables: BTreeSet<u32>,
 }
 
+/// Guard of [`Sys::pin_links`]: restores what was pinned before.
+pub struct PinnedLinks<'a> {
+    sys: &'a Sys,
+    prev: Option<std::rc::Rc<BTreeMap<u32, String>>>,
+}
+
+impl Drop for PinnedLinks<'_> {
+    fn drop(&mut self) {
+        *self.sys.pinned_links.borrow_mut() = self.prev.take();
+    }
+}
+
 /// An address change for [`Sys::addr_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddrOp {
@@ -249,13 +261,28 @@ impl Sys {
         Ok(out)
     }
 
-    /// Index → name of every interface.
-    pub fn link_names(&self) -> Result<BTreeMap<u32, String>> {
-        Ok(self
-            .links()?
-            .into_iter()
-            .map(|l| (l.index, l.name))
-            .collect())
+    /// Index → name of every interface: from the links pinned by [`Sys::pin_links`] while
+    /// they are, else from a fresh link dump.
+    pub fn link_names(&self) -> Result<std::rc::Rc<BTreeMap<u32, String>>> {
+        if let Some(names) = &*self.pinned_links.borrow() {
+            return Ok(names.clone());
+        }
+        Ok(std::rc::Rc::new(
+            self.links()?
+                .into_iter()
+                .map(|l| (l.index, l.name))
+                .collect(),
+        ))
+    }
+
+    /// While the returned guard lives, interface names and indexes (of addresses, routes,
+    /// neighbours and route lookups) resolve from `links`, a dump the caller made, instead of
+    /// a link dump per call: a read-only diagnosis (`doctor`) names every interface from its
+    /// one view of them. Not for callers that create interfaces meanwhile.
+    pub fn pin_links(&self, links: &[Link]) -> PinnedLinks<'_> {
+        let names = links.iter().map(|l| (l.index, l.name.clone())).collect();
+        let prev = self.pinned_links.replace(Some(std::rc::Rc::new(names)));
+        PinnedLinks { sys: self, prev }
     }
 
     /// Every IPv4 and IPv6 address. Each message of the dump is reduced to an [`AddrInfo`] as
@@ -274,6 +301,11 @@ impl Sys {
     fn index_of(&self, dev: &str) -> Result<u32> {
         if let Some(i) = self.link_cache.borrow().get(dev) {
             return Ok(*i);
+        }
+        if let Some(names) = &*self.pinned_links.borrow() {
+            if let Some((i, _)) = names.iter().find(|(_, n)| n.as_str() == dev) {
+                return Ok(*i);
+            }
         }
         let fresh: BTreeMap<String, u32> = self
             .links()?
