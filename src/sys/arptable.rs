@@ -458,7 +458,10 @@ fn ipv4(b: &[u8]) -> Option<Ipv4Addr> {
 
 /// Read lbctl's arp table (and only it) from the kernel.
 pub fn observe() -> Result<ArpObserved> {
-    let mut n = Nfnl::open()?;
+    // A kernel without nfnetlink (an IPVS-only balancer host) has no table at all.
+    let Some(mut n) = Nfnl::open_if_available()? else {
+        return Ok(ArpObserved::absent());
+    };
     let ours = |body: &[u8], ty| attr_of(body, ty).map(cstr).as_deref() == Some(ARP_TABLE);
     let tables = n.dump(DumpOf::Tables, NFPROTO_ARP, &Attrs::new())?;
     let Some(table) = tables.iter().find(|t| ours(t, NFTA_TABLE_NAME)) else {

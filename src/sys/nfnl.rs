@@ -677,8 +677,24 @@ pub struct Nfnl {
 
 impl Nfnl {
     pub fn open() -> Result<Nfnl> {
+        Nfnl::open_if_available()?.ok_or_else(|| {
+            Error::Runtime(anyhow::anyhow!(
+                "opening an nf_tables netlink socket: this kernel has no nfnetlink \
+                 (CONFIG_NETFILTER_NETLINK; `modprobe nf_tables`)"
+            ))
+        })
+    }
+
+    /// [`Nfnl::open`], or `None` when the kernel has no nfnetlink at all (the module is neither
+    /// loaded nor loadable): then no nf_tables table can exist either — a host with IPVS and
+    /// without nftables reads "no table", not an error.
+    pub fn open_if_available() -> Result<Option<Nfnl>> {
         let what = "opening an nf_tables netlink socket";
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err(what))?;
+        let mut sock = match Socket::new(NETLINK_NETFILTER) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => return Ok(None),
+            Err(e) => return Err(io_err(what)(e)),
+        };
         sock.bind_auto().map_err(io_err(what))?;
         sock.connect(&SocketAddr::new(0, 0)).map_err(io_err(what))?;
         // Errors carry the failed message's header only, not a copy of a 64 KiB element list.
@@ -689,12 +705,12 @@ impl Nfnl {
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
-        Ok(Nfnl {
+        Ok(Some(Nfnl {
             sock,
             seq,
             buf: Vec::with_capacity(1 << 17),
             sndbuf: 0,
-        })
+        }))
     }
 
     fn next_seq(&mut self) -> u32 {

@@ -157,7 +157,10 @@ pub fn table_exists(family: &str, name: &str) -> Result<bool> {
             "unknown nftables family {family:?}"
         )));
     };
-    super::nfnl::Nfnl::open()?.table_exists(f, name)
+    match super::nfnl::Nfnl::open_if_available()? {
+        Some(mut n) => n.table_exists(f, name),
+        None => Ok(false),
+    }
 }
 
 /// One `nft -j list ruleset`, from which every nft view of a read-only diagnosis (`doctor`) is
