@@ -368,19 +368,7 @@ fn two_balancers_agree_and_a_moved_flow_survives() {
 
 /// The router's next hops for the IPv6 VIP (empty: no route).
 fn next_hops6(lab: &Lab) -> Vec<String> {
-    let v = lab.router.ip_json(&["-6", "route", "show", VIP6]);
-    let mut hops = Vec::new();
-    for r in v.as_array().into_iter().flatten() {
-        if let Some(g) = r["gateway"].as_str() {
-            hops.push(g.to_string());
-        }
-        for n in r["nexthops"].as_array().into_iter().flatten() {
-            if let Some(g) = n["gateway"].as_str() {
-                hops.push(g.to_string());
-            }
-        }
-    }
-    hops
+    lab.next_hops_of(VIP6)
 }
 
 #[track_caller]

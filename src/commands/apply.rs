@@ -22,7 +22,9 @@ pub fn run(ctx: &Ctx, env: &Env, mut profile: Profile, path: &Path) -> Result<Ou
             return Err(usage!("{why}"));
         }
         // Moved, not copied: at 10,000 VIPs a second copy of the intent is a megabyte.
-        state.intents.insert(owner, std::mem::take(&mut profile.intent));
+        state
+            .intents
+            .insert(owner, std::mem::take(&mut profile.intent));
         Ok(())
     })?;
     Ok(print_report(ctx, &report))

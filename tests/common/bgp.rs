@@ -250,7 +250,13 @@ impl Lab {
 
     /// The router's next hops for the VIP (empty: no route).
     pub fn next_hops(&self) -> Vec<String> {
-        let v = self.router.ip_json(&["route", "show", VIP]);
+        self.next_hops_of(VIP)
+    }
+
+    /// The router's next hops for `vip`, IPv4 or IPv6, sorted (empty: no route).
+    pub fn next_hops_of(&self, vip: &str) -> Vec<String> {
+        let family = if vip.contains(':') { "-6" } else { "-4" };
+        let v = self.router.ip_json(&[family, "route", "show", vip]);
         let mut hops = Vec::new();
         for r in v.as_array().into_iter().flatten() {
             if let Some(g) = r["gateway"].as_str() {
