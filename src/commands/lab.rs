@@ -98,6 +98,36 @@ impl Ui {
             _ => ctx.say(s),
         }
     }
+
+    /// The end of a routed or crossover lab's traffic summary: the first five failures, then
+    /// "✓ all N requests answered{answered_by}" or "✗ F of N requests failed".
+    fn traffic_verdict(
+        &self,
+        ctx: &Ctx,
+        failures: &[String],
+        answered: usize,
+        requests: usize,
+        answered_by: &str,
+    ) {
+        for f in failures.iter().take(5) {
+            self.line(ctx, self.red(&format!("  ✗ {f}")));
+        }
+        self.line(
+            ctx,
+            if failures.is_empty() {
+                format!(
+                    "{} all {answered} requests answered{answered_by}",
+                    self.green("✓")
+                )
+            } else {
+                format!(
+                    "{} {} of {requests} requests failed",
+                    self.red("✗"),
+                    failures.len()
+                )
+            },
+        );
+    }
 }
 
 fn require_root(what: &str) -> Result<()> {

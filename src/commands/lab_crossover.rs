@@ -125,28 +125,13 @@ pub(super) fn traffic(ctx: &Ctx, lab: &Lab, requests: usize) -> Result<Outcome> 
         for (name, n) in t.per_server.iter().filter(|(k, _)| !servers.contains(k)) {
             ui.line(ctx, format!("  {name:<4} {n:>6}  (not a server)"));
         }
-        for f in t.failures.iter().take(5) {
-            ui.line(ctx, ui.red(&format!("  ✗ {f}")));
-        }
-        let answered: usize = t.per_server.values().sum();
-        ui.line(
-            ctx,
-            if ok {
-                format!(
-                    "{} all {answered} requests answered, by {} server{}",
-                    ui.green("✓"),
-                    t.per_server.len(),
-                    if t.per_server.len() == 1 { "" } else { "s" }
-                )
-            } else {
-                format!(
-                    "{} {} of {} requests failed",
-                    ui.red("✗"),
-                    t.failures.len(),
-                    t.requests
-                )
-            },
+        let by = format!(
+            ", by {} server{}",
+            t.per_server.len(),
+            if t.per_server.len() == 1 { "" } else { "s" }
         );
+        let answered = t.per_server.values().sum();
+        ui.traffic_verdict(ctx, &t.failures, answered, t.requests, &by);
     }
     Ok(if ok {
         Outcome::Clean

@@ -153,23 +153,8 @@ pub(super) fn traffic(ctx: &Ctx, lab: &Lab, requests: usize) -> Result<Outcome> 
         for (be, n) in &t.per_backend {
             ui.line(ctx, format!("  {be:<9} {n:>6} answers"));
         }
-        for f in t.failures.iter().take(5) {
-            ui.line(ctx, ui.red(&format!("  ✗ {f}")));
-        }
-        let answered: usize = t.per_backend.values().sum();
-        ui.line(
-            ctx,
-            if ok {
-                format!("{} all {answered} requests answered", ui.green("✓"))
-            } else {
-                format!(
-                    "{} {} of {} requests failed",
-                    ui.red("✗"),
-                    t.failures.len(),
-                    t.requests
-                )
-            },
-        );
+        let answered = t.per_backend.values().sum();
+        ui.traffic_verdict(ctx, &t.failures, answered, t.requests, "");
     }
     Ok(if ok {
         Outcome::Clean

@@ -34,7 +34,7 @@ use super::build::{lbctl_cmd, log_tail, ns_of, spawn_recorded};
 use super::routing::{self, all_alive, sysctl_in, wire_client, CLIENT4, ROUTER4};
 use super::state::{LabState, StateDir};
 use super::topology::{self, Node, Role, HOST_IF};
-use super::{http, process, signals, PORT, STOP_GRACE};
+use super::{http, signals, PORT};
 use crate::crossover::plan::{self, AgentDefaults, Table};
 use crate::crossover::status::AgentReport;
 use crate::error::{Error, Result};
@@ -431,17 +431,7 @@ pub(super) fn inject(
             netns::ip_in(&ns_of(st, "sw"), &["link", "set", &n.port(), "down"])?;
         }
         ServerFault::ServiceDead => {
-            let mut hit = false;
-            for p in st
-                .processes
-                .iter_mut()
-                .filter(|p| p.node == n.node && p.role == "http" && !p.stopped)
-            {
-                process::terminate(p.pid, p.start_time, STOP_GRACE)?;
-                p.stopped = true;
-                hit = true;
-            }
-            if !hit {
+            if !super::faults::stop_http(st, &n.node)? {
                 return Err(usage!("{} has no running HTTP server to stop", n.node));
             }
             dir.save(st)?;

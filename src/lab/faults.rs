@@ -141,6 +141,22 @@ pub fn nft_script(fault: Fault) -> Option<&'static str> {
 }
 
 /// Inject `fault` into backend `n` (the caller holds the lab's lock and records the fault).
+/// Stop `node`'s running lab HTTP servers (each by its PID and start time) and record them as
+/// stopped; whether there was one.
+pub(super) fn stop_http(st: &mut LabState, node: &str) -> Result<bool> {
+    let mut found = false;
+    for p in st
+        .processes
+        .iter_mut()
+        .filter(|p| p.node == node && p.role == "http" && !p.stopped)
+    {
+        process::terminate(p.pid, p.start_time, STOP_GRACE)?;
+        p.stopped = true;
+        found = true;
+    }
+    Ok(found)
+}
+
 pub(super) fn inject(dir: &StateDir, st: &mut LabState, n: &Node, fault: Fault) -> Result<()> {
     let vip = VIP4.to_string();
     let ip = |args: &[&str]| netns::ip_in(&n.ns, args).map(|_| ());
@@ -228,17 +244,7 @@ pub(super) fn inject(dir: &StateDir, st: &mut LabState, n: &Node, fault: Fault) 
             }
         }
         Fault::NoListener => {
-            let mut found = false;
-            for p in st
-                .processes
-                .iter_mut()
-                .filter(|p| p.node == n.node && p.role == "http" && !p.stopped)
-            {
-                process::terminate(p.pid, p.start_time, STOP_GRACE)?;
-                p.stopped = true;
-                found = true;
-            }
-            if !found {
+            if !stop_http(st, &n.node)? {
                 return Err(usage!("{} runs no HTTP server to stop", n.node));
             }
         }
