@@ -137,7 +137,7 @@ pub struct PolicyRoute {
 }
 
 /// Everything one owner (the one-shot CLI, or one profile) wants lbctl to maintain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Intent {
     #[serde(default)]
     pub vips: BTreeSet<Vip>,

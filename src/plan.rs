@@ -255,7 +255,7 @@ impl ArpOps {
 }
 
 /// What lbctl has created and must clean up (persisted in the journal).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owned {
     #[serde(default)]
     pub addrs: BTreeSet<AddrObj>,
