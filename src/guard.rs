@@ -405,7 +405,7 @@ mod tests {
     fn addr(dev: &str, cidr: &str) -> AddrObj {
         let (a, p) = cidr.split_once('/').unwrap();
         AddrObj {
-            dev: dev.into(),
+            dev: dev.parse().unwrap(),
             addr: a.parse().unwrap(),
             prefix: p.parse().unwrap(),
         }
@@ -485,7 +485,7 @@ mod tests {
             vip,
             table: 100,
             via: ip("198.18.0.1"),
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
             priority: 100,
         });
         intents.insert("cli".to_string(), i);

@@ -479,7 +479,7 @@ mod tests {
         let mut i = Intent::default();
         i.vips.insert(Vip {
             addr: vip("198.18.0.100"),
-            dev: "lo".into(),
+            dev: "lo".parse().unwrap(),
         });
         i.arp_nft.insert(
             "198.18.0.100".parse().unwrap(),
@@ -489,7 +489,7 @@ mod tests {
             vip: vip("198.18.0.100"),
             table: 200,
             via: vip("198.18.0.1"),
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
             priority: 100,
         });
         i.sysctls
@@ -576,7 +576,7 @@ mod tests {
         let d = expand([("cli", &i)], &conn).unwrap();
         let mut obs = observed();
         let foreign = AddrObj {
-            dev: "lo".into(),
+            dev: "lo".parse().unwrap(),
             addr: vip("198.18.0.100"),
             prefix: 32,
         };
@@ -632,7 +632,7 @@ mod tests {
             vip: vip("198.18.0.101"),
             table: 200,
             via: vip("198.18.0.1"),
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
             priority: 100,
         });
         let d = expand([("cli", &i)], &conn).unwrap();

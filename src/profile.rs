@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::error::Result;
 use crate::model::{
-    parse_ip, parse_vip, validate_ifname, validate_table, Intent, PolicyRoute, SysctlKey, Vip,
-    DEFAULT_RULE_PRIORITY,
+    parse_ip, parse_vip, validate_ifname, validate_table, IfName, Intent, PolicyRoute, SysctlKey,
+    Vip, DEFAULT_RULE_PRIORITY,
 };
 use crate::usage;
 
@@ -240,9 +240,8 @@ pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
 
     for v in &f.vips {
         let addr = parse_vip(&v.address)?;
-        let dev = v.dev.clone().unwrap_or_else(|| "lo".into());
-        validate_ifname(&dev)?;
-        interfaces.insert(dev.clone());
+        let dev = IfName::new(v.dev.as_deref().unwrap_or("lo"))?;
+        interfaces.insert(dev.to_string());
         if !intent.vips.insert(Vip { addr, dev }) || ports.contains_key(&addr) {
             return Err(usage!("VIP {addr} is listed twice"));
         }
@@ -350,7 +349,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Profile> {
                 vip,
                 table: p.table,
                 via,
-                dev: p.dev.clone(),
+                dev: IfName::new(&p.dev)?,
                 priority: p.priority.unwrap_or(DEFAULT_RULE_PRIORITY),
             });
         }

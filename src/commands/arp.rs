@@ -110,7 +110,8 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpSuppressArgs) -> Result<Outcome> {
                 (Some(i), _) => i.clone(),
                 (None, Some(r)) => holder(r).ok_or_else(|| {
                     usage!("real IP {r} is not on any interface; name the ARP-facing interface with --iface")
-                })?,
+                })?
+                .to_string(),
                 (None, None) => {
                     return Err(usage!(
                         "sysctl mode needs --iface IF or --real-ip RIP (to find the ARP-facing interface)"

@@ -37,7 +37,7 @@ pub fn iface_for(env: &Env, target: IpAddr) -> Result<String> {
         .iter()
         .find(|a| a.obj.addr == target && a.obj.dev != "lo")
     {
-        return Ok(a.obj.dev.clone());
+        return Ok(a.obj.dev.to_string());
     }
     match env.sys.route_get(target, None, None)?.dev {
         Some(d) if d != "lo" => Ok(d),

@@ -277,7 +277,7 @@ fn show_status(ctx: &Ctx, env: &Env) -> Result<Outcome> {
         .sys
         .addresses()?
         .into_iter()
-        .map(|a| (a.obj.dev, a.obj.addr))
+        .map(|a| (a.obj.dev.to_string(), a.obj.addr))
         .collect();
     let state = env.journal.load()?;
     let journal: BTreeMap<String, BTreeSet<IpAddr>> = state

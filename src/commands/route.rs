@@ -11,7 +11,7 @@ use crate::engine::{converge, print_report};
 use crate::error::Result;
 use crate::guard::{check_one_table, HostAddrs};
 use crate::model::{
-    host_prefix, parse_ip, parse_vip, same_family, validate_table, PolicyRoute, RuleObj,
+    host_prefix, parse_ip, parse_vip, same_family, validate_table, IfName, PolicyRoute, RuleObj,
 };
 use crate::{usage, Ctx, Outcome};
 
@@ -44,7 +44,7 @@ fn add(ctx: &Ctx, env: &Env, a: RouteAddArgs) -> Result<Outcome> {
         vip,
         table: a.table,
         via,
-        dev: a.dev.clone(),
+        dev: IfName::new(&a.dev)?,
         priority: a.priority,
     };
     let report = converge(ctx, &env.sys, &env.journal, "route add", |state, snap| {

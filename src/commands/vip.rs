@@ -9,7 +9,7 @@ use crate::cli::{VipAddArgs, VipCmd, VipDelArgs};
 use crate::engine::{converge, print_report};
 use crate::error::Result;
 use crate::guard::HostAddrs;
-use crate::model::{host_prefix, parse_vip, validate_ifname, AddrObj, Vip};
+use crate::model::{host_prefix, parse_vip, AddrObj, IfName, Vip};
 use crate::{usage, Ctx, Outcome};
 
 pub fn run(ctx: &Ctx, env: &Env, cmd: VipCmd) -> Result<Outcome> {
@@ -23,12 +23,10 @@ pub fn run(ctx: &Ctx, env: &Env, cmd: VipCmd) -> Result<Outcome> {
 fn add(ctx: &Ctx, env: &Env, a: VipAddArgs) -> Result<Outcome> {
     let addr = parse_vip(&a.vip)?;
     env.require_link(&a.dev)?;
-    let vip = Vip {
-        addr,
-        dev: a.dev.clone(),
-    };
+    let dev = IfName::new(&a.dev)?;
+    let vip = Vip { addr, dev };
     let obj = AddrObj {
-        dev: a.dev.clone(),
+        dev,
         addr,
         prefix: host_prefix(addr),
     };
@@ -64,9 +62,9 @@ fn add(ctx: &Ctx, env: &Env, a: VipAddArgs) -> Result<Outcome> {
 
 fn del(ctx: &Ctx, env: &Env, a: VipDelArgs) -> Result<Outcome> {
     let addr = parse_vip(&a.vip)?;
-    validate_ifname(&a.dev)?;
+    let dev = IfName::new(&a.dev)?;
     let obj = AddrObj {
-        dev: a.dev.clone(),
+        dev,
         addr,
         prefix: host_prefix(addr),
     };
@@ -86,10 +84,7 @@ fn del(ctx: &Ctx, env: &Env, a: VipDelArgs) -> Result<Outcome> {
             // lbctl's mark but not in the journal (lost): it is lbctl's, delete it.
             state.owned.addrs.insert(obj.clone());
         }
-        let vip = Vip {
-            addr,
-            dev: a.dev.clone(),
-        };
+        let vip = Vip { addr, dev };
         for (owner, intent) in state.intents.iter_mut() {
             if intent.vips.remove(&vip) && owner != crate::journal::CLI_OWNER {
                 ctx.warn(format!(

@@ -661,8 +661,6 @@ impl Agent<'_> {
         }
     }
 
-    /// Bring the held addresses to what the core wants (one engine transaction), then announce
-    /// the new ones.
     /// Bring the configured addresses to what the core wants (one engine transaction), then
     /// announce the new ones.
     fn converge(&mut self) {
@@ -682,7 +680,7 @@ impl Agent<'_> {
             .iter()
             .map(|a| Vip {
                 addr: IpAddr::V4(*a),
-                dev: self.cfg.interface.clone(),
+                dev: self.cfg.interface,
             })
             .collect();
         let t0 = Instant::now();
@@ -783,7 +781,7 @@ impl Agent<'_> {
             server: self.cfg.server,
             pid: std::process::id(),
             pid_start: crate::sys::proc::start_time(std::process::id()).unwrap_or(0),
-            interface: self.cfg.interface.clone(),
+            interface: self.cfg.interface.to_string(),
             mac: fmt_mac(&self.mac),
             healthy,
             health,

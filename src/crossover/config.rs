@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::plan::{self, Assignment, Table};
 use crate::error::{Error, Result};
 use crate::lb::config::{parse_duration, service_run, Check, CheckToml, Probe};
-use crate::model::validate_ifname;
+use crate::model::IfName;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +37,7 @@ pub struct Config {
     /// This server (1-based).
     pub server: usize,
     pub table: Table,
-    pub interface: String,
+    pub interface: IfName,
     pub heartbeat: Duration,
     /// A secondary claims after this long without a claim by the primary.
     pub secondary_timeout: Duration,
@@ -118,8 +118,8 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
             f.server, f.servers
         ));
     }
-    let interface = f.interface.unwrap_or_else(|| "eth0".into());
-    validate_ifname(&interface).map_err(|e| e.to_string())?;
+    let interface =
+        IfName::new(f.interface.as_deref().unwrap_or("eth0")).map_err(|e| e.to_string())?;
     let dur = |v: &Option<String>, key: &str, d: u64| -> std::result::Result<Duration, String> {
         match v {
             Some(s) => parse_duration(s).map_err(|e| format!("{key}: {e}")),

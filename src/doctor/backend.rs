@@ -710,7 +710,7 @@ mod tests {
             addrs: vec![
                 AddrInfo {
                     obj: AddrObj {
-                        dev: "lo".into(),
+                        dev: "lo".parse().unwrap(),
                         addr: vip,
                         prefix: 32,
                     },
@@ -718,7 +718,7 @@ mod tests {
                 },
                 AddrInfo {
                     obj: AddrObj {
-                        dev: "eth0".into(),
+                        dev: "eth0".parse().unwrap(),
                         addr: "198.18.0.11".parse().unwrap(),
                         prefix: 24,
                     },

@@ -401,7 +401,7 @@ mod tests {
     fn facts(packets: Vec<Packet>) -> Facts {
         let addr = |a: &str, prefix| AddrInfo {
             obj: AddrObj {
-                dev: "eth0".into(),
+                dev: "eth0".parse().unwrap(),
                 addr: a.parse().unwrap(),
                 prefix,
             },

@@ -341,7 +341,7 @@ fn vip_iface(env: &Env, f: &Facts, vip: IpAddr) -> std::result::Result<String, S
         .iter()
         .find(|a| a.obj.addr == vip && a.obj.dev != "lo")
     {
-        return Ok(a.obj.dev.clone());
+        return Ok(a.obj.dev.to_string());
     }
     if let Some(e) = f
         .engines

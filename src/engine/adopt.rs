@@ -229,7 +229,7 @@ mod tests {
     fn addr(s: &str, dev: &str) -> AddrObj {
         let ip: std::net::IpAddr = s.parse().unwrap();
         AddrObj {
-            dev: dev.into(),
+            dev: dev.parse().unwrap(),
             addr: ip,
             prefix: if ip.is_ipv4() { 32 } else { 128 },
         }
@@ -252,7 +252,7 @@ mod tests {
             table: 100,
             dst: "0.0.0.0/0".parse().unwrap(),
             via: Some("198.18.0.1".parse().unwrap()),
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
         };
         obs.routes.insert(default, true);
         obs.routes.insert(
@@ -260,7 +260,7 @@ mod tests {
                 table: 100,
                 dst: "198.18.0.0/24".parse().unwrap(),
                 via: None,
-                dev: "eth0".into(),
+                dev: "eth0".parse().unwrap(),
             },
             true,
         );

@@ -351,7 +351,7 @@ mod tests {
         let vip: std::net::IpAddr = "198.18.0.100".parse().unwrap();
         i.vips.insert(Vip {
             addr: vip,
-            dev: "lo".into(),
+            dev: "lo".parse().unwrap(),
         });
         i.arp_nft.insert(
             "198.18.0.100".parse().unwrap(),
@@ -361,7 +361,7 @@ mod tests {
             vip,
             table: 200,
             via: "198.18.0.1".parse().unwrap(),
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
             priority: 100,
         });
         let key = SysctlKey::ipv4_conf("eth0", "rp_filter");

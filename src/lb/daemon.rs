@@ -31,7 +31,7 @@ use crate::lb::datapath::{nft_svc, DataPath, IpvsPath, NftDrift, NftPath, Want, 
 use crate::lb::health::{Health, State};
 use crate::lb::nft::{self, Layout, Mac};
 use crate::lb::status::{self, BackendStatus, LastCheck, RunStatus, ServiceStatus};
-use crate::model::Vip;
+use crate::model::{IfName, Vip};
 use crate::sys::capture::rfc3339;
 use crate::sys::mac::fmt_mac;
 use crate::sys::rawpkt::{self, DsrProbe};
@@ -585,16 +585,14 @@ fn dry_run(
     ));
     // The VIPs, as the real run owns them: through the engine (a dry run changes nothing).
     let owner = crate::engine::lb::owner(&file.name);
+    let dev = IfName::new(iface)?;
     let want: BTreeSet<Vip> = file
         .table
         .entries
         .iter()
         .filter(|_| file.ha.is_none()) // with [ha] keepalived owns them
         .filter_map(|e| match e.service.key {
-            ServiceKey::Inet { addr, .. } => Some(Vip {
-                addr,
-                dev: iface.to_string(),
-            }),
+            ServiceKey::Inet { addr, .. } => Some(Vip { addr, dev }),
             _ => None,
         })
         .collect();
@@ -871,13 +869,11 @@ impl Daemon<'_> {
 
     /// Own the VIPs on the NIC (through the journal, as owner `lb:NAME`), then announce them.
     fn own_vips(&mut self) -> Result<()> {
+        let dev = IfName::new(&self.iface)?;
         let want: BTreeSet<Vip> = self
             .owned_vips()
             .into_iter()
-            .map(|addr| Vip {
-                addr,
-                dev: self.iface.clone(),
-            })
+            .map(|addr| Vip { addr, dev })
             .collect();
         let owner = crate::engine::lb::owner(&self.name);
         let report = converge(

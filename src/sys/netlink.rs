@@ -26,7 +26,7 @@ use rtnetlink::{IpVersion, RouteMessageBuilder};
 
 use super::Sys;
 use crate::error::{Error, Result};
-use crate::model::{host_prefix, AddrObj, RouteObj, RuleObj, LBCTL_PROTO};
+use crate::model::{host_prefix, AddrObj, IfName, RouteObj, RuleObj, LBCTL_PROTO};
 
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl RouteInfo {
             table: self.table,
             dst: self.dst,
             via: self.via,
-            dev: self.dev.clone()?,
+            dev: IfName::new(self.dev.as_deref()?).ok()?,
         })
     }
 }
@@ -701,7 +701,7 @@ fn addr_info(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<AddrIn
     }
     Some(AddrInfo {
         obj: AddrObj {
-            dev: names.get(&m.header.index)?.clone(),
+            dev: IfName::new(names.get(&m.header.index)?).ok()?,
             addr: local.or(address)?,
             prefix: m.header.prefix_len,
         },

@@ -287,7 +287,7 @@ mod tests {
             "web",
             &b,
             &[AddrObj {
-                dev: "eth0".into(),
+                dev: "eth0".parse().unwrap(),
                 addr: "198.18.0.2".parse().unwrap(),
                 prefix: 24,
             }],

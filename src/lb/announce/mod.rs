@@ -288,7 +288,7 @@ pub fn resolve(
             name: format!("peer{}", i + 1),
             neighbor: n.clone(),
             local: local.addr,
-            dev: local.dev.clone(),
+            dev: local.dev.to_string(),
         });
     }
     let router_id = match bgp.router_id {
@@ -492,7 +492,7 @@ mod tests {
     fn neighbours_must_be_connected() {
         let b = p(&format!("asn = 65001{N}")).unwrap();
         let here = |a: &str, prefix: u8| AddrObj {
-            dev: "eth0".into(),
+            dev: "eth0".parse().unwrap(),
             addr: a.parse().unwrap(),
             prefix,
         };
