@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nfnl;
 pub mod nft;
+pub mod nlsock;
 pub mod packet;
 pub mod probe;
 pub mod proc;
@@ -118,6 +119,8 @@ pub fn netns_inode(pid: &str) -> Option<u64> {
 pub struct Sys {
     rt: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
+    /// For the dumps that can be large ([`Sys::addresses`]): read a datagram at a time.
+    dumps: std::cell::RefCell<nlsock::NlSocket>,
     /// Interface name → index, refreshed on a miss (a 10,000-VIP apply must not dump links
     /// 10,000 times).
     link_cache: std::cell::RefCell<std::collections::BTreeMap<String, u32>>,
@@ -137,9 +140,13 @@ impl Sys {
             tokio::spawn(conn);
             Ok::<_, anyhow::Error>(handle)
         })?;
+        // Opened beside the rtnetlink connection, so both are in the same network namespace.
+        let dumps = nlsock::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
+            .context("opening a netlink socket")?;
         Ok(Sys {
             rt,
             handle,
+            dumps: std::cell::RefCell::new(dumps),
             link_cache: Default::default(),
             pinned_links: Default::default(),
         })

@@ -23,11 +23,13 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::time::Duration;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
+pub use super::nlsock::{attr_of, attrs, messages, Msg};
+use super::nlsock::{
+    errno_text, io_err, NlSocket, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use crate::error::{Error, Result};
 
 /// `NFPROTO_ARP`: the family of a `table arp …`.
@@ -56,20 +58,10 @@ const NFT_MSG_GETGEN: u16 = 16;
 const NFT_MSG_NEWOBJ: u16 = 18;
 const NFT_MSG_GETOBJ: u16 = 19;
 
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
-const NLM_F_DUMP_INTR: u16 = 0x10;
-
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
 
 const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 // enum nft_table_attributes
 const NFTA_TABLE_NAME: u16 = 1;
@@ -101,13 +93,10 @@ const NFT_OBJECT_COUNTER: u32 = 1;
 const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
 
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 /// An attribute's length is a u16: the element list of one message stays below it, a larger
 /// change is several messages of the same batch.
 const MAX_ELEMS_ATTR: usize = 0xff00;
-/// How long to wait for the kernel's answer before giving up.
-const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn nft_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
@@ -499,60 +488,6 @@ pub enum DumpOf {
     Rules,
 }
 
-/// One received netlink message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Msg<'a> {
-    pub ty: u16,
-    pub flags: u16,
-    pub seq: u32,
-    pub payload: &'a [u8],
-}
-
-/// The messages in one datagram; `Err` on a length that does not fit.
-pub fn messages(data: &[u8]) -> std::result::Result<Vec<Msg<'_>>, String> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= data.len() {
-        let len = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
-        if len < NLMSG_HDRLEN || off + len > data.len() {
-            return Err(format!("bad netlink message length {len}"));
-        }
-        let u16_at = |i: usize| u16::from_ne_bytes([data[i], data[i + 1]]);
-        out.push(Msg {
-            ty: u16_at(off + 4),
-            flags: u16_at(off + 6),
-            seq: u32::from_ne_bytes(data[off + 8..off + 12].try_into().unwrap_or_default()),
-            payload: &data[off + NLMSG_HDRLEN..off + len],
-        });
-        off += (len + 3) & !3;
-    }
-    Ok(out)
-}
-
-/// The attributes in `data`: (type without flags, value). Stops at a malformed one.
-pub fn attrs(data: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 4 <= data.len() {
-        let len = u16::from_ne_bytes([data[off], data[off + 1]]) as usize;
-        let ty = u16::from_ne_bytes([data[off + 2], data[off + 3]]) & NLA_TYPE_MASK;
-        if len < 4 || off + len > data.len() {
-            break;
-        }
-        out.push((ty, &data[off + 4..off + len]));
-        off += (len + 3) & !3;
-    }
-    out
-}
-
-/// The value of the first attribute of type `ty` in `data`.
-pub fn attr_of(data: &[u8], ty: u16) -> Option<&[u8]> {
-    attrs(data)
-        .into_iter()
-        .find(|(t, _)| *t == ty)
-        .map(|(_, v)| v)
-}
-
 /// A string attribute's value without its NUL.
 pub fn cstr(v: &[u8]) -> String {
     let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
@@ -629,30 +564,6 @@ fn parse_error(payload: &[u8]) -> Option<(i32, u32)> {
     Some((-code, seq))
 }
 
-fn errno_text(errno: i32) -> String {
-    io::Error::from_raw_os_error(errno).to_string()
-}
-
-fn kernel_err(what: &str, errno: i32) -> Error {
-    if errno == libc::EPERM {
-        return Error::Privilege(format!(
-            "{what}: {}: needs CAP_NET_ADMIN, run as root",
-            errno_text(errno)
-        ));
-    }
-    Error::Runtime(anyhow::anyhow!("{what}: {}", errno_text(errno)))
-}
-
-fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
-    move |e| {
-        if e.raw_os_error() == Some(libc::EPERM) {
-            Error::Privilege(format!("{what}: {e}: run as root"))
-        } else {
-            Error::Runtime(anyhow::anyhow!("{what}: {e}"))
-        }
-    }
-}
-
 /// One request of [`Nfnl`]: what it is for (in errors), message type, flags, family and its
 /// encoded attributes.
 struct Query<'a> {
@@ -669,9 +580,7 @@ struct Query<'a> {
 
 /// A `NETLINK_NETFILTER` socket in the current network namespace (open it after entering one).
 pub struct Nfnl {
-    sock: Socket,
-    seq: u32,
-    buf: Vec<u8>,
+    nl: NlSocket,
     sndbuf: usize,
 }
 
@@ -689,52 +598,10 @@ impl Nfnl {
     /// loaded nor loadable): then no nf_tables table can exist either — a host with IPVS and
     /// without nftables reads "no table", not an error.
     pub fn open_if_available() -> Result<Option<Nfnl>> {
-        let what = "opening an nf_tables netlink socket";
-        let mut sock = match Socket::new(NETLINK_NETFILTER) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => return Ok(None),
-            Err(e) => return Err(io_err(what)(e)),
-        };
-        sock.bind_auto().map_err(io_err(what))?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(io_err(what))?;
-        // Errors carry the failed message's header only, not a copy of a 64 KiB element list.
-        sock.set_cap_ack(true).map_err(io_err(what))?;
-        socket2::SockRef::from(&sock)
-            .set_read_timeout(Some(RECV_TIMEOUT))
-            .map_err(io_err(what))?;
-        let seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs() as u32);
-        Ok(Some(Nfnl {
-            sock,
-            seq,
-            buf: Vec::with_capacity(1 << 17),
-            sndbuf: 0,
-        }))
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
-    }
-
-    /// Receive one datagram into `self.buf`; `Ok(false)` when `nonblock` and nothing is queued.
-    fn recv(&mut self, what: &str, nonblock: bool) -> Result<bool> {
-        loop {
-            self.buf.clear();
-            let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
-            match self.sock.recv(&mut self.buf, flags) {
-                Ok(_) => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if nonblock && e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(Error::Runtime(anyhow::anyhow!(
-                        "{what}: no answer from the kernel in {} s",
-                        RECV_TIMEOUT.as_secs()
-                    )))
-                }
-                Err(e) => return Err(io_err(what)(e)),
-            }
+        match NlSocket::open(NETLINK_NETFILTER) {
+            Ok(nl) => Ok(Some(Nfnl { nl, sndbuf: 0 })),
+            Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => Ok(None),
+            Err(e) => Err(io_err("opening an nf_tables netlink socket")(e)),
         }
     }
 
@@ -749,7 +616,7 @@ impl Nfnl {
         // SAFETY: setsockopt on our own open socket with a pointer to a live c_int and its size.
         let rc = unsafe {
             libc::setsockopt(
-                self.sock.as_raw_fd(),
+                self.nl.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_SNDBUFFORCE,
                 (&v as *const libc::c_int).cast(),
@@ -772,24 +639,24 @@ impl Nfnl {
             return Ok(());
         }
         let what = "committing an nf_tables batch";
-        let seq0 = self.seq.wrapping_add(1);
+        let seq0 = self.nl.take_seqs(1);
         let (bytes, infos) = encode(batch, seq0);
-        self.seq = seq0.wrapping_add(infos.len() as u32 + 1);
+        self.nl.take_seqs(infos.len() as u32 + 1);
         self.ensure_sndbuf(bytes.len())?;
-        self.sock.send(&bytes, 0).map_err(io_err(what))?;
+        self.nl.send(&bytes, what)?;
         // nfnetlink processes the batch inside sendmsg: every answer is queued by now. Reading
-        // blocks only if one is still missing (it never should), up to RECV_TIMEOUT.
+        // blocks only if one is still missing (it never should), up to `nlsock::RECV_TIMEOUT`.
         let mut pending: BTreeMap<u32, &str> =
             infos.iter().map(|i| (i.seq, i.what.as_str())).collect();
         let mut failed: Vec<String> = Vec::new();
         let mut batch_err: Option<i32> = None;
         loop {
             let nonblock = pending.is_empty() || batch_err.is_some();
-            if !self.recv(what, nonblock)? {
+            if !self.nl.recv(what, nonblock)? {
                 break;
             }
-            let msgs =
-                messages(&self.buf).map_err(|e| Error::Runtime(anyhow::anyhow!("{what}: {e}")))?;
+            let msgs = messages(&self.nl.buf)
+                .map_err(|e| Error::Runtime(anyhow::anyhow!("{what}: {e}")))?;
             for m in msgs {
                 if m.ty != NLMSG_ERROR {
                     continue;
@@ -832,9 +699,8 @@ impl Nfnl {
         Ok(())
     }
 
-    /// Send a request and call `each` for every answer message up to the ACK/`NLMSG_DONE`.
-    /// `Ok(false)`: the kernel answered ENOENT (no such table/set). A dump the kernel marks
-    /// interrupted (the set changed meanwhile) is repeated.
+    /// Send a request and call `each` for every answer message up to the ACK/`NLMSG_DONE`
+    /// ([`NlSocket::exchange`]).
     fn exchange(
         &mut self,
         q: Query<'_>,
@@ -848,60 +714,12 @@ impl Nfnl {
             family,
             attrs,
         } = q;
-        'again: for _ in 0..10 {
-            let seq = self.next_seq();
-            let req = request(ty, flags, seq, family, attrs);
-            self.sock.send(&req, 0).map_err(io_err(what))?;
-            let mut intr = false;
-            loop {
-                self.recv(what, false)?;
-                let buf = std::mem::take(&mut self.buf);
-                let done = match messages(&buf) {
-                    Err(e) => Some(Err(Err(e))),
-                    Ok(msgs) => {
-                        let mut done = None;
-                        for m in &msgs {
-                            if m.seq != seq {
-                                continue; // a late answer to an earlier request
-                            }
-                            if m.flags & NLM_F_DUMP_INTR != 0 {
-                                intr = true;
-                            }
-                            match m.ty {
-                                NLMSG_NOOP => {}
-                                NLMSG_OVERRUN => done = Some(Err(Ok(libc::ENOBUFS))),
-                                NLMSG_ERROR | NLMSG_DONE => {
-                                    let code = m.payload.get(0..4).map_or(0, |b| {
-                                        -i32::from_ne_bytes(b.try_into().unwrap_or([0; 4]))
-                                    });
-                                    done = Some(if code == 0 { Ok(()) } else { Err(Ok(code)) });
-                                    break;
-                                }
-                                _ => each(m),
-                            }
-                        }
-                        done
-                    }
-                };
-                self.buf = buf;
-                match done {
-                    None => continue,
-                    Some(Ok(())) if intr => {
-                        reset();
-                        continue 'again;
-                    }
-                    Some(Ok(())) => return Ok(true),
-                    Some(Err(Ok(libc::ENOENT))) => return Ok(false),
-                    Some(Err(Ok(e))) => return Err(kernel_err(what, e)),
-                    Some(Err(Err(e))) => {
-                        return Err(Error::Runtime(anyhow::anyhow!("{what}: {e}")))
-                    }
-                }
-            }
-        }
-        Err(Error::Runtime(anyhow::anyhow!(
-            "{what}: interrupted ten times in a row (the ruleset keeps changing)"
-        )))
+        self.nl.exchange(
+            what,
+            &|seq| request(ty, flags, seq, family, attrs),
+            each,
+            reset,
+        )
     }
 
     /// The ruleset generation of this network namespace (`NFT_MSG_GETGEN`).
