@@ -472,9 +472,21 @@ fn a_signal_during_apply_or_down_rolls_back() {
     // down, interrupted, leaves everything applied.
     lb.ok(&["apply", "-f", s(&p)]);
     let applied = snapshot(&ns);
+    let journal = lb
+        .run_dir()
+        .join("netns")
+        .join(ns.name())
+        .join("state.json");
+    let journal_applied = std::fs::read(&journal).unwrap();
     let (code, err) = interrupt(&lb, &["down", "--all"], &[(700, libc::SIGINT)]);
     assert_eq!(code, 130, "{err}");
     assert!(err.contains("the system is as before"), "{err}");
+    // The journal too, byte for byte (its history included), and no copy is left beside it.
+    assert!(
+        std::fs::read(&journal).unwrap() == journal_applied,
+        "the journal changed across a rolled-back down"
+    );
+    assert!(!journal.with_extension("json.prev").exists());
     // Re-added addresses come back at the end of the list: compare them as a set.
     let mut now = snapshot(&ns);
     let mut was = applied.clone();
