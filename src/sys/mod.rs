@@ -119,8 +119,10 @@ pub fn netns_inode(pid: &str) -> Option<u64> {
 pub struct Sys {
     rt: tokio::runtime::Runtime,
     handle: rtnetlink::Handle,
-    /// For the dumps that can be large ([`Sys::addresses`]): read a datagram at a time.
-    dumps: std::cell::RefCell<nlsock::NlSocket>,
+    /// A synchronous rtnetlink socket for what is large at 10,000 VIPs: the address dump
+    /// ([`Sys::addresses`], read a datagram at a time) and address changes
+    /// ([`Sys::addr_batch`], many requests per datagram).
+    nl: std::cell::RefCell<nlsock::NlSocket>,
     /// Interface name → index, refreshed on a miss (a 10,000-VIP apply must not dump links
     /// 10,000 times).
     link_cache: std::cell::RefCell<std::collections::BTreeMap<String, u32>>,
@@ -141,12 +143,12 @@ impl Sys {
             Ok::<_, anyhow::Error>(handle)
         })?;
         // Opened beside the rtnetlink connection, so both are in the same network namespace.
-        let dumps = nlsock::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
+        let nl = nlsock::NlSocket::open(netlink_sys::protocols::NETLINK_ROUTE)
             .context("opening a netlink socket")?;
         Ok(Sys {
             rt,
             handle,
-            dumps: std::cell::RefCell::new(dumps),
+            nl: std::cell::RefCell::new(nl),
             link_cache: Default::default(),
             pinned_links: Default::default(),
         })

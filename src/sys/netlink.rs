@@ -20,13 +20,15 @@ use rtnetlink::packet_route::{
         RouteScope, RouteType,
     },
     rule::{RuleAction, RuleAttribute, RuleMessage},
-    AddressFamily,
+    AddressFamily, RouteNetlinkMessage,
 };
 use rtnetlink::{IpVersion, RouteMessageBuilder};
 
-use netlink_packet_core::Parseable;
+use netlink_packet_core::{NetlinkMessage, Parseable, NLM_F_CREATE, NLM_F_EXCL};
 
-use super::nlsock::{request, NLM_F_DUMP, NLM_F_REQUEST};
+use super::nlsock::{
+    messages, parse_error, request, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use super::Sys;
 use crate::error::{Error, Result};
 use crate::model::{host_prefix, AddrObj, IfName, RouteObj, RuleObj, LBCTL_PROTO};
@@ -144,22 +146,26 @@ pub const PIPELINE: usize = 64;
 /// Turn an rtnetlink error into a tool error with the operation and object, and a hint.
 fn nl_err(op: &str, obj: &dyn std::fmt::Display, e: rtnetlink::Error) -> Error {
     if let rtnetlink::Error::NetlinkError(ref m) = e {
-        let errno = -m.raw_code();
-        let io = std::io::Error::from_raw_os_error(errno);
-        if errno == libc::EPERM || errno == libc::EACCES {
-            return Error::Privilege(format!("{op} {obj}: {io}: run as root (CAP_NET_ADMIN)"));
-        }
-        let hint = match errno {
-            libc::EEXIST => " (already present)",
-            libc::ESRCH | libc::ENOENT => " (not found)",
-            libc::ENODEV => " (no such device: was the interface deleted?)",
-            libc::ENETUNREACH => " (gateway not reachable on that device)",
-            libc::EADDRNOTAVAIL => " (address not present)",
-            _ => "",
-        };
-        return Error::Runtime(anyhow::anyhow!("{op} {obj}: {io}{hint}"));
+        return errno_err(op, obj, -m.raw_code());
     }
     Error::Runtime(anyhow::anyhow!("{op} {obj}: {e}"))
+}
+
+/// The kernel's answer `errno` to `op` on `obj`, as a tool error with a hint.
+fn errno_err(op: &str, obj: &dyn std::fmt::Display, errno: i32) -> Error {
+    let io = std::io::Error::from_raw_os_error(errno);
+    if errno == libc::EPERM || errno == libc::EACCES {
+        return Error::Privilege(format!("{op} {obj}: {io}: run as root (CAP_NET_ADMIN)"));
+    }
+    let hint = match errno {
+        libc::EEXIST => " (already present)",
+        libc::ESRCH | libc::ENOENT => " (not found)",
+        libc::ENODEV => " (no such device: was the interface deleted?)",
+        libc::ENETUNREACH => " (gateway not reachable on that device)",
+        libc::EADDRNOTAVAIL => " (address not present)",
+        _ => "",
+    };
+    Error::Runtime(anyhow::anyhow!("{op} {obj}: {io}{hint}"))
 }
 
 fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
@@ -303,7 +309,7 @@ impl Sys {
         let mut undecodable = None;
         // struct ifaddrmsg, all zero: every address of both families.
         let ifaddrmsg = [0u8; 8];
-        self.dumps.borrow_mut().exchange(
+        self.nl.borrow_mut().exchange(
             what,
             &|seq| {
                 request(
@@ -357,9 +363,17 @@ impl Sys {
     /// An IPv6 VIP on a real interface (a balancer's) is added deprecated: Linux would otherwise
     /// pick it as the source address towards hosts on the same link, and a DSR backend (which
     /// has the VIP on its lo) would send the replies to itself.
-    fn addr_add_request(&self, a: &AddrObj, index: u32) -> rtnetlink::AddressAddRequest {
-        let mut req = self.handle.address().add(index, a.addr, a.prefix);
-        let msg = req.message_mut();
+    fn addr_add_message(a: &AddrObj, index: u32) -> AddressMessage {
+        let mut msg = match a.addr {
+            IpAddr::V4(v4) => rtnetlink::AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+                .index(index)
+                .address(v4, a.prefix)
+                .build(),
+            IpAddr::V6(v6) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+                .index(index)
+                .address(v6, a.prefix)
+                .build(),
+        };
         msg.attributes
             .push(AddressAttribute::Protocol(AddressProtocol::Other(
                 LBCTL_PROTO,
@@ -375,11 +389,11 @@ impl Sys {
                 msg.attributes.push(AddressAttribute::CacheInfo(ci));
             }
         }
-        req
+        msg
     }
 
-    /// The RTM_DELADDR request for `ip addr del ADDR/PREFIX dev DEV`.
-    fn addr_del_request(&self, a: &AddrObj, index: u32) -> rtnetlink::AddressDelRequest {
+    /// The RTM_DELADDR message for `ip addr del ADDR/PREFIX dev DEV`.
+    fn addr_del_message(a: &AddrObj, index: u32) -> AddressMessage {
         let mut msg = AddressMessage::default();
         msg.header.family = family(a.addr);
         msg.header.prefix_len = a.prefix;
@@ -388,45 +402,47 @@ impl Sys {
             msg.attributes.push(AddressAttribute::Local(a.addr));
         }
         msg.attributes.push(AddressAttribute::Address(a.addr));
-        self.handle.address().del(msg)
+        msg
     }
 
     /// `ip addr add ADDR/PREFIX dev DEV proto 76 [nodad [preferred_lft 0]]`.
     pub fn addr_add(&self, a: &AddrObj) -> Result<()> {
-        let req = self.addr_add_request(a, self.index_of(&a.dev)?);
-        self.block_on(req.execute())
-            .map_err(|e| nl_err(AddrOp::Add.name(), a, e))
+        self.addr_one(AddrOp::Add, a)
     }
 
     /// `ip addr del ADDR/PREFIX dev DEV`.
     pub fn addr_del(&self, a: &AddrObj) -> Result<()> {
-        let req = self.addr_del_request(a, self.index_of(&a.dev)?);
-        self.block_on(req.execute())
-            .map_err(|e| nl_err(AddrOp::Del.name(), a, e))
+        self.addr_one(AddrOp::Del, a)
     }
 
-    /// Add or delete many addresses with up to [`PIPELINE`] requests in flight on the one
-    /// socket, as `ip -batch` would but without waiting for each answer before sending the
-    /// next: the kernel answers every request with its own ACK or error, and rtnetlink matches
-    /// answers to requests by sequence number, so each object gets its own result.
+    fn addr_one(&self, op: AddrOp, a: &AddrObj) -> Result<()> {
+        self.addr_batch(&[(op, a)], &mut |_| true, true)
+            .pop()
+            .flatten()
+            .expect("a batch of one sends its request")
+    }
+
+    /// Add or delete many addresses, up to [`PIPELINE`] requests per datagram on the one
+    /// socket — `ip -batch` sends one and waits for its answer before the next. The kernel
+    /// handles every message of a datagram in turn, each as if sent alone, and answers each
+    /// with its own ACK or error; answers are matched to requests by sequence number, so each
+    /// object gets its own result.
     ///
-    /// `issue(k)` is asked right before request k is sent; when it says false, no further
-    /// request is sent. With `stop_on_error`, none is sent after one has failed. Requests in
-    /// flight always finish. Returns one entry per object, in the order given: `None` for
-    /// those never sent, else the kernel's answer (with the operation and object in the error,
-    /// as [`Sys::addr_add`] and [`Sys::addr_del`] report it).
+    /// `issue(k)` is asked right before request k joins a datagram; when it says false, no
+    /// further request is sent. With `stop_on_error`, none is sent after one has failed.
+    /// Requests in flight (the datagram sent) always finish. Returns one entry per object, in
+    /// the order given: `None` for those never sent, else the kernel's answer (with the
+    /// operation and object in the error, as [`Sys::addr_add`] and [`Sys::addr_del`] report
+    /// it).
     pub fn addr_batch(
         &self,
         ops: &[(AddrOp, &AddrObj)],
         issue: &mut dyn FnMut(usize) -> bool,
         stop_on_error: bool,
     ) -> Vec<Option<Result<()>>> {
-        use futures::stream::{FuturesUnordered, StreamExt};
-        use futures::FutureExt;
         let mut out: Vec<Option<Result<()>>> = Vec::with_capacity(ops.len());
         out.resize_with(ops.len(), || None);
-        // Interface indexes first: a miss dumps the links, which cannot run inside the batch's
-        // own block_on. One lookup per distinct device.
+        // Interface indexes first (a miss dumps the links). One lookup per distinct device.
         let mut index: BTreeMap<&str, std::result::Result<u32, String>> = BTreeMap::new();
         for (_, a) in ops {
             if !index.contains_key(a.dev.as_str()) {
@@ -434,44 +450,102 @@ impl Sys {
                 index.insert(&a.dev, i);
             }
         }
-        self.block_on(async {
-            let mut inflight = FuturesUnordered::new();
-            let mut next = 0;
-            let mut stopped = false;
-            loop {
-                while !stopped && inflight.len() < PIPELINE && next < ops.len() {
-                    let k = next;
-                    next += 1;
-                    if !issue(k) {
+        let mut nl = self.nl.borrow_mut();
+        let mut datagram = Vec::new();
+        let mut sent: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut next = 0;
+        let mut stopped = false;
+        while !stopped && next < ops.len() {
+            datagram.clear();
+            while !stopped && sent.len() < PIPELINE && next < ops.len() {
+                let k = next;
+                next += 1;
+                if !issue(k) {
+                    stopped = true;
+                    break;
+                }
+                let (op, a) = ops[k];
+                let i = match &index[a.dev.as_str()] {
+                    Ok(i) => *i,
+                    Err(e) => {
+                        out[k] = Some(Err(Error::Runtime(anyhow::anyhow!(
+                            "{} {a}: {e}",
+                            op.name()
+                        ))));
+                        stopped |= stop_on_error;
+                        continue;
+                    }
+                };
+                let seq = nl.take_seqs(1);
+                let (payload, flags) = match op {
+                    AddrOp::Add => (
+                        RouteNetlinkMessage::NewAddress(Self::addr_add_message(a, i)),
+                        NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE,
+                    ),
+                    AddrOp::Del => (
+                        RouteNetlinkMessage::DelAddress(Self::addr_del_message(a, i)),
+                        NLM_F_REQUEST | NLM_F_ACK,
+                    ),
+                };
+                let mut m = NetlinkMessage::from(payload);
+                m.header.flags = flags;
+                m.header.sequence_number = seq;
+                m.finalize();
+                let at = datagram.len();
+                datagram.resize(at + m.buffer_len(), 0);
+                m.serialize(&mut datagram[at..]);
+                sent.insert(seq, k);
+            }
+            if sent.is_empty() {
+                continue;
+            }
+            let what = "sending address changes";
+            let failed =
+                |out: &mut Vec<Option<Result<()>>>, sent: &mut BTreeMap<u32, usize>, e: &Error| {
+                    for k in std::mem::take(sent).into_values() {
+                        let (op, a) = ops[k];
+                        out[k] = Some(Err(Error::Runtime(anyhow::anyhow!(
+                            "{} {a}: {e}",
+                            op.name()
+                        ))));
+                    }
+                };
+            if let Err(e) = nl.send(&datagram, what) {
+                failed(&mut out, &mut sent, &e);
+                break;
+            }
+            // Every request has its answer queued once the send returns; read them all.
+            while !sent.is_empty() {
+                if let Err(e) = nl.recv(what, false) {
+                    failed(&mut out, &mut sent, &e);
+                    stopped = true;
+                    break;
+                }
+                let answers = match messages(&nl.buf) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        failed(&mut out, &mut sent, &Error::Runtime(anyhow::anyhow!("{e}")));
                         stopped = true;
                         break;
                     }
-                    let (op, a) = ops[k];
-                    let i = match &index[a.dev.as_str()] {
-                        Ok(i) => *i,
-                        Err(e) => {
-                            out[k] = Some(Err(Error::Runtime(anyhow::anyhow!(
-                                "{} {a}: {e}",
-                                op.name()
-                            ))));
-                            stopped |= stop_on_error;
-                            continue;
-                        }
-                    };
-                    let fut = match op {
-                        AddrOp::Add => self.addr_add_request(a, i).execute().boxed_local(),
-                        AddrOp::Del => self.addr_del_request(a, i).execute().boxed_local(),
-                    };
-                    inflight.push(fut.map(move |r| (k, r)));
-                }
-                let Some((k, r)) = inflight.next().await else {
-                    break;
                 };
-                let (op, a) = ops[k];
-                stopped |= stop_on_error && r.is_err();
-                out[k] = Some(r.map_err(|e| nl_err(op.name(), a, e)));
+                for m in answers.iter().filter(|m| m.ty == NLMSG_ERROR) {
+                    let Some((errno, seq)) = parse_error(m.payload) else {
+                        continue;
+                    };
+                    let Some(k) = sent.remove(&seq) else {
+                        continue; // a late answer to an earlier request
+                    };
+                    let (op, a) = ops[k];
+                    out[k] = Some(if errno == 0 {
+                        Ok(())
+                    } else {
+                        stopped |= stop_on_error;
+                        Err(errno_err(op.name(), a, errno))
+                    });
+                }
             }
-        });
+        }
         out
     }
 

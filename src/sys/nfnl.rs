@@ -28,7 +28,8 @@ use netlink_sys::protocols::NETLINK_NETFILTER;
 
 pub use super::nlsock::{attr_of, attrs, messages, Msg};
 use super::nlsock::{
-    errno_text, io_err, NlSocket, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    errno_text, io_err, parse_error, NlSocket, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 use crate::error::{Error, Result};
 
@@ -554,14 +555,6 @@ pub fn parse_elem_counters(payload: &[u8]) -> Vec<CountedElem> {
             Some((key.to_vec(), single.or_else(listed)))
         })
         .collect()
-}
-
-/// The errno (positive; 0 = ACK) of an `NLMSG_ERROR` payload, and the sequence number of the
-/// message it answers.
-fn parse_error(payload: &[u8]) -> Option<(i32, u32)> {
-    let code = i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?);
-    let seq = u32::from_ne_bytes(payload.get(4 + 8..4 + 12)?.try_into().ok()?);
-    Some((-code, seq))
 }
 
 /// One request of [`Nfnl`]: what it is for (in errors), message type, flags, family and its

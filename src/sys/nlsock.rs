@@ -98,6 +98,14 @@ pub fn attr_of(data: &[u8], ty: u16) -> Option<&[u8]> {
         .map(|(_, v)| v)
 }
 
+/// The errno (positive; 0 = ACK) of an `NLMSG_ERROR` payload, and the sequence number of the
+/// message it answers.
+pub fn parse_error(payload: &[u8]) -> Option<(i32, u32)> {
+    let code = i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?);
+    let seq = u32::from_ne_bytes(payload.get(4 + 8..4 + 12)?.try_into().ok()?);
+    Some((-code, seq))
+}
+
 pub fn errno_text(errno: i32) -> String {
     io::Error::from_raw_os_error(errno).to_string()
 }
