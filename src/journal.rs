@@ -379,11 +379,13 @@ impl Journal {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
         serde_json::to_writer(&mut w, &view).context("serializing state")?;
         w.write_all(b"\n").context("writing state")?;
-        let f = w
-            .into_inner()
+        // No fsync: the rename alone is atomic for every other process, which is what the lock
+        // and a crash of lbctl need. Only a power loss could leave a torn file, and a power
+        // loss also takes every kernel object the journal describes — on /run, a tmpfs, the
+        // journal goes with them. fsync on a disk-backed LBCTL_RUN_DIR cost 1–5 ms per save.
+        w.into_inner()
             .map_err(|e| e.into_error())
             .context("writing state")?;
-        f.sync_all().context("syncing state")?;
         fs::rename(&tmp, self.file()).context("replacing state.json")?;
         // The sysctl values lbctl replaced, also kept on their own: if the journal is lost,
         // `lbctl adopt` can still put them back.
