@@ -197,6 +197,15 @@ fn element_changes_are_one_transaction() {
     assert_eq!(o.map, Some(many.clone()));
     apply(&ns, ArpOps::new(Some(&many), None, false)).unwrap();
     assert!(!ns.nft_table_exists("arp", "lbctl"));
+    // A table planned from "absent" that someone made in the meantime: the creation fails,
+    // nothing is merged into the other table.
+    ns.nft("add table arp lbctl");
+    ns.nft("add chain arp lbctl theirs");
+    let before = listing(&ns);
+    let err = apply(&ns, ArpOps::new(None, Some(&two()), false)).unwrap_err();
+    assert!(err.to_string().contains("File exists"), "{err}");
+    assert_eq!(listing(&ns), before, "their table is untouched");
+    ns.nft("delete table arp lbctl");
 }
 
 #[test]

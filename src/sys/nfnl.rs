@@ -59,6 +59,7 @@ const NFT_MSG_GETGEN: u16 = 16;
 const NFT_MSG_NEWOBJ: u16 = 18;
 const NFT_MSG_GETOBJ: u16 = 19;
 
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 
@@ -147,6 +148,8 @@ enum Step {
 pub enum ObjOp {
     /// `nft add table` (an existing table is no error).
     AddTable,
+    /// `nft create table` (an existing table is an error: EEXIST).
+    CreateTable,
     /// `nft delete table` (the table and everything in it).
     DeleteTable,
     /// `nft add chain` (an existing chain is no error).
@@ -162,6 +165,7 @@ impl ObjOp {
         let create = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
         match self {
             ObjOp::AddTable => (NFT_MSG_NEWTABLE, create),
+            ObjOp::CreateTable => (NFT_MSG_NEWTABLE, create | NLM_F_EXCL),
             ObjOp::DeleteTable => (NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK),
             ObjOp::AddChain => (NFT_MSG_NEWCHAIN, create),
             ObjOp::AddSet => (NFT_MSG_NEWSET, create),
