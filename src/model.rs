@@ -432,7 +432,7 @@ pub fn expand<'a>(
     for (owner, intent) in intents {
         for vip in &intent.vips {
             d.addrs.insert(AddrObj {
-                dev: vip.dev.clone(),
+                dev: vip.dev,
                 addr: vip.addr,
                 prefix: host_prefix(vip.addr),
             });
@@ -466,14 +466,14 @@ pub fn expand<'a>(
                 table: r.table,
                 dst: default.parse().expect("literal"),
                 via: Some(r.via),
-                dev: r.dev.clone(),
+                dev: r.dev,
             });
             for net in connected(&r.dev, r.vip.is_ipv4()) {
                 d.routes.insert(RouteObj {
                     table: r.table,
                     dst: net,
                     via: None,
-                    dev: r.dev.clone(),
+                    dev: r.dev,
                 });
             }
         }

@@ -66,7 +66,7 @@ fn suppress(ctx: &Ctx, env: &Env, a: ArpSuppressArgs) -> Result<Outcome> {
         addrs
             .iter()
             .find(|x| x.obj.addr == IpAddr::V4(ip))
-            .map(|x| x.obj.dev.clone())
+            .map(|x| x.obj.dev)
     };
     match a.mode {
         ArpModeArg::Nft => {

@@ -107,7 +107,7 @@ fn list(ctx: &Ctx, env: &Env) -> Result<Outcome> {
         let wanted = state.intents.values().any(|i| {
             i.vips.contains(&Vip {
                 addr: o.addr,
-                dev: o.dev.clone(),
+                dev: o.dev,
             })
         });
         let host = o.prefix == host_prefix(o.addr);

@@ -122,7 +122,7 @@ pub fn orphans(
                 vip: r.from,
                 table: r.table,
                 via,
-                dev: d.dev.clone(),
+                dev: d.dev,
                 priority: r.priority,
             });
         }
@@ -197,7 +197,7 @@ pub fn adopt_into(state: &mut State, o: &Orphans) {
     for a in &o.addrs {
         intent.vips.insert(Vip {
             addr: a.addr,
-            dev: a.dev.clone(),
+            dev: a.dev,
         });
         state.owned.addrs.insert(a.clone());
     }
