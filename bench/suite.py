@@ -84,8 +84,14 @@ def files_for(n):
     with open(f"{d}/ip-del.batch", "w") as f:
         f.writelines(f"addr del {vip(i)}/32 dev lo\n" for i in range(n))
     with open(f"{d}/base.nft", "w") as f:
+        # The same objects lbctl makes: the two sets and the two chains with their rules.
         f.write("table arp base {\n set vips { type ipv4_addr; }\n"
-                " map vip_rip { type ipv4_addr : ipv4_addr; }\n}\n")
+                " map vip_rip { type ipv4_addr : ipv4_addr; }\n"
+                " chain input { type filter hook input priority filter; policy accept;\n"
+                "  arp operation request arp daddr ip @vips counter drop; }\n"
+                " chain output { type filter hook output priority filter; policy accept;\n"
+                "  arp saddr ip @vips counter arp saddr ip set arp saddr ip map @vip_rip; }\n"
+                "}\n")
         f.write("add element arp base vips { " + ", ".join(vip(i) for i in range(n)) + " }\n")
         f.write("add element arp base vip_rip { "
                 + ", ".join(f"{vip(i)} : 198.18.0.11" for i in range(n)) + " }\n")
@@ -128,9 +134,12 @@ def batch_cycle(n):
     d = files_for(n)
     ns = netns("base")
     t_ip, _, _ = run(["ip", "-n", ns, "-batch", f"{d}/ip.batch"])
-    t_nft, _, _ = run(["ip", "netns", "exec", ns, "nft", "-f", f"{d}/base.nft"])
+    # nft enters the namespace as lbctl --netns and ip -n do (setns, no `ip netns exec`
+    # mount namespace and /sys remount on the baseline's clock).
+    nft = ["nsenter", f"--net=/run/netns/{ns}", "nft"]
+    t_nft, _, _ = run(nft + ["-f", f"{d}/base.nft"])
     t_ipd, _, _ = run(["ip", "-n", ns, "-batch", f"{d}/ip-del.batch"])
-    t_nftd, _, _ = run(["ip", "netns", "exec", ns, "nft", "delete", "table", "arp", "base"])
+    t_nftd, _, _ = run(nft + ["delete", "table", "arp", "base"])
     delns(ns)
     return {"add": t_ip + t_nft, "del": t_ipd + t_nftd}
 

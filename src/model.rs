@@ -82,15 +82,17 @@ pub fn host_prefix(ip: IpAddr) -> u8 {
     }
 }
 
-/// Check an interface name the way the kernel does (`dev_valid_name`).
+/// Check an interface name the way the kernel does (`dev_valid_name`: 1 to 15 bytes, not `.`
+/// or `..`, no `/`, `:` or C `isspace()` byte), so that every name the kernel reports is one
+/// lbctl accepts and no name lbctl accepts is refused by the kernel.
 pub fn validate_ifname(name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 15
         || name == "."
         || name == ".."
         || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+            .bytes()
+            .any(|b| matches!(b, b'/' | b':' | b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
     {
         return Err(usage!("invalid interface name '{name}'"));
     }
@@ -542,6 +544,11 @@ mod tests {
         assert!(validate_ifname("eth0.100").is_ok());
         assert!(validate_ifname("a234567890123456").is_err());
         assert!(validate_ifname("eth/0").is_err());
+        // The kernel's isspace() bytes are refused, other characters are not (as the kernel).
+        for bad in ["eth 0", "eth\t0", "eth\u{b}0", "eth\u{c}0", "eth:0"] {
+            assert!(validate_ifname(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_ifname("eth\u{a0}0").is_ok());
         assert!(validate_ifname("").is_err());
     }
 
