@@ -128,30 +128,6 @@ impl std::ops::Deref for IfName {
     }
 }
 
-impl AsRef<str> for IfName {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for IfName {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        self.as_str().as_ref()
-    }
-}
-
-impl std::borrow::Borrow<str> for IfName {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq<str> for IfName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for IfName {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
@@ -161,12 +137,6 @@ impl PartialEq<&str> for IfName {
 impl PartialEq<String> for IfName {
     fn eq(&self, other: &String) -> bool {
         self.as_str() == other
-    }
-}
-
-impl PartialEq<IfName> for str {
-    fn eq(&self, other: &IfName) -> bool {
-        self == other.as_str()
     }
 }
 

@@ -303,7 +303,12 @@ impl Sys {
     /// arrives, so 10,000 addresses never exist as 10,000 parsed messages at once (the
     /// `rtnetlink` connection queues a whole dump: ~5 MiB at 10,000 VIPs).
     pub fn addresses(&self) -> Result<Vec<AddrInfo>> {
-        let names = self.link_names()?;
+        // Each interface's name checked once, not once per address.
+        let names: BTreeMap<u32, IfName> = self
+            .link_names()?
+            .iter()
+            .filter_map(|(i, n)| Some((*i, IfName::new(n).ok()?)))
+            .collect();
         let what = "RTM_GETADDR dump";
         let out = std::cell::RefCell::new(Vec::new());
         let mut undecodable = None;
@@ -795,7 +800,7 @@ fn route_info(m: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<RouteIn
     })
 }
 
-fn addr_info(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<AddrInfo> {
+fn addr_info(m: &AddressMessage, names: &BTreeMap<u32, IfName>) -> Option<AddrInfo> {
     let mut local = None;
     let mut address = None;
     let mut marked = false;
@@ -809,7 +814,7 @@ fn addr_info(m: &AddressMessage, names: &BTreeMap<u32, String>) -> Option<AddrIn
     }
     Some(AddrInfo {
         obj: AddrObj {
-            dev: IfName::new(names.get(&m.header.index)?).ok()?,
+            dev: *names.get(&m.header.index)?,
             addr: local.or(address)?,
             prefix: m.header.prefix_len,
         },

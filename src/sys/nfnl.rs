@@ -26,11 +26,11 @@ use std::io;
 
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
-pub use super::nlsock::{attr_of, attrs, messages, Msg};
 use super::nlsock::{
-    errno_text, io_err, parse_error, NlSocket, NLMSG_ERROR, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP,
+    self, errno_text, finish, io_err, parse_error, NlSocket, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP,
     NLM_F_REQUEST,
 };
+pub use super::nlsock::{attr_of, attrs, messages, Msg};
 use crate::error::{Error, Result};
 
 /// `NFPROTO_ARP`: the family of a `table arp …`.
@@ -258,22 +258,17 @@ fn family_name(f: u8) -> &'static str {
 }
 
 /// Start a netlink message with an nfgenmsg header; returns its offset (for [`finish`]).
+/// Start an nfnetlink message: netlink header and `nfgenmsg` (see [`nlsock::begin`]).
 fn begin(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
-    let start = buf.len();
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by finish
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(&flags.to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
-    buf.push(family);
-    buf.push(0); // NFNETLINK_V0
-    buf.extend_from_slice(&res_id.to_be_bytes());
+    let start = nlsock::begin(buf, ty, flags, seq);
+    buf.extend_from_slice(&nfgenmsg(family, res_id));
     start
 }
 
-fn finish(buf: &mut [u8], start: usize) {
-    let len = (buf.len() - start) as u32;
-    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+/// `struct nfgenmsg`: family, NFNETLINK_V0, resource id (big-endian).
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; NFGENMSG_LEN] {
+    let [hi, lo] = res_id.to_be_bytes();
+    [family, 0, hi, lo]
 }
 
 fn pad(buf: &mut Vec<u8>) {
@@ -473,11 +468,7 @@ pub fn encode(batch: &Batch, seq0: u32) -> (Vec<u8>, Vec<MsgInfo>) {
 
 /// A dump request (`NLM_F_DUMP`) or a get, with its attributes already encoded.
 fn request(ty: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len());
-    let h = begin(&mut buf, nft_type(ty), flags, seq, family, 0);
-    buf.extend_from_slice(attrs);
-    finish(&mut buf, h);
-    buf
+    nlsock::request(nft_type(ty), flags, seq, &nfgenmsg(family, 0), attrs)
 }
 
 // ---------------------------------------------------------------------------------------------

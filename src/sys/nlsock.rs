@@ -38,18 +38,32 @@ pub struct Msg<'a> {
     pub payload: &'a [u8],
 }
 
-/// One request: netlink header, the protocol's fixed header (`ifaddrmsg`, `nfgenmsg`, …) and
-/// the encoded attributes.
-pub fn request(ty: u16, flags: u16, seq: u32, fixed: &[u8], attrs: &[u8]) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + fixed.len() + attrs.len();
-    let mut buf = Vec::with_capacity(len);
-    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+/// Start a message at the end of `buf` (several may share one datagram): its netlink header,
+/// with the length left for [`finish`]. Returns where the message starts.
+pub fn begin(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by finish
     buf.extend_from_slice(&ty.to_ne_bytes());
     buf.extend_from_slice(&flags.to_ne_bytes());
     buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel's
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+    start
+}
+
+/// Set the length of the message that starts at `start` and runs to the end of `buf`.
+pub fn finish(buf: &mut [u8], start: usize) {
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// One request: netlink header, the protocol's fixed header (`ifaddrmsg`, `nfgenmsg`, …) and
+/// the encoded attributes.
+pub fn request(ty: u16, flags: u16, seq: u32, fixed: &[u8], attrs: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(NLMSG_HDRLEN + fixed.len() + attrs.len());
+    let h = begin(&mut buf, ty, flags, seq);
     buf.extend_from_slice(fixed);
     buf.extend_from_slice(attrs);
+    finish(&mut buf, h);
     buf
 }
 
